@@ -1,0 +1,58 @@
+"""cellcache: a run-cache for Jupyter cells.
+
+``%load_ext cellcache`` registers ``%%cached`` and ``%cellcache``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from cellcache.api import clear, invalidate, last_run, panel, stats
+from cellcache.errors import CacheWarning, CellcacheError
+from cellcache.runner import StepRun
+from cellcache.store.index import StepStats
+
+__all__ = [
+    "CacheWarning",
+    "CellcacheError",
+    "StepRun",
+    "StepStats",
+    "clear",
+    "invalidate",
+    "last_run",
+    "load_ipython_extension",
+    "panel",
+    "stats",
+    "unload_ipython_extension",
+]
+__version__ = "0.1.0"
+
+_SESSION_ATTR = "_cellcache_session"
+
+
+def load_ipython_extension(shell: Any) -> None:
+    from cellcache import api, config
+    from cellcache.magic import CellcacheMagics
+    from cellcache.runner import Session
+
+    if getattr(shell, _SESSION_ATTR, None) is not None:
+        return  # loading twice keeps the one session, its hooks and its last run
+    session = Session(shell, config.resolve())
+    setattr(shell, _SESSION_ATTR, session)
+    shell.register_magics(CellcacheMagics(shell, session))
+    shell.events.register("pre_run_cell", session.pre_run_cell)
+    api.active = session
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    from cellcache import api
+
+    session = getattr(shell, _SESSION_ATTR, None)
+    if session is None:
+        return
+    shell.events.unregister("pre_run_cell", session.pre_run_cell)
+    magics = shell.magics_manager.magics
+    magics["cell"].pop("cached", None)
+    magics["line"].pop("cellcache", None)
+    setattr(shell, _SESSION_ATTR, None)
+    if api.active is session:
+        api.active = None

@@ -1,0 +1,60 @@
+"""The plain Python API, shared by the magic, the panel and the CLI."""
+from __future__ import annotations
+
+from typing import Any
+
+from cellcache import config as _config
+from cellcache.runner import Session, StepRun
+from cellcache.stats import render_text
+from cellcache.store.index import StepStats
+from cellcache.store.local import LocalStore
+
+# The session of the shell the extension is loaded in, if any.
+active: Session | None = None
+
+
+def _store() -> LocalStore:
+    return active.store if active is not None else LocalStore(_config.resolve().dir)
+
+
+def last_run() -> StepRun | None:
+    return active.last if active is not None else None
+
+
+def stats(store: LocalStore | None = None) -> list[StepStats]:
+    return (store or _store()).step_rows()
+
+
+def invalidate(name: str, store: LocalStore | None = None) -> int:
+    return (store or _store()).invalidate(name)
+
+
+def clear(store: LocalStore | None = None) -> int:
+    return (store or _store()).clear()
+
+
+def stats_text(store: LocalStore | None = None) -> str:
+    store = store or _store()
+    return render_text(store.step_rows(), str(store.root))
+
+
+def info_text(session: Session) -> str:
+    cfg = session.config
+    return "\n".join(
+        [
+            f"cellcache: {'on' if session.enabled else 'off'}",
+            f"store:  {cfg.dir}",
+            f"remote: {cfg.remote or '-'}",
+            f"signing key: {'CELLCACHE_KEY' if cfg.key else 'local store secret'}",
+            f"last run: {session.last}" if session.last else "last run: -",
+        ]
+    )
+
+
+def panel(session: Session | None = None) -> Any:
+    from cellcache.widget import CachePanel  # ipywidgets is imported only when a panel is asked for
+
+    session = session or active
+    if session is None:
+        return CachePanel(_store())
+    return CachePanel(session.store, session=session)

@@ -1,0 +1,112 @@
+"""``%%cached`` and ``%cellcache``: parse the line, call the session, show the answer."""
+from __future__ import annotations
+
+import argparse
+import shlex
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from cellcache import api
+from cellcache.errors import DepNotFound
+from cellcache.runner import Session
+from cellcache.spec import STRATEGIES, StageSpec, parse_duration, parse_size
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+_CELLCACHE_USAGE = (
+    "usage: %cellcache [panel | stats | info | invalidate NAME | clear | gc [--max-size 5GB] [--older-than 30d] | on | off]"
+)
+
+
+@magics_class
+class CellcacheMagics(Magics):
+    def __init__(self, shell: Any, session: Session) -> None:
+        super().__init__(shell)
+        self.session = session
+
+    @magic_arguments()
+    @argument("name", nargs="?", default=None, help="step name for stats and invalidation (not part of the key)")
+    @argument("-d", "--deps", nargs="+", action="extend", default=[], metavar="PATH", help="files, folders or globs the result depends on")
+    @argument("-o", "--outs", nargs="+", action="extend", default=[], metavar="PATH", help="files or folders the cell writes")
+    @argument("-s", "--strategy", default="code_hash", choices=STRATEGIES, help="what the key covers (default: code_hash)")
+    @argument("-f", "--force", action="store_true", help="run and replace the entry")
+    @argument("-e", "--explain", action="store_true", help="print why this was a hit or a miss")
+    @argument("-i", "--ignore", nargs="+", action="extend", default=[], metavar="VAR", help="variables left out of the key")
+    @argument("--ttl", type=_duration, default=None, metavar="DURATION", help="entries older than this miss (90s, 30m, 12h, 7d)")
+    @cell_magic
+    def cached(self, line: str, cell: str) -> None:
+        """Run the cell only if its code, inputs or files changed; otherwise restore what it produced."""
+        try:
+            argv = shlex.split(line)  # posix splitting: a quoted glob arrives without its quotes
+        except ValueError as exc:
+            raise UsageError(f"%%cached: cannot parse {line!r}: {exc}") from None
+        args = self.cached.parser.parse_args(argv)
+        spec = StageSpec(
+            name=args.name,
+            deps=tuple(args.deps),
+            outs=tuple(args.outs),
+            strategy=args.strategy,
+            force=args.force,
+            explain=args.explain,
+            ignore=frozenset(args.ignore),
+            ttl=args.ttl,
+        )
+        try:
+            self.session.run(spec, cell)
+        except DepNotFound as exc:
+            raise UsageError(f"%%cached: {exc}; the cell did not run") from None
+
+    @line_magic
+    def cellcache(self, line: str) -> Any:
+        """Show the cache panel, or manage the store: %cellcache stats|info|invalidate NAME|clear|gc|on|off."""
+        words = line.split()
+        command, rest = (words[0], words[1:]) if words else ("panel", [])
+        session = self.session
+        if command == "panel" and not rest:
+            return api.panel(session)
+        if command == "stats" and not rest:
+            print(api.stats_text(session.store))
+        elif command == "info" and not rest:
+            print(api.info_text(session))
+        elif command == "invalidate":
+            if len(rest) != 1:
+                raise UsageError("usage: %cellcache invalidate NAME (one step name; see %cellcache stats for the names)")
+            dropped = session.store.invalidate(rest[0])
+            print(f"cellcache: invalidated step {rest[0]!r} ({dropped} entr{'y' if dropped == 1 else 'ies'} dropped)")
+        elif command == "clear" and not rest:
+            dropped = session.store.clear()
+            print(f"cellcache: cleared the store at {session.store.root} ({dropped} entries dropped)")
+        elif command == "gc":
+            parser = argparse.ArgumentParser(prog="%cellcache gc", add_help=False, exit_on_error=False)
+            parser.add_argument("--max-size", type=_size, default=None)
+            parser.add_argument("--older-than", type=_duration, default=None)
+            try:
+                opts = parser.parse_args(rest)
+            except (argparse.ArgumentError, SystemExit) as exc:
+                raise UsageError(f"{exc}\nusage: %cellcache gc [--max-size 5GB] [--older-than 30d]") from None
+            if opts.max_size is None and opts.older_than is None:
+                raise UsageError("usage: %cellcache gc [--max-size 5GB] [--older-than 30d] (give at least one)")
+            count, freed = session.store.gc(max_size=opts.max_size, older_than=opts.older_than)
+            print(f"cellcache: gc dropped {count} entries, freed {freed / 1e6:.1f} MB")
+        elif command in ("on", "off") and not rest:
+            session.enabled = command == "on"
+            print(f"cellcache: {'on' if session.enabled else 'off: %%cached cells run plainly'}")
+        else:
+            raise UsageError(f"unknown or malformed command {line.strip()!r}\n{_CELLCACHE_USAGE}")
+        return None

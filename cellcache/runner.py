@@ -1,0 +1,436 @@
+"""Restore or run one ``%%cached`` cell.
+
+The flow follows DESIGN.md: analyse the cell, fingerprint what it reads,
+build the key, try to restore, and only on a miss run the cell (through the
+shell, so it behaves exactly as without the magic) and store what it bound.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from cellcache import files, reasons
+from cellcache.analysis import CellNames, analyze
+from cellcache.capture import recording, replay
+from cellcache.config import Config
+from cellcache.errors import CacheWarning, OutNotProduced, StoreError, Unfingerprintable
+from cellcache.fingerprint import describe, fingerprint, module_digest, module_version
+from cellcache.key import StageKey, code_digest
+from cellcache.spec import StageSpec
+from cellcache.store import format as fmt
+from cellcache.store.local import LocalStore
+from cellcache.store.manifest import FileDigest, Manifest, OutFile
+
+# IPython's own bookkeeping names: never inputs worth keying, never outputs worth restoring.
+_SHELL_NAME = re.compile(r"^(_+|_i+|_i?\d+|_ih|_oh|_dh|In|Out|get_ipython|exit|quit)$")
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """What happened to the last ``%%cached`` cell."""
+
+    name: str
+    hit: bool
+    key: str | None
+    seconds: float
+    saved_seconds: float
+    reason: str
+    status: str  # "hit", "miss", "error", "uncached" or "would-run" (restore-only mode)
+
+
+class StopAtMiss(Exception):
+    """Raised into a restore-only run (``cellcache status``) at the first cell that would run."""
+
+
+class _UnfingerprintableInput(Exception):
+    def __init__(self, name: str, cause: Unfingerprintable) -> None:
+        super().__init__(name)
+        self.name, self.cause = name, cause
+
+
+def _component_inputs(values: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    digests, descriptions = {}, {}
+    for name, value in values.items():
+        try:
+            digests[name] = fingerprint(value).hex()
+        except Unfingerprintable as exc:
+            raise _UnfingerprintableInput(name, exc) from exc
+        descriptions[f"input:{name}"] = describe(value)
+    return digests, descriptions
+
+
+def _module_components(imports: frozenset[str]) -> dict[str, str]:
+    components = {}
+    for module in sorted(imports):
+        local = module_digest(module)
+        if local is not None:
+            components[f"module:{module}"] = local.hex()
+            continue
+        version = module_version(module)
+        if version is not None and version != "stdlib":
+            components[f"package:{module}"] = version.partition("==")[2] or version
+    return components
+
+
+class Session:
+    """cellcache's state for one shell: settings, store, switches, last run."""
+
+    def __init__(self, shell: Any, config: Config) -> None:
+        self.shell = shell
+        self.config = config
+        self.enabled = not config.disable
+        self.cell_id: str | None = None
+        self.last: StepRun | None = None
+        self.listeners: list[Callable[[StepRun], None]] = []
+        self._store: LocalStore | None = None
+        self._nested = False
+        # Set by `cellcache run` / `cellcache status` in the kernel they start.
+        self.batch_report: Path | None = None
+        self.force_all = False
+        self.restore_only = False
+
+    def configure_batch(self, report: str | None = None, force: bool = False, restore_only: bool = False) -> None:
+        """Batch mode: append one JSON line per step to ``report``; force every step, or never run a missing one."""
+        self.batch_report = Path(report) if report else None
+        self.force_all = force
+        self.restore_only = restore_only
+
+    @property
+    def store(self) -> LocalStore:
+        if self._store is None:
+            self._store = LocalStore(self.config.dir)
+        return self._store
+
+    def pre_run_cell(self, info: Any) -> None:
+        if not self._nested:
+            self.cell_id = getattr(info, "cell_id", None)
+
+    # the flow ----------------------------------------------------------------
+
+    def run(self, spec: StageSpec, body: str) -> StepRun:
+        started = time.perf_counter()
+        transformed = self.shell.transform_cell(body)
+        try:
+            names = analyze(transformed)
+            code = code_digest(transformed)
+        except SyntaxError:
+            # Let the shell report the error exactly as it would without the magic.
+            return self._finish(self._plain(spec.name or "cell", body, started, "syntax error"))
+        name = spec.name or self.cell_id or f"cell-{code[:8]}"
+        if not self.enabled:
+            return self._finish(self._plain(name, body, started, reasons.DISABLED))
+        if spec.strategy == "off":
+            return self._finish(self._plain(name, body, started, reasons.STRATEGY_OFF))
+
+        ns = self.shell.user_ns
+        read_names = sorted(n for n in names.reads if n in ns and n not in spec.ignore and not _SHELL_NAME.match(n))
+        try:
+            inputs, descriptions = _component_inputs({n: ns[n] for n in read_names})
+        except _UnfingerprintableInput as exc:
+            culprit = exc.name
+            warnings.warn(
+                f"cellcache: step {name!r} ran uncached: input `{culprit}` can't be fingerprinted ({exc.cause}). "
+                f"If it does not affect the result, leave it out of the key with `--ignore {culprit}`.",
+                CacheWarning,
+                stacklevel=2,
+            )
+            return self._finish(self._plain(name, body, started, f"input `{culprit}` can't be fingerprinted"))
+        cwd = Path.cwd()
+        # A missing dep raises DepNotFound here, before anything runs.
+        dep_paths = files.expand(spec.deps, cwd) if spec.deps else []
+        file_digests = files.digests(dep_paths, cwd, self._stat_cache())
+        key = StageKey.build(
+            strategy=spec.strategy, code=code, inputs=inputs, files=file_digests, modules=_module_components(names.imports)
+        )
+
+        miss_reason = reasons.FORCED if (spec.force or self.force_all) else None
+        if miss_reason is None:
+            manifest, miss_reason = self._lookup(name, key, spec, cwd)
+            if manifest is not None:
+                bundle = self._load(manifest)
+                if bundle is not None and self._restore_outs(manifest, cwd):
+                    return self._finish(self._restore(name, spec, manifest, bundle, started))
+                miss_reason = "stored entry was unreadable"
+        if miss_reason is None:
+            miss_reason = self._explain_new_key(name, key, descriptions)
+        if self.restore_only:
+            return self._finish(self._stop_at_miss(name, key, miss_reason))
+        if spec.explain:
+            print(f"cellcache: {name}: miss: {miss_reason}")
+        run = self._run_and_store(name, body, names, key, inputs, descriptions, miss_reason, started, spec, cwd, dep_paths)
+        return self._finish(run)
+
+    # lookup ------------------------------------------------------------------
+
+    def _stat_cache(self) -> files.StatCache | None:
+        try:
+            return self.store.index
+        except Exception:  # noqa: BLE001 - without an index, files are simply read each time
+            return None
+
+    def _lookup(self, name: str, key: StageKey, spec: StageSpec, cwd: Path) -> tuple[Manifest | None, str | None]:
+        try:
+            manifest = self.store.manifest(key.digest)
+        except StoreError as exc:
+            warnings.warn(f"cellcache: step {name!r}: ignoring a broken entry, the cell will run: {exc}", CacheWarning, stacklevel=3)
+            return None, "stored entry was broken"
+        if manifest is None:
+            return None, None
+        if spec.ttl is not None and time.time() - manifest.created > spec.ttl:
+            return None, reasons.TTL_EXPIRED
+        cache = self._stat_cache()
+        stale = [
+            f"implicit file {d.path} {'is gone' if now is None else 'changed'}"
+            for d in manifest.implicit
+            if (now := files.current_digest(d.path, cwd, cache)) != d.digest
+        ]
+        if stale:
+            return None, reasons.summarize(stale)
+        return manifest, None
+
+    def _load(self, manifest: Manifest) -> dict[str, Any] | None:
+        try:
+            bundle = self.store.load(manifest)
+            if not isinstance(bundle, dict) or "ns" not in bundle:
+                raise StoreError("blob does not hold a cellcache bundle")
+            return bundle
+        except (StoreError, OSError) as exc:
+            warnings.warn(f"cellcache: step {manifest.step!r}: ignoring a broken entry, the cell will run: {exc}", CacheWarning, stacklevel=4)
+            return None
+
+    def _explain_new_key(self, name: str, key: StageKey, descriptions: Mapping[str, str]) -> str:
+        try:
+            previous = self.store.last_manifest(name) if self.store.exists() else None
+            invalidated_at = self.store.index.invalidated_at(name) if self.store.exists() else None
+        except Exception:  # noqa: BLE001 - the index is advisory; an explanation is not worth a crash
+            previous, invalidated_at = None, None
+        if previous is None:
+            return reasons.INVALIDATED if invalidated_at is not None else reasons.FIRST_RUN
+        return reasons.explain_miss(previous.components, key.components, previous.descriptions, descriptions)
+
+    # hit -----------------------------------------------------------------------
+
+    def _restore_outs(self, manifest: Manifest, cwd: Path) -> bool:
+        try:
+            for out in manifest.outs:
+                self.store.restore_file(out, cwd / out.path, self._stat_cache())
+        except (StoreError, OSError) as exc:
+            warnings.warn(f"cellcache: step {manifest.step!r}: cannot write back its --outs, the cell will run: {exc}", CacheWarning, stacklevel=4)
+            return False
+        return True
+
+    def _restore(self, name: str, spec: StageSpec, manifest: Manifest, bundle: dict[str, Any], started: float) -> StepRun:
+        ns = self.shell.user_ns
+        ns.update(bundle["ns"])
+        for gone in manifest.deletes:
+            ns.pop(gone, None)
+        reason = reasons.HIT
+        if spec.explain:
+            print(f"cellcache: {name}: hit: {reason} (saved {manifest.seconds:.2f}s)")
+        replay(self.shell, bundle.get("record", {}), ns.get(manifest.result_name) if manifest.result_name else None)
+        seconds = time.perf_counter() - started
+        saved = max(manifest.seconds - seconds, 0.0)
+        self._record(name, manifest.key, "hit", seconds, saved, reason)
+        return StepRun(name=name, hit=True, key=manifest.key, seconds=seconds, saved_seconds=saved, reason=reason, status="hit")
+
+    # miss ----------------------------------------------------------------------
+
+    def _execute(self, body: str) -> Any:
+        """Run the body through the shell, so output, tracebacks and magics behave as without cellcache."""
+        hook = self.shell.displayhook
+        outer = getattr(hook, "exec_result", None)
+        # IPython decides whether `expr;` is silenced from the last *stored* input, which is the
+        # outer `%%cached` cell; judge it from the body instead.
+        silenced = body.rstrip().endswith(";")
+        self._nested = True
+        hook.quiet = lambda: silenced
+        try:
+            result = self.shell.run_cell(body, store_history=False)
+        finally:
+            self._nested = False
+            del hook.quiet
+            hook.exec_result = outer
+        if not result.success and outer is not None:
+            # The shell already showed the traceback; failing the outer cell too is what makes
+            # nbclient and ipykernel report the error instead of a silent success.
+            outer.error_in_exec = result.error_in_exec or result.error_before_exec
+        return result
+
+    def _stop_at_miss(self, name: str, key: StageKey, reason: str) -> StepRun:
+        print(f"cellcache: {name}: would run: {reason}")
+        outer = getattr(self.shell.displayhook, "exec_result", None)
+        if outer is not None:
+            outer.error_in_exec = StopAtMiss(f"step {name!r} would run: {reason}")
+        return StepRun(name=name, hit=False, key=key.digest, seconds=0.0, saved_seconds=0.0, reason=reason, status="would-run")
+
+    def _plain(self, name: str, body: str, started: float, reason: str) -> StepRun:
+        result = self._execute(body)
+        return StepRun(
+            name=name,
+            hit=False,
+            key=None,
+            seconds=time.perf_counter() - started,
+            saved_seconds=0.0,
+            reason=reason,
+            status="uncached" if result.success else "error",
+        )
+
+    def _run_and_store(
+        self,
+        name: str,
+        body: str,
+        names: CellNames,
+        key: StageKey,
+        inputs: Mapping[str, str],
+        descriptions: Mapping[str, str],
+        reason: str,
+        started: float,
+        spec: StageSpec,
+        cwd: Path,
+        dep_paths: list[Path],
+    ) -> StepRun:
+        ns = self.shell.user_ns
+        before = {k: id(v) for k, v in ns.items()}
+        run_started = time.perf_counter()
+        with recording(self.shell) as rec, files.OpenRecorder(exclude=[self.config.dir]) as opened:
+            result = self._execute(body)
+        seconds = time.perf_counter() - run_started
+        if not result.success:
+            self._record(name, key.digest, "error", seconds, 0.0, reason)
+            return StepRun(name=name, hit=False, key=key.digest, seconds=seconds, saved_seconds=0.0, reason=reason, status="error")
+        try:
+            out_paths = files.produced_outs(spec.outs, cwd)
+        except OutNotProduced as exc:
+            return self._fail_outer(name, key, exc, seconds, reason)
+
+        def keep(n: str) -> bool:
+            return n not in spec.ignore and not _SHELL_NAME.match(n)
+
+        rebound = {k for k, v in ns.items() if before.get(k) != id(v)}
+        outputs = {n for n in (names.writes | rebound) if n in ns and keep(n)}
+        for n in inputs:
+            if n not in outputs and n in ns and _digest_changed(ns[n], inputs[n]):
+                outputs.add(n)  # mutated in place: the restored namespace must carry the new value
+        deletes = sorted(n for n in before if n not in ns and keep(n))
+        values = {n: ns[n] for n in sorted(outputs)}
+        result_name = None
+        if result.result is not None:
+            result_name = next((n for n, v in values.items() if v is result.result), None)
+        declared = set(dep_paths) | set(out_paths)
+        implicit = [p for p in opened.files_read() if p not in declared]
+        self._store_entry(name, key, descriptions, values, deletes, result_name, rec.as_record(), seconds, cwd, implicit, out_paths)
+        self._record(name, key.digest, "miss", seconds, 0.0, reason)
+        return StepRun(
+            name=name, hit=False, key=key.digest, seconds=time.perf_counter() - started, saved_seconds=0.0, reason=reason, status="miss"
+        )
+
+    def _store_entry(
+        self,
+        name: str,
+        key: StageKey,
+        descriptions: Mapping[str, str],
+        values: dict[str, Any],
+        deletes: list[str],
+        result_name: str | None,
+        record: dict[str, Any],
+        seconds: float,
+        cwd: Path,
+        implicit: list[Path],
+        out_paths: list[Path],
+    ) -> None:
+        try:
+            cache = self._stat_cache()
+            implicit_digests = tuple(FileDigest(p, d) for p, d in files.digests(implicit, cwd, cache).items())
+            outs = tuple(
+                OutFile(path=files.display_path(p, cwd), blob=blob, size=size, mode=p.stat().st_mode & 0o777)
+                for p in out_paths
+                for blob, size in [self.store.put_file_blob(p)]
+            )
+        except OSError as exc:
+            self._warn_not_stored(name, f"the store could not be written ({exc})")
+            return
+        try:
+            blob, size = self.store.put_blob({"ns": values, "record": record})
+        except OSError as exc:
+            self._warn_not_stored(name, f"the store could not be written ({exc})")
+            return
+        except Exception as exc:
+            culprit = fmt.first_unpicklable(values)
+            if culprit is None:
+                self._warn_not_stored(name, f"the outputs could not be pickled ({type(exc).__name__}: {exc})")
+            else:
+                cname, cexc = culprit
+                self._warn_not_stored(
+                    name,
+                    f"output `{cname}` can't be pickled ({type(cexc).__name__}: {cexc}); "
+                    f"add `--ignore {cname}` to leave it out of the cache",
+                )
+            return
+        manifest = Manifest(
+            key=key.digest,
+            step=name,
+            created=time.time(),
+            seconds=seconds,
+            blob=blob,
+            blob_size=size,
+            outputs=tuple(values),
+            deletes=tuple(deletes),
+            result_name=result_name,
+            components=dict(key.components),
+            descriptions=dict(descriptions),
+            outs=outs,
+            implicit=implicit_digests,
+        )
+        try:
+            self.store.commit(manifest)
+        except Exception as exc:  # noqa: BLE001 - disk full, read-only, locked index: all mean "not stored"
+            self._warn_not_stored(name, f"the store could not be written ({type(exc).__name__}: {exc})")
+
+    def _fail_outer(self, name: str, key: StageKey, exc: Exception, seconds: float, reason: str) -> StepRun:
+        """A broken promise of the cell (an --outs it did not write): say so, store nothing, fail the cell."""
+        print(f"cellcache: step {name!r}: {exc}; nothing was stored (its variables are in the namespace)", file=sys.stderr)
+        outer = getattr(self.shell.displayhook, "exec_result", None)
+        if outer is not None:
+            outer.error_in_exec = exc
+        self._record(name, key.digest, "error", seconds, 0.0, reason)
+        return StepRun(name=name, hit=False, key=key.digest, seconds=seconds, saved_seconds=0.0, reason=str(exc), status="error")
+
+    def _warn_not_stored(self, name: str, why: str) -> None:
+        warnings.warn(
+            f"cellcache: step {name!r} was not stored: {why}. Its results are in the namespace as usual.",
+            CacheWarning,
+            stacklevel=5,
+        )
+
+    # bookkeeping ---------------------------------------------------------------
+
+    def _record(self, name: str, key: str | None, status: str, seconds: float, saved: float, reason: str) -> None:
+        try:
+            self.store.record_run(name, key, status, seconds, saved, reason)
+        except Exception as exc:  # noqa: BLE001 - statistics must never cost a result
+            warnings.warn(f"cellcache: could not record the run of {name!r} in the index: {exc}", CacheWarning, stacklevel=4)
+
+    def _finish(self, run: StepRun) -> StepRun:
+        self.last = run
+        if self.batch_report is not None:
+            with self.batch_report.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(asdict(run)) + "\n")
+        for listener in list(self.listeners):
+            try:
+                listener(run)
+            except Exception as exc:  # noqa: BLE001 - a broken panel must not break the cell
+                warnings.warn(f"cellcache: a listener failed: {exc}", CacheWarning, stacklevel=2)
+        return run
+
+
+def _digest_changed(value: Any, digest: str) -> bool:
+    try:
+        return fingerprint(value).hex() != digest
+    except Unfingerprintable:
+        return True

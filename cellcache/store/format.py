@@ -1,0 +1,127 @@
+"""How values become bytes: joblib pickles, hashed while they are written.
+
+This is the *format* axis (as in marimo's loaders); where the bytes live is
+the store's business.
+"""
+from __future__ import annotations
+
+import importlib
+import io
+import marshal
+import pickle
+import sys
+import types
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import cloudpickle
+import joblib
+import xxhash
+from joblib.numpy_pickle import NumpyPickler
+
+from cellcache.errors import EntryCorrupt
+
+
+class HashingWriter(io.RawIOBase):
+    """A write-only file that digests everything passing through it."""
+
+    def __init__(self, target: BinaryIO) -> None:
+        self._target = target
+        self._hasher = xxhash.xxh3_128()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:  # type: ignore[override]
+        view = memoryview(data)
+        self._hasher.update(view)
+        self._target.write(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        # joblib aligns array data on the write position, which keeps blobs memory-mappable.
+        return self.size
+
+    def hexdigest(self) -> str:
+        return self._hasher.hexdigest()
+
+
+def _defined_in_notebook(obj: Any) -> bool:
+    return getattr(obj, "__module__", None) == "__main__"
+
+
+def _rebuild_function(
+    code: bytes, name: str, qualname: str, defaults: Any, kwdefaults: Any, closure: tuple, attrs: dict
+) -> types.FunctionType:
+    # The notebook's namespace is __main__'s, in a kernel as in a script: a restored function
+    # reads the live globals, exactly as the function the cell defined did.
+    namespace = vars(sys.modules["__main__"])
+    cells = tuple(types.CellType(v) for v in closure)
+    fn = types.FunctionType(marshal.loads(code), namespace, name, defaults, cells or None)
+    fn.__qualname__, fn.__kwdefaults__ = qualname, kwdefaults
+    fn.__dict__.update(attrs)
+    return fn
+
+
+class BundlePickler(NumpyPickler):
+    """joblib's pickler, plus what a notebook namespace needs to survive a new kernel.
+
+    Functions and classes the notebook defined live in ``__main__``; pickled by
+    reference they could only be loaded where they already exist, so they are
+    stored by value. Modules are stored by name and imported on load.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind is types.ModuleType:
+            return importlib.import_module, (obj.__name__,)
+        if kind is types.FunctionType and _defined_in_notebook(obj):
+            closure = tuple(c.cell_contents for c in obj.__closure__ or ())
+            return _rebuild_function, (
+                marshal.dumps(obj.__code__),
+                obj.__name__,
+                obj.__qualname__,
+                obj.__defaults__,
+                obj.__kwdefaults__,
+                closure,
+                dict(obj.__dict__),
+            )
+        if isinstance(obj, type) and _defined_in_notebook(obj):
+            return cloudpickle.loads, (cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL),)
+        return NotImplemented
+
+
+def dump(value: Any, target: BinaryIO) -> tuple[str, int]:
+    """Write ``value`` as a joblib pickle (readable by ``joblib.load``); return (content digest, size)."""
+    writer = HashingWriter(target)
+    BundlePickler(writer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return writer.hexdigest(), writer.size
+
+
+def load(path: Path) -> Any:
+    try:
+        return joblib.load(path)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # unpickling a damaged file can raise almost anything
+        raise EntryCorrupt(f"blob {path.name} cannot be read: {type(exc).__name__}: {exc}") from exc
+
+
+def file_digest(path: Path, chunk: int = 1 << 24) -> str:
+    hasher = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def first_unpicklable(values: dict[str, Any]) -> tuple[str, Exception] | None:
+    """Name the value that stops the bundle from pickling (only called after a failure)."""
+    for name, value in values.items():
+        try:
+            BundlePickler(io.BytesIO(), protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+        except Exception as exc:
+            return name, exc
+    return None

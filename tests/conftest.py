@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the developer's settings or writes to their home."""
+    for name in ("CELLCACHE_DIR", "CELLCACHE_REMOTE", "CELLCACHE_KEY", "CELLCACHE_DISABLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path_factory.getbasetemp() / "ipython"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+@pytest.fixture
+def shell(store_dir: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+    """A fresh real InteractiveShell with cellcache loaded and a private store."""
+    monkeypatch.setenv("CELLCACHE_DIR", str(store_dir))
+    InteractiveShell.clear_instance()
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    sh = InteractiveShell.instance(config=config)
+    sh.run_line_magic("load_ext", "cellcache")
+    yield sh
+    sh.run_line_magic("unload_ext", "cellcache")
+    InteractiveShell.clear_instance()
+
+
+def run(shell: InteractiveShell, source: str, cell_id: str | None = None):
+    """Run one cell and fail the test with the cell's own error if it raised."""
+    result = shell.run_cell(source, store_history=True, cell_id=cell_id)
+    result.raise_error()
+    return result
