@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from functools import lru_cache
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -29,6 +30,15 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+@lru_cache(maxsize=256)
+def _split(line: str) -> list[str]:
+    # posix splitting, so a quoted glob arrives without its quotes (IPython's own split keeps them)
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"%%cached: cannot parse {line!r}: {exc}") from None
+
+
 _CELLCACHE_USAGE = (
     "usage: %cellcache [panel | stats | info | invalidate NAME | clear | gc [--max-size 5GB] [--older-than 30d] | on | off]"
 )
@@ -52,11 +62,7 @@ class CellcacheMagics(Magics):
     @cell_magic
     def cached(self, line: str, cell: str) -> None:
         """Run the cell only if its code, inputs or files changed; otherwise restore what it produced."""
-        try:
-            argv = shlex.split(line)  # posix splitting: a quoted glob arrives without its quotes
-        except ValueError as exc:
-            raise UsageError(f"%%cached: cannot parse {line!r}: {exc}") from None
-        args = self.cached.parser.parse_args(argv)
+        args = self.cached.parser.parse_args(_split(line))
         spec = StageSpec(
             name=args.name,
             deps=tuple(args.deps),

@@ -90,6 +90,7 @@ class Session:
         self.listeners: list[Callable[[StepRun], None]] = []
         self._store: LocalStore | None = None
         self._nested = False
+        self._transformed: dict[str, str] = {}
         # Set by `cellcache run` / `cellcache status` in the kernel they start.
         self.batch_report: Path | None = None
         self.force_all = False
@@ -107,6 +108,15 @@ class Session:
             self._store = LocalStore(self.config.dir)
         return self._store
 
+    def _transform(self, body: str) -> str:
+        # IPython's transform costs a tokenize pass; a re-run cell has the same body.
+        transformed = self._transformed.get(body)
+        if transformed is None:
+            if len(self._transformed) > 256:
+                self._transformed.clear()
+            transformed = self._transformed[body] = self.shell.transform_cell(body)
+        return transformed
+
     def pre_run_cell(self, info: Any) -> None:
         if not self._nested:
             self.cell_id = getattr(info, "cell_id", None)
@@ -115,7 +125,7 @@ class Session:
 
     def run(self, spec: StageSpec, body: str) -> StepRun:
         started = time.perf_counter()
-        transformed = self.shell.transform_cell(body)
+        transformed = self._transform(body)
         try:
             names = analyze(transformed)
             code = code_digest(transformed)

@@ -64,18 +64,33 @@ def test_tampered_manifest_is_refused(tmp_path):
     store = LocalStore(tmp_path)
     put(store, "a" * 32, {"x": 1})
     path = store.manifest_path("a" * 32)
-    envelope = json.loads(path.read_text())
-    envelope["manifest"]["outputs"] = ["y"]
-    path.write_text(json.dumps(envelope))
-    with pytest.raises(UntrustedEntry):
+    signature, body = path.read_bytes().split(b"\n", 1)
+    path.write_bytes(signature + b"\n" + body.replace(b'"outputs":["x"]', b'"outputs":["y"]'))
+    with pytest.raises(UntrustedEntry, match="does not match"):
         store.manifest("a" * 32)
-    envelope.pop("signature")
-    path.write_text(json.dumps(envelope))
+    path.write_bytes(body)  # the signature line removed
     with pytest.raises(UntrustedEntry, match="unsigned"):
         store.manifest("a" * 32)
-    path.write_text("{not json")
-    with pytest.raises(EntryCorrupt):
-        store.manifest("a" * 32)
+    other = LocalStore(tmp_path / "elsewhere")  # another store's secret
+    path.write_bytes(signature + b"\n" + body)
+    assert store.manifest("a" * 32) is not None
+    other.manifest_path("a" * 32).parent.mkdir(parents=True)
+    other.manifest_path("a" * 32).write_bytes(path.read_bytes())
+    with pytest.raises(UntrustedEntry, match="does not match"):
+        other.manifest("a" * 32)
+
+
+def test_garbage_manifest_is_corrupt_not_a_crash(tmp_path):
+    import hashlib
+    import hmac
+
+    store = LocalStore(tmp_path)
+    path = store.manifest_path("b" * 32)
+    path.parent.mkdir(parents=True)
+    body = b"{not json"
+    path.write_bytes(hmac.new(store.secret, body, hashlib.sha256).hexdigest().encode() + b"\n" + body)
+    with pytest.raises(EntryCorrupt, match="not valid JSON"):
+        store.manifest("b" * 32)
 
 
 def test_index_is_sqlite_in_wal_mode(tmp_path):

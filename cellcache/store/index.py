@@ -17,13 +17,11 @@ CREATE TABLE IF NOT EXISTS entries(
     key TEXT PRIMARY KEY,
     step TEXT NOT NULL,
     created REAL NOT NULL,
-    last_used REAL NOT NULL,
     size INTEGER NOT NULL,
     seconds REAL NOT NULL,
     blob TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entries_step ON entries(step);
-CREATE INDEX IF NOT EXISTS entries_last_used ON entries(last_used);
 CREATE TABLE IF NOT EXISTS steps(
     name TEXT PRIMARY KEY,
     last_key TEXT,
@@ -40,6 +38,7 @@ CREATE TABLE IF NOT EXISTS runs(
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_step ON runs(step, id);
+CREATE INDEX IF NOT EXISTS runs_key ON runs(key, at);
 CREATE TABLE IF NOT EXISTS stat_cache(
     path TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
@@ -55,10 +54,10 @@ class EntryRow:
     key: str
     step: str
     created: float
-    last_used: float
     size: int
     seconds: float
     blob: str
+    last_used: float = 0.0  # the latest hit, or creation; derived from runs, not stored
 
 
 @dataclass(frozen=True)
@@ -130,8 +129,8 @@ class Index:
     def add_entry(self, row: EntryRow) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?,?,?)",
-                (row.key, row.step, row.created, row.last_used, row.size, row.seconds, row.blob),
+                "INSERT OR REPLACE INTO entries(key, step, created, size, seconds, blob) VALUES (?,?,?,?,?,?)",
+                (row.key, row.step, row.created, row.size, row.seconds, row.blob),
             )
             db.execute(
                 "INSERT INTO steps(name, last_key) VALUES (?, ?) "
@@ -139,19 +138,25 @@ class Index:
                 (row.step, row.key),
             )
 
+    _ENTRY_COLUMNS = (
+        "SELECT e.key, e.step, e.created, e.size, e.seconds, e.blob, "
+        "MAX(e.created, COALESCE((SELECT MAX(r.at) FROM runs r WHERE r.key = e.key AND r.status = 'hit'), 0)) AS last_used "
+        "FROM entries e"
+    )
+
     def entry(self, key: str) -> EntryRow | None:
-        found = self.db.execute("SELECT * FROM entries WHERE key=?", (key,)).fetchone()
+        found = self.db.execute(f"{self._ENTRY_COLUMNS} WHERE e.key=?", (key,)).fetchone()
         return EntryRow(*found) if found else None
 
     def entries(self, step: str | None = None) -> list[EntryRow]:
         if step is None:
-            rows = self.db.execute("SELECT * FROM entries ORDER BY created").fetchall()
+            rows = self.db.execute(f"{self._ENTRY_COLUMNS} ORDER BY e.created").fetchall()
         else:
-            rows = self.db.execute("SELECT * FROM entries WHERE step=? ORDER BY created", (step,)).fetchall()
+            rows = self.db.execute(f"{self._ENTRY_COLUMNS} WHERE e.step=? ORDER BY e.created", (step,)).fetchall()
         return [EntryRow(*r) for r in rows]
 
     def entries_by_last_use(self) -> Iterator[EntryRow]:
-        for r in self.db.execute("SELECT * FROM entries ORDER BY last_used ASC"):
+        for r in self.db.execute(f"{self._ENTRY_COLUMNS} ORDER BY last_used ASC"):
             yield EntryRow(*r)
 
     def drop_entries(self, keys: Iterable[str]) -> None:
@@ -188,17 +193,12 @@ class Index:
 
     # runs ------------------------------------------------------------------
 
-    def record_run(
-        self, step: str, key: str | None, status: str, seconds: float, saved: float, reason: str, used_key: str | None = None
-    ) -> None:
-        now = time.time()
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO runs(step, key, status, seconds, saved, at, reason) VALUES (?,?,?,?,?,?,?)",
-                (step, key, status, seconds, saved, now, reason),
-            )
-            if used_key is not None:
-                db.execute("UPDATE entries SET last_used=? WHERE key=?", (now, used_key))
+    def record_run(self, step: str, key: str | None, status: str, seconds: float, saved: float, reason: str) -> None:
+        # One autocommitted statement: this is on every hit's path.
+        self.db.execute(
+            "INSERT INTO runs(step, key, status, seconds, saved, at, reason) VALUES (?,?,?,?,?,?,?)",
+            (step, key, status, seconds, saved, time.time(), reason),
+        )
 
     def step_rows(self) -> list[StepStats]:
         """One row per step, in a fixed number of queries however many runs there are."""

@@ -159,7 +159,6 @@ class LocalStore:
                 key=manifest.key,
                 step=manifest.step,
                 created=manifest.created,
-                last_used=manifest.created,
                 size=size,
                 seconds=manifest.seconds,
                 blob=manifest.blob,
@@ -169,7 +168,7 @@ class LocalStore:
     # bookkeeping -----------------------------------------------------------
 
     def record_run(self, step: str, key: str | None, status: str, seconds: float, saved: float, reason: str) -> None:
-        self.index.record_run(step, key, status, seconds, saved, reason, used_key=key if status == "hit" else None)
+        self.index.record_run(step, key, status, seconds, saved, reason)
 
     def step_rows(self) -> list[StepStats]:
         return self.index.step_rows() if self.exists() else []

@@ -75,21 +75,21 @@ def _canonical(data: Mapping[str, Any]) -> bytes:
 
 
 def sign(manifest: Manifest, secret: bytes) -> bytes:
-    body = manifest.to_dict()
-    signature = hmac.new(secret, _canonical(body), hashlib.sha256).hexdigest()
-    return _canonical({"manifest": body, "signature": signature})
+    """Two lines: the signature, then the manifest's JSON exactly as it was signed."""
+    body = _canonical(manifest.to_dict())
+    return hmac.new(secret, body, hashlib.sha256).hexdigest().encode() + b"\n" + body
 
 
 def verify(raw: bytes, secret: bytes) -> Manifest:
-    """Parse and check a signed manifest; anything off raises, never returns a guess."""
-    try:
-        envelope = json.loads(raw)
-        body, signature = envelope["manifest"], envelope.get("signature")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise EntryCorrupt(f"manifest is not valid JSON: {exc}") from exc
-    if not isinstance(signature, str):
-        raise UntrustedEntry("manifest is unsigned")
-    expected = hmac.new(secret, _canonical(body), hashlib.sha256).hexdigest()
+    """Check a signed manifest, then parse it; anything off raises, never returns a guess."""
+    signature, newline, body = raw.partition(b"\n")
+    if not newline or len(signature) != 64 or not body.startswith(b"{"):
+        raise UntrustedEntry("manifest is unsigned or malformed")
+    expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
     if not hmac.compare_digest(signature, expected):
         raise UntrustedEntry("manifest signature does not match (tampered, or signed with another key)")
-    return Manifest.from_dict(body)
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise EntryCorrupt(f"manifest is not valid JSON: {exc}") from exc
+    return Manifest.from_dict(data)
