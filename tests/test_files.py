@@ -1,0 +1,298 @@
+"""Files in the key: --deps, --outs and implicit deps, in a real InteractiveShell."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from IPython.core.error import UsageError
+
+import cellcache
+from cellcache import files
+from cellcache.errors import DepNotFound, OutNotProduced
+from tests.conftest import run
+from tests.test_runner import _Counter, counting_cell, executions
+
+
+@pytest.fixture
+def counted(shell):
+    shell.user_ns["runs"] = _Counter()
+    return shell
+
+
+def reason() -> str:
+    return cellcache.last_run().reason
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def test_expand_files_folders_and_globs(tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    for name in ("a.csv", "b.csv", "c.txt", "d/x.bin", "d/sub/y.bin"):
+        (tmp_path / name).write_text(name)
+    assert files.expand(["a.csv"], tmp_path) == [tmp_path / "a.csv"]
+    assert files.expand(["*.csv"], tmp_path) == [tmp_path / "a.csv", tmp_path / "b.csv"]
+    assert files.expand(["d"], tmp_path) == [tmp_path / "d/sub/y.bin", tmp_path / "d/x.bin"]
+    assert files.expand(["d/**/*.bin"], tmp_path) == [tmp_path / "d/sub/y.bin", tmp_path / "d/x.bin"]
+    with pytest.raises(DepNotFound, match="'nope.csv'"):
+        files.expand(["a.csv", "nope.csv"], tmp_path)
+    with pytest.raises(DepNotFound, match=r"'\*.parquet'"):
+        files.expand(["*.parquet"], tmp_path)
+
+
+def test_outs_must_exist(tmp_path):
+    (tmp_path / "o.bin").write_text("x")
+    assert files.produced_outs(["o.bin"], tmp_path) == [tmp_path / "o.bin"]
+    with pytest.raises(OutNotProduced, match="'missing.bin'"):
+        files.produced_outs(["missing.bin"], tmp_path)
+
+
+# ---------------------------------------------------------------- --deps
+
+
+def test_dep_content_change_is_a_miss_and_touch_is_a_hit(counted, workdir):
+    data = workdir / "data.csv"
+    data.write_text("a,b\n1,2\n")
+    cell = counting_cell("rows = open('data.csv').read().count('\\n')", "load -d data.csv")
+    run(counted, cell)
+    os.utime(data)  # touched, same content
+    run(counted, cell)
+    assert executions(counted) == 1 and cellcache.last_run().hit
+    data.write_text("a,b\n1,2\n3,4\n")
+    run(counted, cell)
+    assert executions(counted) == 2 and counted.user_ns["rows"] == 3
+    assert reason() == "file data.csv changed"
+
+
+def test_unchanged_dep_is_not_read_again(counted, workdir):
+    (workdir / "big.bin").write_bytes(os.urandom(1 << 20))
+    cell = counting_cell("n = 1", "stat -d big.bin")
+    run(counted, cell)
+    with files.OpenRecorder() as probe:
+        run(counted, cell)
+    assert cellcache.last_run().hit
+    assert workdir / "big.bin" not in [Path(p) for p in probe._recording.read]
+
+
+def test_new_and_deleted_glob_matches_are_misses(counted, workdir):
+    (workdir / "parts").mkdir()
+    (workdir / "parts" / "1.txt").write_text("one")
+    for flags in ("glob -d parts/*.txt", "glob -d 'parts/*.txt'"):
+        cell = counting_cell("n = 1", flags)
+        run(counted, cell)
+    assert executions(counted) == 1  # quoted and unquoted globs are the same key
+    (workdir / "parts" / "2.txt").write_text("two")
+    run(counted, cell)
+    assert executions(counted) == 2 and reason() == "file parts/2.txt is new"
+    (workdir / "parts" / "1.txt").unlink()
+    run(counted, cell)
+    assert executions(counted) == 3 and reason() == "file parts/1.txt is gone"
+
+
+def test_directory_dep_is_recursive(counted, workdir):
+    (workdir / "raw" / "deep").mkdir(parents=True)
+    (workdir / "raw" / "deep" / "f.txt").write_text("v1")
+    cell = counting_cell("n = 1", "dir -d raw")
+    run(counted, cell)
+    (workdir / "raw" / "deep" / "f.txt").write_text("v2")
+    run(counted, cell)
+    assert executions(counted) == 2 and reason() == "file raw/deep/f.txt changed"
+
+
+def test_missing_dep_is_an_error_naming_the_path_and_nothing_runs(counted):
+    with pytest.raises(UsageError, match="'absent.csv' does not exist.*did not run"):
+        counted.run_cell_magic("cached", "step -d absent.csv", "runs.append(1)\n")
+    assert executions(counted) == 0
+
+
+# ---------------------------------------------------------------- --outs
+
+
+def test_outs_are_written_back_when_missing_or_different(counted, workdir):
+    cell = counting_cell(
+        "import pathlib\npathlib.Path('model.bin').write_bytes(b'weights' * 100)\n"
+        "pathlib.Path('plots').mkdir(exist_ok=True)\npathlib.Path('plots/a.txt').write_text('plot')",
+        "train -o model.bin plots",
+    )
+    run(counted, cell)
+    (workdir / "model.bin").unlink()
+    (workdir / "plots" / "a.txt").write_text("tampered")
+    run(counted, cell)
+    assert executions(counted) == 1 and cellcache.last_run().hit
+    assert (workdir / "model.bin").read_bytes() == b"weights" * 100
+    assert (workdir / "plots" / "a.txt").read_text() == "plot"
+
+
+def test_out_not_produced_is_a_clear_error_and_nothing_is_stored(counted, store_dir, capsys):
+    cell = counting_cell("value = 7", "promise -o never.bin")
+    result = counted.run_cell(cell)
+    assert not result.success and isinstance(result.error_in_exec, OutNotProduced)
+    assert "'never.bin' was declared with --outs but the cell did not produce it" in capsys.readouterr().err
+    assert counted.user_ns["value"] == 7  # the result stays
+    assert not list((store_dir / "entries").glob("*/*.json"))
+
+
+# ---------------------------------------------------------------- implicit deps
+
+
+READERS = {
+    "open": "value = open('input.dat').read()",
+    "pathlib": "import pathlib\nvalue = pathlib.Path('input.dat').read_text()",
+    "json": "import json\nvalue = json.load(open('input.dat'))",
+    "pandas": "import pandas as pd\nvalue = pd.read_csv('input.dat').to_dict()",
+    "numpy": "import numpy as np\nvalue = np.load('input.dat', allow_pickle=False).tolist()",
+}
+
+
+def write_input(workdir: Path, kind: str, version: int) -> None:
+    path = workdir / "input.dat"
+    if kind == "json":
+        path.write_text(json.dumps({"v": version}))
+    elif kind == "pandas":
+        path.write_text(f"v\n{version}\n")
+    elif kind == "numpy":
+        import numpy as np
+
+        with open(path, "wb") as f:
+            np.save(f, np.array([version]))
+    else:
+        path.write_text(f"version {version}")
+
+
+@pytest.mark.parametrize("kind", sorted(READERS))
+def test_files_read_by_the_cell_are_implicit_deps(counted, workdir, kind):
+    write_input(workdir, kind, 1)
+    cell = counting_cell(READERS[kind], f"read_{kind}")
+    run(counted, cell)
+    run(counted, cell)
+    assert executions(counted) == 1
+    write_input(workdir, kind, 2)
+    run(counted, cell)
+    assert executions(counted) == 2
+    assert reason() == "implicit file input.dat changed"
+
+
+def test_implicit_dep_that_disappears_is_a_miss(counted, workdir):
+    (workdir / "cfg.txt").write_text("x")
+    cell = counting_cell("import os\ncfg = open('cfg.txt').read() if os.path.exists('cfg.txt') else None", "cfg")
+    run(counted, cell)
+    (workdir / "cfg.txt").unlink()
+    run(counted, cell)
+    assert executions(counted) == 2 and reason() == "implicit file cfg.txt is gone"
+
+
+def test_written_appended_and_self_written_files_are_not_deps(counted, workdir, store_dir):
+    (workdir / "log.txt").write_text("start\n")
+    cell = counting_cell(
+        "open('out.txt', 'w').write('made')\n"
+        "open('log.txt', 'a').write('ran\\n')\n"
+        "echo = open('out.txt').read()\n"
+        "import json, numpy\n",
+        "writer",
+    )
+    run(counted, cell)
+    manifest = next((store_dir / "entries").glob("*/*.json"))
+    implicit = json.loads(manifest.read_bytes().split(b"\n", 1)[1])["implicit"]
+    assert implicit == []  # not out.txt (the cell wrote it), not log.txt (appended), not site-packages or stdlib
+    (workdir / "out.txt").write_text("changed by someone")
+    (workdir / "log.txt").write_text("rotated\n")
+    run(counted, cell)
+    assert executions(counted) == 1
+
+
+def test_audit_hook_is_inert_outside_a_cached_cell(counted, workdir):
+    (workdir / "f.txt").write_text("x")
+    run(counted, counting_cell("v = open('f.txt').read()", "reader"))
+    assert files._active is None
+    run(counted, "w = open('f.txt').read()")  # a plain cell records nothing anywhere
+    assert files._active is None
+
+
+# ---------------------------------------------------------------- packages
+
+
+def test_package_version_change_is_a_miss(counted, tmp_path):
+    # A real (tiny) installed distribution: a site-packages folder with a .dist-info.
+    site = tmp_path / "site-packages"
+    (site / "fakepkg").mkdir(parents=True)
+    (site / "fakepkg" / "__init__.py").write_text("VALUE = 1\n")
+
+    def install(version: str) -> None:
+        for old in site.glob("fakepkg-*.dist-info"):
+            for f in old.iterdir():
+                f.unlink()
+            old.rmdir()
+        info = site / f"fakepkg-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: fakepkg\nVersion: {version}\n")
+        (info / "top_level.txt").write_text("fakepkg\n")
+
+    install("1.0")
+    sys.path.insert(0, str(site))
+    try:
+        cell = counting_cell("import fakepkg\nv = fakepkg.VALUE", "pkg")
+        run(counted, cell)
+        run(counted, cell)
+        assert executions(counted) == 1
+        install("2.0")
+        run(counted, cell)
+        assert executions(counted) == 2
+        assert reason() == "package fakepkg 1.0 → 2.0"
+    finally:
+        sys.path.remove(str(site))
+        sys.modules.pop("fakepkg", None)
+
+
+# ---------------------------------------------------------------- local modules
+
+
+def test_editing_a_local_module_invalidates_exactly_its_users(counted, workdir):
+    (workdir / "proj_utils.py").write_text("import proj_helpers\ndef scale(v):\n    return proj_helpers.k() * v\n")
+    (workdir / "proj_helpers.py").write_text("def k():\n    return 2\n")
+    sys.path.insert(0, str(workdir))
+    cells = {
+        "imports": counting_cell("import proj_utils\na = proj_utils.scale(1)", "imports"),
+        "reads_module": counting_cell("b = utils_mod.scale(1)", "reads_module"),
+        "unrelated": counting_cell("c = 3", "unrelated"),
+    }
+    try:
+        run(counted, "import proj_utils as utils_mod")
+        for source in cells.values():
+            run(counted, source)
+        assert executions(counted) == 3
+        # A transitive edit: proj_utils itself is unchanged, the module it imports is not.
+        (workdir / "proj_helpers.py").write_text("def k():\n    return 5\n")
+        for mod in ("proj_utils", "proj_helpers"):
+            sys.modules.pop(mod, None)
+        run(counted, "import proj_utils as utils_mod")
+        missed = {}
+        for step, source in cells.items():
+            run(counted, source)
+            missed[step] = not cellcache.last_run().hit
+        assert missed == {"imports": True, "reads_module": True, "unrelated": False}
+        assert counted.user_ns["a"] == 5 and counted.user_ns["b"] == 5
+    finally:
+        sys.path.remove(str(workdir))
+        for mod in ("proj_utils", "proj_helpers"):
+            sys.modules.pop(mod, None)
+
+
+def test_a_function_from_a_local_module_is_keyed_by_its_code(counted, workdir):
+    (workdir / "proj_fn.py").write_text("def f(v):\n    return v + 1\n")
+    sys.path.insert(0, str(workdir))
+    try:
+        run(counted, "from proj_fn import f")
+        cell = counting_cell("y = f(1)", "calls")
+        run(counted, cell)
+        (workdir / "proj_fn.py").write_text("def f(v):\n    return v + 100\n")
+        sys.modules.pop("proj_fn", None)
+        run(counted, "from proj_fn import f")
+        run(counted, cell)
+        assert executions(counted) == 2 and counted.user_ns["y"] == 101
+        assert reason().startswith("input `f` changed")
+    finally:
+        sys.path.remove(str(workdir))
+        sys.modules.pop("proj_fn", None)
