@@ -235,6 +235,10 @@ def test_package_version_change_is_a_miss(counted, tmp_path):
     try:
         cell = counting_cell("import fakepkg\nv = fakepkg.VALUE", "pkg")
         run(counted, cell)
+        # An unrelated package appearing in the same site-packages is not a reason to re-run.
+        other = site / "otherpkg-3.0.dist-info"
+        other.mkdir()
+        (other / "METADATA").write_text("Metadata-Version: 2.1\nName: otherpkg\nVersion: 3.0\n")
         run(counted, cell)
         assert executions(counted) == 1
         install("2.0")

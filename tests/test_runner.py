@@ -559,3 +559,13 @@ def test_hit_across_processes_and_hash_seeds(tmp_path, store_dir):
     (_, hit1, key1, value1), (_, hit2, key2, value2) = outputs
     assert (hit1, hit2) == ("False", "True")
     assert key1 == key2 and value1 == value2
+
+
+def test_flags_outside_the_key_keep_a_hit(counted):
+    # The strategy/format/Python components stay the same when only these change.
+    run(counted, "x = 1")
+    run(counted, counting_cell("y = x", "first"))
+    for flags in ("renamed", "renamed --explain", "renamed --ttl 7d", "renamed -i unrelated_name"):
+        run(counted, counting_cell("y = x", flags))
+    assert executions(counted) == 1
+
