@@ -130,3 +130,20 @@ def test_python_api_invalidate_and_clear(shell):
     assert {s.name: s.entries for s in cellcache.stats()} == {"one": 0, "two": 1}
     assert cellcache.clear() == 1
     assert all(s.entries == 0 for s in cellcache.stats())
+
+
+def test_configured_remote_is_not_silently_ignored(store_dir, workdir, monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from cellcache.errors import CacheWarning
+
+    monkeypatch.setenv("CELLCACHE_DIR", str(store_dir))
+    monkeypatch.setenv("CELLCACHE_REMOTE", "s3://team-bucket/cache")
+    InteractiveShell.clear_instance()
+    sh = InteractiveShell.instance()
+    try:
+        with pytest.warns(CacheWarning, match="s3://team-bucket/cache.*ignored"):
+            sh.run_line_magic("load_ext", "cellcache")
+    finally:
+        sh.run_line_magic("unload_ext", "cellcache")
+        InteractiveShell.clear_instance()
