@@ -37,7 +37,9 @@ def format_seconds(seconds: float | None) -> str:
 def format_age(at: float | None, now: float | None = None) -> str:
     if at is None:
         return "-"
-    return format_seconds(max((now or time.time()) - at, 0.0)) + " ago"
+    age = (time.time() if now is None else now) - at
+    # Under a second the figure is noise (and a clock step back would make it negative).
+    return "just now" if age < 1 else format_seconds(age) + " ago"
 
 
 def format_size(size: int) -> str:

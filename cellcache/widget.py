@@ -1,0 +1,512 @@
+"""The cache panel: one row per step, with actions, made only of standard ipywidgets 8 widgets.
+
+No front-end code of its own, so it renders wherever ipywidgets does
+(JupyterLab 4, Notebook 7, VS Code). It is a view: the rows come from
+``store.step_rows()``, the actions call ``store.invalidate`` / ``store.clear``,
+and sorting, filtering and cell formatting live in ``cellcache.stats``.
+
+Scale: an ipywidget costs ~0.15 ms to build even with shared layouts and
+styles, and a row is 14 of them, so 500 rows would take over a second. The
+panel therefore builds at most ``page_size`` rows (25) and offers "Show more"
+for the rest; rows are cached by step name and updated in place on refresh,
+so a live update after a cell re-uses every widget already built. Figures are
+in ``benchmarks/panel_bench.py``.
+"""
+from __future__ import annotations
+
+import re
+import time
+import weakref
+from typing import TYPE_CHECKING, Any, Callable
+
+import ipywidgets as widgets
+from ipywidgets.widgets.widget_int import ProgressStyle
+from ipywidgets.widgets.widget_string import LabelStyle
+
+# Named imports: the package attribute ``cellcache.stats`` is the API function, not this module.
+from cellcache.stats import (
+    COLUMNS,
+    SORT_OPTIONS,
+    RowView,
+    format_seconds,
+    format_size,
+    render_text,
+    row_view,
+    select_rows,
+    totals_line,
+)
+from cellcache.store.index import StepStats
+
+if TYPE_CHECKING:
+    from cellcache.runner import Session, StepRun
+    from cellcache.store.local import LocalStore
+
+PAGE_SIZE = 25
+
+# Fixed column widths keep the per-row HBoxes aligned like a table. They add
+# up to ~800 px with the widgets' margins, which fits JupyterLab's output area
+# at 1280 px with the file browser open; the miss reason takes what is left
+# (clipped with "…", the full text in its tooltip), so the Invalidate button is
+# never pushed out of sight. Keys are cellcache.stats.COLUMNS keys plus "bar"
+# and "button".
+_WIDTHS: dict[str, int] = {
+    "name": 120,
+    "runs": 34,
+    "hits": 34,
+    "misses": 54,
+    "hit_rate": 40,
+    "bar": 48,
+    "saved": 60,
+    "last_seconds": 64,
+    "last_age": 88,
+    "entries": 56,
+    "size": 62,
+    "button": 96,
+}
+_MARGIN = 4  # an ipywidget's default margin, both sides together
+# The panel's headers where the text table's are too wide for the column.
+_SHORT_HEADERS = {"last_age": "age"}
+_ERROR_COLOR = "#c62828"
+
+
+def css_name(step: str) -> str:
+    """A CSS-class-safe form of a step name, for ``cellcache-row-<name>``."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", step)
+
+
+def _bar_style(rate: float | None) -> str:
+    if rate is None:
+        return ""
+    return "success" if rate >= 0.5 else "warning"
+
+
+def _entries(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
+
+
+def _is_terminal(shell: Any) -> bool:
+    """A terminal IPython shows only the text form: a live link there would refresh, unseen, after every cell."""
+    return any(cls.__name__ == "TerminalInteractiveShell" for cls in type(shell).__mro__)
+
+
+class _Parts:
+    """Layouts and styles shared by every row of one panel.
+
+    Sharing them halves the cost of a row: each widget would otherwise build
+    its own Layout and Style widgets (~0.3 ms for three instead of ~0.15 ms).
+    """
+
+    def __init__(self) -> None:
+        self.layouts: dict[str, widgets.Layout] = {
+            key: widgets.Layout(width=f"{width}px", min_width=f"{width}px", flex="0 0 auto") for key, width in _WIDTHS.items()
+        }
+        # The reason grows into the room left and shrinks to nothing before anything else does.
+        self.layouts["reason"] = widgets.Layout(flex="1 1 0", min_width="0")
+        # The "hit rate" header spans the rate and its bar.
+        rate = _WIDTHS["hit_rate"] + _MARGIN + _WIDTHS["bar"]
+        self.rate_header_layout = widgets.Layout(width=f"{rate}px", min_width=f"{rate}px", flex="0 0 auto")
+        self.row_layout = widgets.Layout(align_items="center", width="100%")
+        self.label_style = LabelStyle()
+        self.header_style = LabelStyle(font_weight="bold")
+        self.bar_style = ProgressStyle()
+        self.button_style = widgets.ButtonStyle()
+
+    def widgets(self) -> list[widgets.Widget]:
+        return [*self.layouts.values(), self.rate_header_layout, self.row_layout, self.label_style, self.header_style, self.bar_style, self.button_style]
+
+
+class StepRow:
+    """The widgets of one step's row.
+
+    ``labels`` maps each ``cellcache.stats.COLUMNS`` key ("name", "runs", "hits", ...)
+    to its Label; ``rate_bar`` is the hit-rate FloatProgress;
+    ``invalidate_button`` drops the step's entries; ``stats`` is the
+    ``StepStats`` the row shows and ``view`` its formatted cells.
+    """
+
+    def __init__(self, row: StepStats, view: RowView, parts: _Parts, on_invalidate: Callable[[str], None]) -> None:
+        self.name = row.name
+        self.stats = row
+        self.view = view
+        # Tooltips and CSS classes go into the constructors: set afterwards, each would be
+        # one more state message per widget to the front end.
+        tooltips = {"name": row.name, "reason": view.reason}
+        self.labels: dict[str, widgets.Label] = {
+            column.key: widgets.Label(
+                value=cell,
+                tooltip=tooltips.get(column.key),
+                _dom_classes=(f"cellcache-{column.key.replace('_', '-')}",),  # cellcache-runs, cellcache-last-age, ...
+                layout=parts.layouts[column.key],
+                style=parts.label_style,
+            )
+            for column, cell in zip(COLUMNS, view.cells())
+        }
+        self.rate_bar = widgets.FloatProgress(
+            value=view.bar, min=0.0, max=1.0, bar_style=_bar_style(row.hit_rate), layout=parts.layouts["bar"], style=parts.bar_style
+        )
+        self.invalidate_button = widgets.Button(
+            description="Invalidate",
+            tooltip=f"Invalidate step {row.name!r}: drop its stored entries, so it runs next time",
+            _dom_classes=("cellcache-invalidate",),
+            layout=parts.layouts["button"],
+            style=parts.button_style,
+        )
+        # The callback reaches the panel (its bound method), and the panel owns the row:
+        # one cycle, collected with the panel.
+        self.invalidate_button.on_click(lambda _button: on_invalidate(self.name))
+        cells: list[widgets.Widget] = [self.labels[c.key] for c in COLUMNS]
+        rate_at = [c.key for c in COLUMNS].index("hit_rate") + 1
+        cells.insert(rate_at, self.rate_bar)
+        self.box = widgets.HBox(
+            [*cells, self.invalidate_button],
+            _dom_classes=("cellcache-row", f"cellcache-row-{css_name(row.name)}"),
+            layout=parts.row_layout,
+        )
+
+    def update(self, row: StepStats, view: RowView) -> None:
+        """Show new numbers; a trait set to its current value sends nothing to the front end."""
+        self.stats = row
+        if view == self.view:
+            return
+        self.view = view
+        for column, cell in zip(COLUMNS, view.cells()):
+            self.labels[column.key].value = cell
+        self.labels["reason"].tooltip = view.reason
+        self.rate_bar.value = view.bar
+        self.rate_bar.bar_style = _bar_style(row.hit_rate)
+
+    def widgets(self) -> list[widgets.Widget]:
+        return [*self.labels.values(), self.rate_bar, self.invalidate_button, self.box]
+
+    def close(self) -> None:
+        for widget in self.widgets():
+            widget.close()
+
+
+class _LiveLink:
+    """A session listener that refreshes a panel without keeping it alive.
+
+    The session holds this object, and this object holds the panel only
+    weakly, so the session never is the reason a panel lives on: once the
+    panel is collected the link removes itself. (An open ipywidget is also
+    held by its comm until ``close()``, which detaches the link at once; a
+    panel still open but no longer on screen skips its refreshes instead,
+    see ``CachePanel._on_step_run``.)
+    """
+
+    def __init__(self, panel: CachePanel, listeners: list[Callable[[StepRun], None]]) -> None:
+        self._panel = weakref.ref(panel)
+        self._listeners = listeners
+
+    def __call__(self, run: StepRun) -> None:
+        panel = self._panel()
+        if panel is None:
+            self.detach()
+            return
+        panel._on_step_run(run)
+
+    def detach(self) -> None:
+        try:
+            self._listeners.remove(self)
+        except ValueError:
+            pass
+
+
+class CachePanel(widgets.VBox):
+    """The cache browser that ``%cellcache`` and ``cellcache.panel()`` return.
+
+    Public handles (stable, used by the tests):
+
+    - ``rows``: ``{step name: StepRow}`` of the rows shown, in display order;
+    - ``filter_text`` (Text), ``sort_dropdown`` (Dropdown of ``cellcache.stats.SORT_OPTIONS``);
+    - ``refresh_button``, ``clear_button``, and the confirmation
+      ``confirm_box`` with ``confirm_button`` / ``cancel_button``;
+    - ``more_button`` ("Show more", when more than ``page_size`` steps match);
+    - ``feedback`` (Label: the last action's outcome), ``title``, ``totals``;
+    - ``text()``: the plain-text table, the same as ``%cellcache stats``.
+
+    With a ``session`` (in a kernel, not a terminal) the panel refreshes
+    itself after every ``%%cached`` cell while it is on screen, until ``close()``.
+    """
+
+    def __init__(self, store: LocalStore, session: Session | None = None, *, page_size: int = PAGE_SIZE, **kwargs: Any) -> None:
+        # _view_count=0 asks the front end to count this panel's views (an ipywidgets
+        # feature, off by default): once its output is cleared, live refreshes stop.
+        kwargs.setdefault("_view_count", 0)
+        super().__init__(**kwargs)
+        self.store = store
+        self.session = session
+        self.page_size = max(int(page_size), 1)
+        self._limit = self.page_size
+        self._all: list[StepStats] = []
+        self._now = time.time()
+        self._row_cache: dict[str, StepRow] = {}
+        self._shown: list[str] = []
+        self._link: _LiveLink | None = None
+        self._parts = _Parts()
+
+        self.title = widgets.HTML()
+        self.filter_text = widgets.Text(
+            placeholder="filter steps by name", continuous_update=True, layout=widgets.Layout(width="220px")
+        )
+        self.sort_dropdown = widgets.Dropdown(
+            options=SORT_OPTIONS,
+            value="name",
+            description="sort by",
+            tooltip="numbers sort largest first",
+            style={"description_width": "initial"},
+            layout=widgets.Layout(width="190px"),
+        )
+        self.refresh_button = widgets.Button(description="Refresh", icon="refresh", tooltip="Read the index again")
+        self.clear_button = widgets.Button(
+            description="Clear all", icon="trash", button_style="warning", tooltip="Drop every entry of every step (asks first)"
+        )
+        toolbar = widgets.HBox([self.filter_text, self.sort_dropdown, self.refresh_button, self.clear_button])
+        self.confirm_label = widgets.Label()
+        self.confirm_button = widgets.Button(description="Yes, clear all", button_style="danger")
+        self.cancel_button = widgets.Button(description="Cancel")
+        self.confirm_box = widgets.HBox(
+            [self.confirm_label, self.confirm_button, self.cancel_button], layout=widgets.Layout(display="none")
+        )
+        self.feedback = widgets.Label()
+        self.feedback.add_class("cellcache-feedback")
+        self.header = widgets.HBox(self._header_cells(), layout=self._parts.row_layout)
+        self.rows_box = widgets.VBox()
+        self.empty_label = widgets.Label()
+        self.more_button = widgets.Button(description="Show more", layout=widgets.Layout(display="none", width="auto"))
+        self.totals = widgets.Label()
+        self.totals.add_class("cellcache-totals")
+        self._own = [
+            self.title, self.filter_text, self.sort_dropdown, self.refresh_button, self.clear_button, toolbar,
+            self.confirm_label, self.confirm_button, self.cancel_button, self.confirm_box, self.feedback,
+            self.header, self.rows_box, self.empty_label, self.more_button, self.totals,
+        ]  # fmt: skip
+        self.children = [
+            self.title, toolbar, self.confirm_box, self.feedback, self.header, self.rows_box, self.more_button, self.totals,
+        ]  # fmt: skip
+        self.add_class("cellcache-panel")
+
+        self.refresh_button.on_click(lambda _b: self._on_refresh())
+        self.clear_button.on_click(lambda _b: self._ask_clear())
+        self.confirm_button.on_click(lambda _b: self._confirm_clear())
+        self.cancel_button.on_click(lambda _b: self._cancel_clear())
+        self.more_button.on_click(lambda _b: self._show_more())
+        self.filter_text.observe(self._on_view_change, names="value")
+        self.sort_dropdown.observe(self._on_view_change, names="value")
+
+        self._stale = False
+        self._was_shown = False
+        self.observe(self._on_view_count, names="_view_count")
+
+        self.refresh()
+        if session is not None and not _is_terminal(session.shell):
+            self._link = _LiveLink(self, session.listeners)
+            session.listeners.append(self._link)
+            # Also detach when the panel is collected without a cell running afterwards.
+            weakref.finalize(self, self._link.detach)
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def rows(self) -> dict[str, StepRow]:
+        """The rows shown, by step name, in display order (filtered, sorted, first page(s))."""
+        return {name: self._row_cache[name] for name in self._shown}
+
+    @property
+    def steps(self) -> list[StepStats]:
+        """Every step of the store as last read, whatever the filter."""
+        return list(self._all)
+
+    @property
+    def refreshed_at(self) -> float:
+        """When the index was last read; the ages shown are relative to it."""
+        return self._now
+
+    @property
+    def confirming(self) -> bool:
+        return self.confirm_box.layout.display != "none"
+
+    def text(self) -> str:
+        """The plain-text table of every step: what ``%cellcache stats`` prints."""
+        return render_text(self._all, str(self.store.root), now=self._now)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        # Jupyter renders the widget; a terminal IPython shows text/plain, the stats table.
+        data = super()._repr_mimebundle_(**kwargs) or {}
+        data["text/plain"] = self.text()
+        return data
+
+    # ------------------------------------------------------------------ view
+
+    def refresh(self) -> bool:
+        """Read the index again and update the rows (only changed cells are sent); False if it failed."""
+        try:
+            rows = self.store.step_rows()
+        except Exception as exc:  # noqa: BLE001 - a locked or broken index must not break the notebook
+            self._say(f"Could not read the index: {exc}", error=True)
+            return False
+        self._all = rows
+        self._now = time.time()
+        self._render()
+        return True
+
+    def _render(self) -> None:
+        selection = select_rows(self._all, self.filter_text.value, self.sort_dropdown.value, self._limit)
+        alive = {r.name for r in self._all}
+        for gone in [name for name in self._row_cache if name not in alive]:
+            self._row_cache.pop(gone).close()
+        boxes = []
+        for row in selection.shown:
+            view = row_view(row, self._now)
+            cached = self._row_cache.get(row.name)
+            if cached is None:
+                cached = self._row_cache[row.name] = StepRow(row, view, self._parts, self._invalidate)
+            else:
+                cached.update(row, view)
+            boxes.append(cached.box)
+        self._shown = [row.name for row in selection.shown]
+
+        if not self._all:
+            self.empty_label.value = "No steps yet: run a %%cached cell."
+            boxes = [self.empty_label]
+        elif not selection.matched:
+            self.empty_label.value = f"No step name contains {self.filter_text.value.strip()!r}."
+            boxes = [self.empty_label]
+        if tuple(boxes) != self.rows_box.children:
+            self.rows_box.children = boxes
+
+        if selection.hidden:
+            self.more_button.description = f"Show {min(selection.hidden, self.page_size)} more ({selection.hidden} not shown)"
+            self.more_button.layout.display = None
+        else:
+            self.more_button.layout.display = "none"
+        title = f"<b>cellcache</b>: {selection.total} step{'s' if selection.total != 1 else ''}"
+        if selection.matched != selection.total or selection.hidden:
+            title += f", showing {len(selection.shown)}"
+            if selection.matched != selection.total:
+                title += f" of {selection.matched} matching"
+        self.title.value = title
+        self.totals.value = totals_line(self._all, str(self.store.root))
+
+    def _header_cells(self) -> list[widgets.Widget]:
+        parts = self._parts
+        cells: list[widgets.Widget] = []
+        for column in COLUMNS:
+            layout = parts.rate_header_layout if column.key == "hit_rate" else parts.layouts[column.key]
+            header = _SHORT_HEADERS.get(column.key, column.header)
+            cells.append(widgets.Label(header, layout=layout, style=parts.header_style))
+        cells.append(widgets.Label("", layout=parts.layouts["button"], style=parts.header_style))
+        self._header_labels = cells
+        return cells
+
+    def _say(self, message: str, error: bool = False) -> None:
+        self.feedback.value = message
+        self.feedback.style.text_color = _ERROR_COLOR if error else None
+
+    # ------------------------------------------------------------------ actions
+
+    def _on_view_change(self, _change: dict[str, Any]) -> None:
+        self._limit = self.page_size  # a new filter or order starts again from the first page
+        self._render()
+
+    def _show_more(self) -> None:
+        self._limit += self.page_size
+        self._render()
+
+    def _on_refresh(self) -> None:
+        if self.refresh():
+            self._say(f"Refreshed at {time.strftime('%H:%M:%S', time.localtime(self._now))}: {len(self._all)} steps.")
+
+    def _invalidate(self, name: str) -> None:
+        try:
+            dropped = self.store.invalidate(name)
+        except Exception as exc:  # noqa: BLE001 - report it in the panel; the store is unchanged or half-dropped
+            self._say(f"Could not invalidate {name!r}: {exc}", error=True)
+            self.refresh()
+            return
+        self.refresh()
+        self._say(f"Invalidated {name!r}: {_entries(dropped)} dropped; it runs next time.")
+
+    def _ask_clear(self) -> None:
+        self.refresh()  # the question must name what is in the store now
+        count = sum(r.entries for r in self._all)
+        size = sum(r.size_bytes for r in self._all)
+        self.confirm_label.value = f"Delete all {_entries(count)} ({format_size(size)}) in {self.store.root}?"
+        self.confirm_box.layout.display = "flex"
+        self.clear_button.disabled = True
+        self._say("Clear all? Confirm or cancel.")
+
+    def _hide_confirm(self) -> None:
+        self.confirm_box.layout.display = "none"
+        self.clear_button.disabled = False
+
+    def _confirm_clear(self) -> None:
+        self._hide_confirm()
+        try:
+            dropped = self.store.clear()
+        except Exception as exc:  # noqa: BLE001
+            self._say(f"Could not clear the store: {exc}", error=True)
+            self.refresh()
+            return
+        self.refresh()
+        self._say(f"Cleared the store: {_entries(dropped)} dropped.")
+
+    def _cancel_clear(self) -> None:
+        self._hide_confirm()
+        self._say("Nothing was cleared.")
+
+    @property
+    def on_screen(self) -> bool:
+        """False once every view of a panel that was shown has gone (its output cleared).
+
+        A front end that does not count views, and a terminal, leave the count
+        at 0 without ever showing the panel: those panels count as on screen.
+        """
+        return bool(self._view_count) or not self._was_shown
+
+    def _on_view_count(self, change: dict[str, Any]) -> None:
+        if change["new"]:
+            self._was_shown = True
+            if self._stale:  # cells ran while it was off screen: catch up once
+                self._stale = False
+                self.refresh()
+
+    def _on_step_run(self, run: StepRun) -> None:
+        if not self.on_screen:
+            # A forgotten panel costs the kernel nothing per cell: no query, no messages.
+            self._stale = True
+            return
+        if not self.refresh():
+            return
+        detail = f", saved {format_seconds(run.saved_seconds)}" if run.hit else ""
+        self._say(f"Updated after step {run.name!r}: {run.status}{detail}.")
+
+    # ------------------------------------------------------------------ lifetime
+
+    def close(self) -> None:
+        """Stop live updates and close every widget of the panel.
+
+        Closing only the VBox would leave its children (and their layouts and
+        styles) open in ipywidgets' registry, which holds them forever.
+        """
+        link = getattr(self, "_link", None)  # close() also runs from __del__, maybe on a half-built panel
+        if link is not None:
+            link.detach()
+            self._link = None
+        parts = getattr(self, "_parts", None)
+        doomed: list[widgets.Widget] = []
+        for row in getattr(self, "_row_cache", {}).values():
+            doomed.extend(row.widgets())
+        for widget in [*getattr(self, "_own", []), *getattr(self, "_header_labels", []), self]:
+            # Layouts and styles are widgets too (closing one twice, when shared, is harmless).
+            doomed.extend(p for p in (getattr(widget, "layout", None), getattr(widget, "style", None)) if p is not None)
+            if widget is not self:
+                doomed.append(widget)
+        if parts is not None:
+            doomed.extend(parts.widgets())
+        for widget in doomed:
+            widget.close()
+        if hasattr(self, "_row_cache"):
+            self._row_cache.clear()
+            self._shown = []
+        super().close()
