@@ -43,24 +43,26 @@ def _files_under(folder: Path) -> list[Path]:
     return sorted(found)
 
 
+def _resolve(pattern: str, cwd: Path) -> Path:
+    target = Path(os.path.expanduser(pattern))
+    return target if target.is_absolute() else cwd / target
+
+
+def _files_at(target: Path) -> list[Path]:
+    """The file itself, or every file under a folder."""
+    return _files_under(target) if target.is_dir() else [target]
+
+
 def expand(patterns: Sequence[str], cwd: Path) -> list[Path]:
     """Files named by paths, folders (recursively) and glob patterns; a pattern matching nothing raises."""
     result: set[Path] = set()
     for pattern in patterns:
-        target = Path(os.path.expanduser(pattern))
-        target = target if target.is_absolute() else cwd / target
-        if _GLOB_CHARS & set(pattern):
-            matches = [Path(m) for m in glob.glob(str(target), recursive=True)]
-            if not matches:
-                raise DepNotFound(pattern)
-            for match in matches:
-                result.update(_files_under(match) if match.is_dir() else [match])
-        elif target.is_dir():
-            result.update(_files_under(target))
-        elif target.is_file():
-            result.add(target)
-        else:
+        target = _resolve(pattern, cwd)
+        matches = [Path(m) for m in glob.glob(str(target), recursive=True)] if _GLOB_CHARS & set(pattern) else [target]
+        if not any(m.exists() for m in matches):
             raise DepNotFound(pattern)
+        for match in matches:
+            result.update(_files_at(match))
     return sorted(p.absolute() for p in result)
 
 
@@ -86,10 +88,8 @@ def digests(paths: Iterable[Path], cwd: Path, cache: StatCache | None) -> dict[s
 
 def current_digest(shown: str, cwd: Path, cache: StatCache | None) -> str | None:
     """The digest a recorded file has now; None if it is gone."""
-    path = Path(shown)
-    path = path if path.is_absolute() else cwd / path
     try:
-        return digest(path, cache)
+        return digest(_resolve(shown, cwd), cache)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
         return None
 
@@ -97,13 +97,10 @@ def current_digest(shown: str, cwd: Path, cache: StatCache | None) -> str | None
 def produced_outs(patterns: Sequence[str], cwd: Path) -> list[Path]:
     found: list[Path] = []
     for pattern in patterns:
-        target = Path(pattern) if Path(pattern).is_absolute() else cwd / pattern
-        if target.is_dir():
-            found.extend(_files_under(target))
-        elif target.is_file():
-            found.append(target)
-        else:
+        target = _resolve(pattern, cwd)
+        if not target.exists():
             raise OutNotProduced(pattern)
+        found.extend(_files_at(target))
     return found
 
 
