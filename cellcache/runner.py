@@ -170,7 +170,7 @@ class Session:
         if miss_reason is None:
             miss_reason = self._explain_new_key(name, key, descriptions)
         if self.restore_only:
-            return self._finish(self._stop_at_miss(name, key, miss_reason))
+            return self._finish(self._stop_at_miss(name, key.digest, miss_reason))
         if spec.explain:
             print(f"cellcache: {name}: miss: {miss_reason}")
         run = self._run_and_store(name, body, names, key, inputs, descriptions, miss_reason, started, spec, cwd, dep_paths)
@@ -272,14 +272,16 @@ class Session:
             outer.error_in_exec = result.error_in_exec or result.error_before_exec
         return result
 
-    def _stop_at_miss(self, name: str, key: StageKey, reason: str) -> StepRun:
+    def _stop_at_miss(self, name: str, key: str | None, reason: str) -> StepRun:
         print(f"cellcache: {name}: would run: {reason}")
         outer = getattr(self.shell.displayhook, "exec_result", None)
         if outer is not None:
             outer.error_in_exec = StopAtMiss(f"step {name!r} would run: {reason}")
-        return StepRun(name=name, hit=False, key=key.digest, seconds=0.0, saved_seconds=0.0, reason=reason, status="would-run")
+        return StepRun(name=name, hit=False, key=key, seconds=0.0, saved_seconds=0.0, reason=reason, status="would-run")
 
     def _plain(self, name: str, body: str, started: float, reason: str) -> StepRun:
+        if self.restore_only:
+            return self._stop_at_miss(name, None, reason)  # a restore-only run never executes a cached body
         result = self._execute(body)
         return StepRun(
             name=name,
@@ -421,6 +423,8 @@ class Session:
     # bookkeeping ---------------------------------------------------------------
 
     def _record(self, name: str, key: str | None, status: str, seconds: float, saved: float, reason: str) -> None:
+        if self.restore_only:
+            return  # `cellcache status` only looks; its restores are not hits worth counting
         try:
             self.store.record_run(name, key, status, seconds, saved, reason)
         except Exception as exc:  # noqa: BLE001 - statistics must never cost a result

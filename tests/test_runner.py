@@ -569,3 +569,24 @@ def test_flags_outside_the_key_keep_a_hit(counted):
         run(counted, counting_cell("y = x", flags))
     assert executions(counted) == 1
 
+
+
+def test_restore_only_never_runs_a_body_and_records_nothing(counted, store_dir):
+    run(counted, counting_cell("y = 1", "kept"))
+    session = counted._cellcache_session
+    before = {s.name: s.runs for s in cellcache.stats()}
+    session.configure_batch(restore_only=True)
+    try:
+        run(counted, counting_cell("y = 1", "kept"))  # a hit is restored
+        assert cellcache.last_run().hit
+        for flags in ("other", "other -s off"):
+            result = counted.run_cell(counting_cell("z = 2", flags))
+            assert not result.success and cellcache.last_run().status == "would-run"
+        gen_cell = counting_cell("w = next(gen)", "ungen")
+        counted.user_ns["gen"] = (i for i in range(3))
+        with pytest.warns(CacheWarning):
+            assert not counted.run_cell(gen_cell).success
+    finally:
+        session.configure_batch()
+    assert executions(counted) == 1 and "z" not in counted.user_ns and "w" not in counted.user_ns
+    assert {s.name: s.runs for s in cellcache.stats()} == before
