@@ -49,7 +49,7 @@ import sys
 import sysconfig
 from collections.abc import Callable, Iterator
 from types import BuiltinFunctionType, CodeType, FunctionType, MappingProxyType, ModuleType
-from typing import Any, NamedTuple
+from typing import Any, Mapping, NamedTuple
 
 import xxhash
 
@@ -129,7 +129,7 @@ def module_version(name: str) -> str | None:
     if spec is None or _spec_is_local(spec):
         return None
     versions = _installed_versions()
-    dists = versions.distributions.get(top)
+    dists = versions.distributions_of(top)
     if not dists:
         return None
     return ",".join(sorted(f"{dist}=={versions.version(dist)}" for dist in set(dists)))
@@ -1111,15 +1111,45 @@ def _imported_modules(
 
 
 class _Versions:
-    """Top-level module -> distributions, and distribution versions.
+    """Top-level module -> distributions, and distribution versions, for one state of sys.path.
 
     ``packages_distributions()`` scans every installed distribution (a
-    quarter of a second here), so it is computed once per state of sys.path.
+    quarter of a second here, paid by the first cached cell of every
+    kernel), so a module is first looked up as the distribution of the same
+    name, which is the common case (numpy, pandas), and the full scan runs
+    only for the others (sklearn, yaml, PIL).
     """
 
     def __init__(self) -> None:
-        self.distributions = importlib.metadata.packages_distributions()
+        self._all: Mapping[str, list[str]] | None = None
+        self._of: dict[str, list[str]] = {}
         self._versions: dict[str, str] = {}
+
+    def distributions_of(self, top: str) -> list[str]:
+        if top not in self._of:
+            self._of[top] = self._same_name(top) or self._scan().get(top, [])
+        return self._of[top]
+
+    def _same_name(self, top: str) -> list[str]:
+        try:
+            dist = importlib.metadata.distribution(top)
+        except (importlib.metadata.PackageNotFoundError, ValueError):
+            return []
+        provided = (dist.read_text("top_level.txt") or "").split()
+        if provided and top not in provided:
+            return []  # a distribution that happens to share the name but ships other modules
+        if not provided and not any(
+            str(f).split("/", 1)[0] in (top, f"{top}.py") for f in dist.files or ()
+        ):
+            return []
+        name = dist.metadata["Name"] or top
+        self._versions.setdefault(name, dist.version)
+        return [name]
+
+    def _scan(self) -> Mapping[str, list[str]]:
+        if self._all is None:
+            self._all = importlib.metadata.packages_distributions()
+        return self._all
 
     def version(self, dist: str) -> str:
         if dist not in self._versions:
