@@ -1,0 +1,264 @@
+"""The `cellcache` command line: click's CliRunner for arguments and output, and a few
+real runs of the installed entry point for exit codes. Kernels are real."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from click.testing import CliRunner
+from nbformat.v4 import new_code_cell, new_notebook
+
+from cellcache import api
+from cellcache.cli import main
+from cellcache.store.local import LocalStore
+from cellcache.store.manifest import Manifest
+
+
+def write_nb(path: Path, *sources: str) -> Path:
+    nb = new_notebook(cells=[new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def cellcache(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed `cellcache` script, as a user runs it."""
+    script = Path(sys.executable).with_name("cellcache")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "cellcache.cli"]
+    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def store(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CELLCACHE_DIR", str(store_dir))
+    return store_dir
+
+
+@pytest.fixture
+def cli() -> CliRunner:
+    return CliRunner()
+
+
+def put(store: LocalStore, step: str, value: object, created: float) -> Manifest:
+    key = step.encode().hex().ljust(32, "0")
+    blob, size = store.put_blob({"ns": {step: value}, "record": {}})
+    manifest = Manifest(key=key, step=step, created=created, seconds=2.0, blob=blob, blob_size=size, outputs=(step,))
+    store.commit(manifest)
+    store.record_run(step, key, "miss", 2.0, 0.0, "first run of this step")
+    return manifest
+
+
+def listed_steps(cli: CliRunner, *args: str) -> list[str]:
+    result = cli.invoke(main, ["ls", *args])
+    assert result.exit_code == 0, result.output
+    return re.findall(r"│ [0-9a-f]{32} │ (\w+)", result.output)
+
+
+# arguments and usage errors: no kernel -------------------------------------------------
+
+
+def test_every_command_has_help(cli: CliRunner) -> None:
+    assert cli.invoke(main, ["--help"]).exit_code == 0
+    assert set(main.commands) == {"run", "status", "stats", "ls", "invalidate", "clear", "gc", "verify"}
+    for name in main.commands:
+        result = cli.invoke(main, [name, "--help"])
+        assert result.exit_code == 0, name
+        assert result.output.startswith(f"Usage: main {name}") or result.output.startswith(f"Usage: cellcache {name}")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "missing.ipynb"], "'missing.ipynb' does not exist"),
+        (["status", "missing.ipynb"], "'missing.ipynb' does not exist"),
+        (["run"], "Missing argument 'NB.ipynb...'"),
+        (["run", "--bogus", "ok.ipynb"], "No such option '--bogus'"),
+        (["run", "--jobs", "0", "ok.ipynb"], "0 is not in the range x>=1"),
+        (["run", "--timeout", "-1", "ok.ipynb"], "--timeout"),
+        (["run", "--inplace", "--output-dir", "out", "ok.ipynb"], "--inplace and --output-dir exclude each other"),
+        (["run", "--kernel", "no-such-kernel", "ok.ipynb"], "no kernel named 'no-such-kernel'"),
+        (["run", "junk.ipynb"], "junk.ipynb is not a readable notebook"),
+        (["gc"], "give --max-size, --older-than or both"),
+        (["gc", "--max-size", "5XB"], "invalid size '5XB'"),
+        (["gc", "--older-than", "soon"], "invalid duration 'soon'"),
+        (["invalidate"], "Missing argument 'STEP'"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_message_and_no_traceback(
+    cli: CliRunner, tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_nb(tmp_path / "ok.ipynb", "x = 1")
+    (tmp_path / "junk.ipynb").write_text("{ not a notebook")
+    result = cli.invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_bad_setting_in_pyproject_is_a_usage_error(cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.cellcache]\nsecret = "x"\n')
+    monkeypatch.chdir(tmp_path)
+    result = cli.invoke(main, ["stats"])
+    assert result.exit_code == 2
+    assert "unknown [tool.cellcache] setting(s) ['secret']" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_missing_notebook_from_the_real_entry_point(tmp_path: Path, store: Path) -> None:
+    done = cellcache("run", "nowhere.ipynb", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "Error: Invalid value for 'NB.ipynb...': File 'nowhere.ipynb' does not exist." in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert done.stdout == ""
+
+
+# the store commands: no kernel ----------------------------------------------------------
+
+
+@pytest.fixture
+def filled(store: Path) -> dict[str, Manifest]:
+    """Three entries, least recently used first: bravo, charlie, alpha (alpha was just hit)."""
+    local = LocalStore(store)
+    now = time.time()
+    entries = {
+        "alpha": put(local, "alpha", list(range(100)), now - 30),
+        "bravo": put(local, "bravo", list(range(200)), now - 20),
+        "charlie": put(local, "charlie", list(range(300)), now - 10),
+    }
+    local.record_run("alpha", entries["alpha"].key, "hit", 0.01, 1.99, "hit")
+    return entries
+
+
+def test_stats_prints_what_the_magic_prints(cli: CliRunner, filled: dict[str, Manifest], store: Path) -> None:
+    def masked(text: str) -> str:
+        # The ages move between the two calls, and the column widths with them.
+        text = re.sub(r"[\d.]+ (ms|s|min|h) ago|just now", "AGO", text)
+        return re.sub(r" +", " ", re.sub(r"─+", "─", text))
+
+    result = cli.invoke(main, ["stats"])
+    assert result.exit_code == 0
+    expected = api.stats_text(LocalStore(store))
+    assert masked(result.output) == masked(expected) + "\n"
+    assert "alpha" in result.output and "charlie" in result.output
+
+
+def test_ls_lists_every_entry_or_one_step(cli: CliRunner, filled: dict[str, Manifest]) -> None:
+    result = cli.invoke(main, ["ls"])
+    assert "3 entries in" in result.output
+    for step, manifest in filled.items():
+        assert f"│ {manifest.key} │ {step}" in result.output
+    assert listed_steps(cli) == ["alpha", "bravo", "charlie"]
+    assert listed_steps(cli, "bravo") == ["bravo"]
+    nothing = cli.invoke(main, ["ls", "zulu"])
+    assert nothing.exit_code == 0 and "no entries for step 'zulu'" in nothing.output
+
+
+def test_invalidate_drops_one_step(cli: CliRunner, filled: dict[str, Manifest]) -> None:
+    result = cli.invoke(main, ["invalidate", "bravo"])
+    assert result.exit_code == 0
+    assert "invalidated step 'bravo' (1 entry dropped)" in result.output
+    assert listed_steps(cli) == ["alpha", "charlie"]
+    assert "(0 entries dropped)" in cli.invoke(main, ["invalidate", "bravo"]).output
+
+
+def test_clear_drops_everything(cli: CliRunner, filled: dict[str, Manifest], store: Path) -> None:
+    result = cli.invoke(main, ["clear"])
+    assert result.exit_code == 0 and "(3 entries dropped)" in result.output
+    assert listed_steps(cli) == []
+    assert not [p for p in store.rglob("*") if p.is_file() and "blobs" in p.parts]
+
+
+def test_gc_drops_the_least_recently_used_first(cli: CliRunner, filled: dict[str, Manifest], store: Path) -> None:
+    sizes = {r.step: r.size for r in LocalStore(store).index.entries()}
+    kept = cli.invoke(main, ["gc", "--max-size", "5GB", "--older-than", "30d"])
+    assert kept.exit_code == 0 and "dropped 0 entries" in kept.output
+    # Room for two entries: bravo, the least recently used, goes; alpha was hit last, so it stays.
+    result = cli.invoke(main, ["gc", "--max-size", str(sizes["alpha"] + sizes["charlie"])])
+    assert result.exit_code == 0, result.output
+    assert "gc dropped 1 entry" in result.output
+    assert listed_steps(cli) == ["alpha", "charlie"]
+    assert "dropped 2 entries" in cli.invoke(main, ["gc", "--older-than", "0s"]).output
+    assert listed_steps(cli) == []
+
+
+def test_verify_reports_broken_entries_and_repair_drops_them(cli: CliRunner, filled: dict[str, Manifest], store: Path) -> None:
+    local = LocalStore(store)
+    sound = cli.invoke(main, ["verify"])
+    assert sound.exit_code == 0 and "checked 3 entries" in sound.output and "all sound" in sound.output
+
+    blob = local.blob_path(filled["alpha"].blob)
+    blob.write_bytes(b"x" * blob.stat().st_size)  # same size, other content: only a full check sees it
+    manifest = local.manifest_path(filled["bravo"].key)
+    manifest.write_text(manifest.read_text().replace('"seconds":2.0', '"seconds":0.5'))  # tampered
+
+    broken = cli.invoke(main, ["verify"])
+    assert broken.exit_code == 1
+    assert f"broken: {filled['alpha'].key}: blob {filled['alpha'].blob} content does not match its digest" in broken.output
+    assert f"broken: {filled['bravo'].key}: manifest signature does not match" in broken.output
+    assert "2 broken; run with --repair to drop them" in broken.output
+    assert listed_steps(cli) == ["alpha", "bravo", "charlie"], "without --repair nothing is dropped"
+
+    repaired = cli.invoke(main, ["verify", "--repair"])
+    assert repaired.exit_code == 0 and "2 broken, dropped" in repaired.output
+    assert listed_steps(cli) == ["charlie"]
+    again = cli.invoke(main, ["verify"])
+    assert again.exit_code == 0 and "checked 1 entry" in again.output and "all sound" in again.output
+
+
+# run and status with real kernels -------------------------------------------------------
+
+
+@pytest.mark.kernel
+def test_run_prints_a_table_then_status_reports_what_would_run(cli: CliRunner, tmp_path: Path, store: Path) -> None:
+    cells = ["n = 5", "%%cached square\nsq = n * n", "%%cached plus\nplus = sq + 1", "print(plus)"]
+    nb = write_nb(tmp_path / "nb.ipynb", *cells)
+
+    done = cellcache("run", str(nb), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    table = done.stdout
+    assert str(nb) in table
+    assert re.search(r"│ +1 │ square +│ miss", table) and re.search(r"│ +2 │ plus +│ miss", table)
+    assert re.search(r"│ +3 │ - +│ plain", table)
+    assert table.rstrip().endswith("0 hits, 2 misses, 0 ms saved in 1 notebook")
+
+    write_nb(nb, "n = 6", *cells[1:])
+    status = cli.invoke(main, ["status", str(nb)])
+    assert status.exit_code == 0, status.output
+    assert re.search(r"│ +1 │ square +│ would run +│ input `n` changed", status.output)
+    assert re.search(r"│ +2 │ plus +│ after a miss", status.output)
+    assert re.search(r"│ +3 │ - +│ after a miss", status.output)
+    assert "0 hits; 1 of 1 notebook would run from a miss" in status.output
+
+
+@pytest.mark.kernel
+def test_json_output_and_a_failing_cell_from_the_real_entry_point(tmp_path: Path, store: Path) -> None:
+    good = write_nb(tmp_path / "good.ipynb", "x = 2", "%%cached twice\ny = x * 2")
+    bad = write_nb(tmp_path / "bad.ipynb", "x = 1", "%%cached boom\nraise ValueError('bad input')", "z = 3")
+
+    done = cellcache("run", "--json", "--jobs", "2", str(good), str(bad), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)  # stdout holds the JSON document and nothing else
+    assert [n["path"] for n in report["notebooks"]] == [str(good), str(bad)]
+    good_cells, bad_cells = (n["cells"] for n in report["notebooks"])
+    assert [(c["index"], c["step"], c["status"]) for c in good_cells] == [(0, None, "plain"), (1, "twice", "miss")]
+    assert [(c["index"], c["step"], c["status"]) for c in bad_cells] == [(0, None, "plain"), (1, "boom", "error")]
+    for cell in good_cells + bad_cells:
+        assert set(cell) == {"index", "step", "status", "seconds", "saved_seconds"}
+        assert cell["seconds"] >= 0 and cell["saved_seconds"] == 0
+    assert report["notebooks"][0]["error"] is None
+    assert f"cellcache: {bad}: cell 1 (step boom) failed: ValueError: bad input" in done.stderr
+    assert "Traceback" not in done.stderr
+
+    again = cellcache("run", "--json", str(good), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    [cells] = [n["cells"] for n in json.loads(again.stdout)["notebooks"]]
+    assert cells[1]["status"] == "hit"
