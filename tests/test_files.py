@@ -300,3 +300,22 @@ def test_a_function_from_a_local_module_is_keyed_by_its_code(counted, workdir):
     finally:
         sys.path.remove(str(workdir))
         sys.modules.pop("proj_fn", None)
+
+
+def test_system_library_and_store_files_are_not_implicit_deps(counted, workdir, store_dir):
+    run(counted, counting_cell("warm = 1", "warmup"))  # the store exists, with a blob to read
+    blob = next(p for p in (store_dir / "blobs").rglob("*") if p.is_file())
+    cell = counting_cell(
+        "import json as _json, numpy as _np\n"
+        "status = open('/proc/self/status').read()[:10]\n"
+        "stdlib_src = open(_json.__file__).read()[:10]\n"
+        "site_src = open(_np.__file__).read()[:10]\n"
+        f"store_bytes = open({str(blob)!r}, 'rb').read(4)\n"
+        "mine = open('mine.txt').read()",
+        "exclusions",
+    )
+    (workdir / "mine.txt").write_text("kept")
+    run(counted, cell)
+    manifest = max((store_dir / "entries").glob("*/*.json"), key=lambda p: p.stat().st_mtime)
+    implicit = json.loads(manifest.read_bytes().split(b"\n", 1)[1])["implicit"]
+    assert [d["path"] for d in implicit] == ["mine.txt"]
