@@ -415,6 +415,17 @@ def output_path(path: Path, options: RunOptions) -> Path | None:
     return None
 
 
+def _run_to_completion(coroutine: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    # Called from code that already runs an event loop in this thread (a Jupyter kernel,
+    # Playwright's sync API): asyncio.run would refuse, so the notebook gets a thread of its own.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellcache-run") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def run_notebook(path: Path, options: RunOptions = RunOptions(), listener: Listener | None = None) -> NotebookResult:
     """Execute one notebook in a fresh kernel and describe every code cell that ran."""
     import nbformat
@@ -426,7 +437,7 @@ def run_notebook(path: Path, options: RunOptions = RunOptions(), listener: Liste
     env = kernel_env(path.parent.resolve())
     with tempfile.TemporaryDirectory(prefix="cellcache-run-") as tmp:
         run = _NotebookRun(path, nb, options, listener, Path(tmp) / "report.jsonl")
-        error = asyncio.run(run.execute(env))
+        error = _run_to_completion(run.execute(env))
     out = output_path(path, options)
     if out is not None:
         # Written even after a failure, as papermill does: the traceback is in the cell's outputs.

@@ -352,3 +352,17 @@ def test_the_quickstart_notebook_misses_then_hits_then_reruns_only_the_fit(tmp_p
         "fit": "miss",
         "evaluate": "miss",
     }
+
+
+@pytest.mark.kernel
+def test_runs_from_inside_a_running_event_loop(tmp_path: Path, store: Path) -> None:
+    # As when called from a Jupyter kernel, or after Playwright's sync API started its loop.
+    import asyncio
+
+    nb = write_nb(tmp_path / "loop.ipynb", "%%cached looped\nv = 41 + 1\nprint(v)")
+
+    async def inside_a_loop() -> list:
+        return batch.run_notebooks([nb])
+
+    [result] = asyncio.run(inside_a_loop())
+    assert result.error is None and [c.status for c in result.cells] == ["miss"]
