@@ -356,13 +356,16 @@ def test_the_quickstart_notebook_misses_then_hits_then_reruns_only_the_fit(tmp_p
 
 @pytest.mark.kernel
 def test_runs_from_inside_a_running_event_loop(tmp_path: Path, store: Path) -> None:
-    # As when called from a Jupyter kernel, or after Playwright's sync API started its loop.
+    # As when called from a Jupyter kernel. The outer loop gets a thread of its own, so that this
+    # test does not depend on whether something else already runs a loop in the main thread.
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     nb = write_nb(tmp_path / "loop.ipynb", "%%cached looped\nv = 41 + 1\nprint(v)")
 
     async def inside_a_loop() -> list:
         return batch.run_notebooks([nb])
 
-    [result] = asyncio.run(inside_a_loop())
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        [result] = pool.submit(asyncio.run, inside_a_loop()).result()
     assert result.error is None and [c.status for c in result.cells] == ["miss"]

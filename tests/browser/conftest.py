@@ -86,9 +86,13 @@ def _require_browser() -> None:
         )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium_browser() -> Iterator[Browser]:
-    """Debian's chromium driven by Playwright, one per test session."""
+    """Debian's chromium driven by Playwright, for the browser tests only.
+
+    Package scope, not session: Playwright's sync API keeps an event loop running in
+    the main thread while it is open, which would break asyncio.run in later tests.
+    """
     _require_browser()
     from playwright.sync_api import sync_playwright
 
@@ -100,7 +104,7 @@ def chromium_browser() -> Iterator[Browser]:
             browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLabServer]:
     """JupyterLab on 127.0.0.1, private config/data/runtime dirs and cache store.
 
