@@ -368,7 +368,7 @@ class Session:
             self._warn_not_stored(name, f"the store could not be written ({exc})")
             return
         try:
-            blob, size = self.store.put_blob({"ns": values, "record": record})
+            blob = self.store.put_blob({"ns": values, "record": record})
         except OSError as exc:
             self._warn_not_stored(name, f"the store could not be written ({exc})")
             return
@@ -389,8 +389,9 @@ class Session:
             step=name,
             created=time.time(),
             seconds=seconds,
-            blob=blob,
-            blob_size=size,
+            blob=blob.digest,
+            blob_size=blob.size,
+            blob_loader=blob.loader,
             outputs=tuple(values),
             deletes=tuple(deletes),
             result_name=result_name,

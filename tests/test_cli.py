@@ -47,8 +47,10 @@ def cli() -> CliRunner:
 
 def put(store: LocalStore, step: str, value: object, created: float) -> Manifest:
     key = step.encode().hex().ljust(32, "0")
-    blob, size = store.put_blob({"ns": {step: value}, "record": {}})
-    manifest = Manifest(key=key, step=step, created=created, seconds=2.0, blob=blob, blob_size=size, outputs=(step,))
+    blob = store.put_blob({"ns": {step: value}, "record": {}})
+    manifest = Manifest(
+        key=key, step=step, created=created, seconds=2.0, blob=blob.digest, blob_size=blob.size, blob_loader=blob.loader, outputs=(step,)
+    )
     store.commit(manifest)
     store.record_run(step, key, "miss", 2.0, 0.0, "first run of this step")
     return manifest

@@ -590,3 +590,16 @@ def test_restore_only_never_runs_a_body_and_records_nothing(counted, store_dir):
         session.configure_batch()
     assert executions(counted) == 1 and "z" not in counted.user_ns and "w" not in counted.user_ns
     assert {s.name: s.runs for s in cellcache.stats()} == before
+
+
+def test_aliasing_between_array_outputs_survives(counted):
+    cell = counting_cell("import numpy as np\na = np.arange(6.0)\nb = a\npair = (a, b)\nframe = {'m': a}")
+    run(counted, cell)
+    for name in ("a", "b", "pair", "frame"):
+        del counted.user_ns[name]
+    run(counted, cell)
+    ns = counted.user_ns
+    assert executions(counted) == 1
+    assert ns["b"] is ns["a"] and ns["pair"][0] is ns["a"] and ns["frame"]["m"] is ns["a"]
+    ns["a"][0] = 99.0  # a mutation through one name shows through every alias, as before caching
+    assert ns["b"][0] == 99.0

@@ -14,9 +14,16 @@ from cellcache.store.manifest import Manifest
 
 
 def put(store: LocalStore, key: str, value, step: str = "s", created: float | None = None) -> Manifest:
-    blob, size = store.put_blob({"ns": value, "record": {}})
+    blob = store.put_blob({"ns": value, "record": {}})
     manifest = Manifest(
-        key=key, step=step, created=created or time.time(), seconds=1.0, blob=blob, blob_size=size, outputs=tuple(value)
+        key=key,
+        step=step,
+        created=created or time.time(),
+        seconds=1.0,
+        blob=blob.digest,
+        blob_size=blob.size,
+        blob_loader=blob.loader,
+        outputs=tuple(value),
     )
     store.commit(manifest)
     return manifest
@@ -173,3 +180,15 @@ def test_two_stores_share_one_folder(tmp_path):
     m = put(first, "a" * 32, {"x": 1})
     assert second.manifest(m.key) == m
     assert first.secret == second.secret and (Path(tmp_path) / "secret").stat().st_mode & 0o077 == 0
+
+
+def test_loader_follows_the_content_and_joblib_still_reads_both(tmp_path):
+    import joblib
+    import numpy as np
+
+    store = LocalStore(tmp_path)
+    plain = store.put_blob({"ns": {"x": [1, 2]}, "record": {}})
+    arrays = store.put_blob({"ns": {"a": np.arange(3)}, "record": {}})
+    assert (plain.loader, arrays.loader) == ("pickle", "joblib")
+    assert joblib.load(store.blob_path(plain.digest))["ns"]["x"] == [1, 2]
+    assert joblib.load(store.blob_path(arrays.digest))["ns"]["a"].tolist() == [0, 1, 2]

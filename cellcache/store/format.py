@@ -11,6 +11,7 @@ import marshal
 import pickle
 import sys
 import types
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -64,13 +65,41 @@ def _rebuild_function(
     return fn
 
 
+# How a blob is read back: the loader axis, next to the store's place axis.
+JOBLIB = "joblib"  # holds numpy arrays in joblib's layout (array bytes after their wrapper)
+PICKLE = "pickle"  # no arrays: a plain pickle stream, which the C unpickler reads much faster
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    digest: str
+    size: int
+    loader: str = JOBLIB
+
+
 class BundlePickler(NumpyPickler):
     """joblib's pickler, plus what a notebook namespace needs to survive a new kernel.
 
     Functions and classes the notebook defined live in ``__main__``; pickled by
     reference they could only be loaded where they already exist, so they are
-    stored by value. Modules are stored by name and imported on load.
+    stored by value. Modules are stored by name and imported on load. Arrays
+    are memoized, so two names bound to one array are one array again on load.
     """
+
+    arrays_written = 0
+
+    def save(self, obj: Any) -> None:  # joblib's save takes no save_persistent_id
+        if self.np is not None and type(obj) in (self.np.ndarray, self.np.matrix, self.np.memmap):
+            # joblib writes arrays before the memo is consulted, which would split aliases into copies.
+            known = self.memo.get(id(obj))
+            if known is not None:
+                self.write(self.get(known[0]))
+                return
+            super().save(obj)
+            self.arrays_written += 1
+            self.memoize(obj)
+            return
+        super().save(obj)
 
     def reducer_override(self, obj: Any) -> Any:
         kind = type(obj)
@@ -92,11 +121,12 @@ class BundlePickler(NumpyPickler):
         return NotImplemented
 
 
-def dump(value: Any, target: BinaryIO) -> tuple[str, int]:
-    """Write ``value`` as a joblib pickle (readable by ``joblib.load``); return (content digest, size)."""
+def dump(value: Any, target: BinaryIO) -> BlobInfo:
+    """Write ``value`` as a joblib pickle (readable by ``joblib.load``)."""
     writer = HashingWriter(target)
-    BundlePickler(writer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
-    return writer.hexdigest(), writer.size
+    pickler = BundlePickler(writer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dump(value)
+    return BlobInfo(writer.hexdigest(), writer.size, JOBLIB if pickler.arrays_written else PICKLE)
 
 
 def _read_array(wrapper: NumpyArrayWrapper, f: BinaryIO, native: bool) -> Any:
@@ -144,10 +174,12 @@ class BundleUnpickler(NumpyUnpickler):
     dispatch[pickle.BUILD[0]] = load_build
 
 
-def load(path: Path) -> Any:
+def load(path: Path, loader: str = JOBLIB) -> Any:
     """Load a blob written by ``dump`` (also readable by ``joblib.load``)."""
     try:
         with open(path, "rb") as f:
+            if loader == PICKLE:
+                return pickle.load(f)
             return BundleUnpickler(str(path), f, ensure_native_byte_order=True).load()
     except FileNotFoundError:
         raise

@@ -99,24 +99,24 @@ class LocalStore:
         # A truncated blob is caught here for the price of a stat; full content checks are `verify`'s job.
         if size != manifest.blob_size:
             raise EntryCorrupt(f"blob {manifest.blob} has {size} bytes, expected {manifest.blob_size}")
-        return fmt.load(path)
+        return fmt.load(path, manifest.blob_loader)
 
     # writing ---------------------------------------------------------------
 
-    def put_blob(self, value: Any) -> tuple[str, int]:
+    def put_blob(self, value: Any) -> fmt.BlobInfo:
         """Pickle ``value`` into a content-addressed blob; identical content is stored once."""
         tmp_dir = self.root / "blobs" / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = tmp_dir / f"{uuid.uuid4().hex}.tmp"
         try:
             with open(tmp, "wb") as f:
-                digest, size = fmt.dump(value, f)
-            final = self.blob_path(digest)
+                info = fmt.dump(value, f)
+            final = self.blob_path(info.digest)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
-        return digest, size
+        return info
 
     def put_file_blob(self, source: Path) -> tuple[str, int]:
         digest = fmt.file_digest(source)

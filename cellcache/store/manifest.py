@@ -39,6 +39,7 @@ class Manifest:
     blob: str
     blob_size: int
     outputs: tuple[str, ...]
+    blob_loader: str = "joblib"
     deletes: tuple[str, ...] = ()
     result_name: str | None = None
     components: Mapping[str, str] = field(default_factory=dict)
