@@ -30,15 +30,6 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-@lru_cache(maxsize=256)
-def _split(line: str) -> list[str]:
-    # posix splitting, so a quoted glob arrives without its quotes (IPython's own split keeps them)
-    try:
-        return shlex.split(line)
-    except ValueError as exc:
-        raise UsageError(f"%%cached: cannot parse {line!r}: {exc}") from None
-
-
 _CELLCACHE_USAGE = (
     "usage: %cellcache [panel | stats | info | invalidate NAME | clear | gc [--max-size 5GB] [--older-than 30d] | on | off]"
 )
@@ -62,19 +53,8 @@ class CellcacheMagics(Magics):
     @cell_magic
     def cached(self, line: str, cell: str) -> None:
         """Run the cell only if its code, inputs or files changed; otherwise restore what it produced."""
-        args = self.cached.parser.parse_args(_split(line))
-        spec = StageSpec(
-            name=args.name,
-            deps=tuple(args.deps),
-            outs=tuple(args.outs),
-            strategy=args.strategy,
-            force=args.force,
-            explain=args.explain,
-            ignore=frozenset(args.ignore),
-            ttl=args.ttl,
-        )
         try:
-            self.session.run(spec, cell)
+            self.session.run(_spec(line), cell)
         except DepNotFound as exc:
             raise UsageError(f"%%cached: {exc}; the cell did not run") from None
 
@@ -116,3 +96,24 @@ class CellcacheMagics(Magics):
         else:
             raise UsageError(f"unknown or malformed command {line.strip()!r}\n{_CELLCACHE_USAGE}")
         return None
+
+
+@lru_cache(maxsize=256)
+def _spec(line: str) -> StageSpec:
+    """The line as a StageSpec; a re-run cell has the same line, and parsing is on every hit's path."""
+    try:
+        # posix splitting, so a quoted glob arrives without its quotes (IPython's own split keeps them)
+        argv = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"%%cached: cannot parse {line!r}: {exc}") from None
+    args = CellcacheMagics.cached.parser.parse_args(argv)
+    return StageSpec(
+        name=args.name,
+        deps=tuple(args.deps),
+        outs=tuple(args.outs),
+        strategy=args.strategy,
+        force=args.force,
+        explain=args.explain,
+        ignore=frozenset(args.ignore),
+        ttl=args.ttl,
+    )
