@@ -49,7 +49,7 @@ PROPOSED_INDEXES = {
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from cellcache.stats import render_text  # noqa: E402
+from cellcache.report import render_text  # noqa: E402
 from cellcache.store.index import Index  # noqa: E402
 from cellcache.store.local import LocalStore  # noqa: E402
 

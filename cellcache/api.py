@@ -5,7 +5,7 @@ from typing import Any
 
 from cellcache import config as _config
 from cellcache.runner import Session, StepRun
-from cellcache.stats import render_text
+from cellcache.report import render_text
 from cellcache.store.index import StepStats
 from cellcache.store.local import LocalStore
 

@@ -21,7 +21,7 @@ from cellcache import api, batch
 from cellcache import config as _config
 from cellcache.errors import BatchError, CellcacheError, ConfigError
 from cellcache.spec import parse_duration, parse_size
-from cellcache.stats import format_age, format_seconds, format_size
+from cellcache.report import format_age, format_seconds, format_size
 from cellcache.store.local import LocalStore
 
 _STATUS_LABEL = {

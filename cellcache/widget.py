@@ -3,7 +3,7 @@
 No front-end code of its own, so it renders wherever ipywidgets does
 (JupyterLab 4, Notebook 7, VS Code). It is a view: the rows come from
 ``store.step_rows()``, the actions call ``store.invalidate`` / ``store.clear``,
-and sorting, filtering and cell formatting live in ``cellcache.stats``.
+and sorting, filtering and cell formatting live in ``cellcache.report``.
 
 Scale: an ipywidget costs ~0.15 ms to build even with shared layouts and
 styles, and a row is 14 of them, so 500 rows would take over a second. The
@@ -23,8 +23,7 @@ import ipywidgets as widgets
 from ipywidgets.widgets.widget_int import ProgressStyle
 from ipywidgets.widgets.widget_string import LabelStyle
 
-# Named imports: the package attribute ``cellcache.stats`` is the API function, not this module.
-from cellcache.stats import (
+from cellcache.report import (
     COLUMNS,
     SORT_OPTIONS,
     RowView,
@@ -47,7 +46,7 @@ PAGE_SIZE = 25
 # up to ~800 px with the widgets' margins, which fits JupyterLab's output area
 # at 1280 px with the file browser open; the miss reason takes what is left
 # (clipped with "…", the full text in its tooltip), so the Invalidate button is
-# never pushed out of sight. Keys are cellcache.stats.COLUMNS keys plus "bar"
+# never pushed out of sight. Keys are cellcache.report.COLUMNS keys plus "bar"
 # and "button".
 _WIDTHS: dict[str, int] = {
     "name": 120,
@@ -118,7 +117,7 @@ class _Parts:
 class StepRow:
     """The widgets of one step's row.
 
-    ``labels`` maps each ``cellcache.stats.COLUMNS`` key ("name", "runs", "hits", ...)
+    ``labels`` maps each ``cellcache.report.COLUMNS`` key ("name", "runs", "hits", ...)
     to its Label; ``rate_bar`` is the hit-rate FloatProgress;
     ``invalidate_button`` drops the step's entries; ``stats`` is the
     ``StepStats`` the row shows and ``view`` its formatted cells.
@@ -218,7 +217,7 @@ class CachePanel(widgets.VBox):
     Public handles (stable, used by the tests):
 
     - ``rows``: ``{step name: StepRow}`` of the rows shown, in display order;
-    - ``filter_text`` (Text), ``sort_dropdown`` (Dropdown of ``cellcache.stats.SORT_OPTIONS``);
+    - ``filter_text`` (Text), ``sort_dropdown`` (Dropdown of ``cellcache.report.SORT_OPTIONS``);
     - ``refresh_button``, ``clear_button``, and the confirmation
       ``confirm_box`` with ``confirm_button`` / ``cancel_button``;
     - ``more_button`` ("Show more", when more than ``page_size`` steps match);

@@ -11,7 +11,7 @@ import pytest
 from IPython.utils.capture import capture_output
 
 import cellcache
-from cellcache.stats import format_rate, format_seconds, format_size, render_text, row_view
+from cellcache.report import format_rate, format_seconds, format_size, render_text, row_view
 from cellcache.widget import CachePanel, css_name
 from tests.conftest import run
 

@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from cellcache.stats import (
+from cellcache.report import (
     COLUMNS,
     SORT_OPTIONS,
     RowView,
