@@ -359,11 +359,10 @@ class Session:
         try:
             cache = self._stat_cache()
             implicit_digests = tuple(FileDigest(p, d) for p, d in files.digests(implicit, cwd, cache).items())
-            outs = tuple(
-                OutFile(path=files.display_path(p, cwd), blob=blob, size=size, mode=p.stat().st_mode & 0o777)
-                for p in out_paths
-                for blob, size in [self.store.put_file_blob(p)]
-            )
+            outs: list[OutFile] = []
+            for path in out_paths:
+                digest, size = self.store.put_file_blob(path)
+                outs.append(OutFile(path=files.display_path(path, cwd), blob=digest, size=size, mode=path.stat().st_mode & 0o777))
         except OSError as exc:
             self._warn_not_stored(name, f"the store could not be written ({exc})")
             return
@@ -397,7 +396,7 @@ class Session:
             result_name=result_name,
             components=dict(key.components),
             descriptions=dict(descriptions),
-            outs=outs,
+            outs=tuple(outs),
             implicit=implicit_digests,
         )
         try:
