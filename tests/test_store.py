@@ -192,3 +192,24 @@ def test_loader_follows_the_content_and_joblib_still_reads_both(tmp_path):
     assert (plain.loader, arrays.loader) == ("pickle", "joblib")
     assert joblib.load(store.blob_path(plain.digest))["ns"]["x"] == [1, 2]
     assert joblib.load(store.blob_path(arrays.digest))["ns"]["a"].tolist() == [0, 1, 2]
+
+
+def test_an_outs_blob_is_kept_while_another_entry_uses_it(tmp_path):
+    from cellcache.store.manifest import OutFile
+
+    store = LocalStore(tmp_path)
+    shared = tmp_path / "model.bin"
+    shared.write_bytes(b"weights" * 50)
+    digest, size = store.put_file_blob(shared)
+    for key, step in (("a" * 32, "one"), ("b" * 32, "two")):
+        blob = store.put_blob({"ns": {step: 1}, "record": {}})
+        store.commit(
+            Manifest(
+                key=key, step=step, created=time.time(), seconds=1.0, blob=blob.digest, blob_size=blob.size,
+                blob_loader=blob.loader, outputs=(step,), outs=(OutFile("model.bin", digest, size, 0o644),),
+            )
+        )
+    store.invalidate("one")
+    assert store.blob_path(digest).exists()  # entry two still needs it
+    store.invalidate("two")
+    assert not store.blob_path(digest).exists()

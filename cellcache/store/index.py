@@ -22,6 +22,12 @@ CREATE TABLE IF NOT EXISTS entries(
     blob TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entries_step ON entries(step);
+CREATE TABLE IF NOT EXISTS entry_files(
+    key TEXT NOT NULL,
+    blob TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entry_files_key ON entry_files(key);
+CREATE INDEX IF NOT EXISTS entry_files_blob ON entry_files(blob);
 CREATE TABLE IF NOT EXISTS steps(
     name TEXT PRIMARY KEY,
     last_key TEXT,
@@ -129,8 +135,11 @@ class Index:
 
     # entries ---------------------------------------------------------------
 
-    def add_entry(self, row: EntryRow) -> None:
+    def add_entry(self, row: EntryRow, file_blobs: Iterable[str] = ()) -> None:
+        """Record an entry, and the --outs blobs it uses (so they are kept while it exists)."""
         with self._tx() as db:
+            db.execute("DELETE FROM entry_files WHERE key=?", (row.key,))
+            db.executemany("INSERT INTO entry_files(key, blob) VALUES (?, ?)", [(row.key, b) for b in set(file_blobs)])
             db.execute(
                 "INSERT OR REPLACE INTO entries(key, step, created, size, seconds, blob) VALUES (?,?,?,?,?,?)",
                 (row.key, row.step, row.created, row.size, row.seconds, row.blob),
@@ -163,11 +172,21 @@ class Index:
             yield EntryRow(*r)
 
     def drop_entries(self, keys: Iterable[str]) -> None:
+        rows = [(k,) for k in keys]
         with self._tx() as db:
-            db.executemany("DELETE FROM entries WHERE key=?", [(k,) for k in keys])
+            db.executemany("DELETE FROM entries WHERE key=?", rows)
+            db.executemany("DELETE FROM entry_files WHERE key=?", rows)
+
+    def file_blobs(self, key: str) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT blob FROM entry_files WHERE key=?", (key,))]
 
     def blob_in_use(self, blob: str) -> bool:
-        return self.db.execute("SELECT 1 FROM entries WHERE blob=? LIMIT 1", (blob,)).fetchone() is not None
+        return (
+            self.db.execute(
+                "SELECT 1 FROM entries WHERE blob=? UNION ALL SELECT 1 FROM entry_files WHERE blob=? LIMIT 1", (blob, blob)
+            ).fetchone()
+            is not None
+        )
 
     def total_size(self) -> int:
         return int(self.db.execute("SELECT COALESCE(SUM(size),0) FROM entries").fetchone()[0])
@@ -268,4 +287,5 @@ class Index:
     def clear(self) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM entries")
+            db.execute("DELETE FROM entry_files")
             db.execute("UPDATE steps SET last_key=NULL")

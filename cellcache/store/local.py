@@ -162,7 +162,8 @@ class LocalStore:
                 size=size,
                 seconds=manifest.seconds,
                 blob=manifest.blob,
-            )
+            ),
+            file_blobs=(o.blob for o in manifest.outs),
         )
 
     # bookkeeping -----------------------------------------------------------
@@ -189,19 +190,14 @@ class LocalStore:
         """Remove entries and whichever of their blobs no other entry shares; return bytes freed."""
         if not rows:
             return 0
-        outs: list[str] = []
+        blobs = {r.blob for r in rows}
         for row in rows:
-            try:
-                manifest = self.manifest(row.key)
-            except StoreError:
-                manifest = None
-            if manifest is not None:
-                outs.extend(o.blob for o in manifest.outs)
+            blobs.update(self.index.file_blobs(row.key))
             self.manifest_path(row.key).unlink(missing_ok=True)
         self.index.drop_entries(r.key for r in rows)
         freed = 0
-        for blob in {r.blob for r in rows} | set(outs):
-            if not self.index.blob_in_use(blob) and not self._out_blob_in_use(blob):
+        for blob in blobs:
+            if not self.index.blob_in_use(blob):
                 path = self.blob_path(blob)
                 try:
                     freed += path.stat().st_size
@@ -209,17 +205,6 @@ class LocalStore:
                 except FileNotFoundError:
                     pass
         return freed
-
-    def _out_blob_in_use(self, blob: str) -> bool:
-        # --outs blobs are rare and small in number; a scan of the remaining manifests is fine here.
-        for row in self.index.entries():
-            try:
-                manifest = self.manifest(row.key)
-            except StoreError:
-                continue
-            if manifest and any(o.blob == blob for o in manifest.outs):
-                return True
-        return False
 
     def invalidate(self, step: str) -> int:
         """Drop every entry of one step; return how many."""
