@@ -353,10 +353,17 @@ class _NotebookRun:
 
     async def execute(self, env: dict[str, str]) -> str | None:
         """Run every cell; return why the notebook stopped early, or None."""
+        # The kernel's own stdout/stderr (shutdown noise from ipykernel and zmq, among others) would
+        # land on the user's terminal; it goes to a log, quoted only when the kernel itself fails.
+        log_path = self.report.with_name("kernel.log")
+        with open(log_path, "wb") as log:
+            return await self._execute(env, log, log_path)
+
+    async def _execute(self, env: dict[str, str], log: Any, log_path: Path) -> str | None:
         from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
         try:
-            await self.client.async_execute(env=env)
+            await self.client.async_execute(env=env, stdout=log, stderr=log)
             return None
         except CellExecutionError as exc:
             if exc.ename == _STOP_AT_MISS:
@@ -369,13 +376,13 @@ class _NotebookRun:
         except CellTimeoutError:
             return self._interrupted(f"timed out after {self.options.timeout:g} s")
         except DeadKernelError:
-            return self._interrupted("the kernel died")
+            return self._interrupted("the kernel died" + _tail(log_path))
         except _SetupFailed as exc:
             return f"the kernel could not load cellcache: {exc}"
         except Exception as exc:  # noqa: BLE001 - a kernel that can't start, a broken connection: report, don't crash the batch
             if self.current is not None:
                 return self._interrupted(f"{type(exc).__name__}: {exc}")
-            return f"the kernel did not start: {type(exc).__name__}: {exc}"
+            return f"the kernel did not start: {type(exc).__name__}: {exc}{_tail(log_path)}"
         finally:
             for index in list(self.originals):
                 self._restore_source(index)
@@ -403,6 +410,14 @@ class _NotebookRun:
 
 class _SetupFailed(Exception):
     pass
+
+
+def _tail(log_path: Path, lines: int = 15) -> str:
+    try:
+        text = log_path.read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    return ("\nkernel log (last lines):\n" + "\n".join(text.splitlines()[-lines:])) if text else ""
 
 
 def output_path(path: Path, options: RunOptions) -> Path | None:

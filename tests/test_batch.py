@@ -369,3 +369,15 @@ def test_runs_from_inside_a_running_event_loop(tmp_path: Path, store: Path) -> N
     with ThreadPoolExecutor(max_workers=1) as pool:
         [result] = pool.submit(asyncio.run, inside_a_loop()).result()
     assert result.error is None and [c.status for c in result.cells] == ["miss"]
+
+
+@pytest.mark.kernel
+def test_kernel_output_goes_to_a_log_quoted_only_when_the_kernel_dies(tmp_path: Path, store: Path, capfd) -> None:
+    noisy = write_nb(tmp_path / "noisy.ipynb", "import sys\nprint('kernel-noise-123', file=sys.__stderr__, flush=True)\nv = 1")
+    [quiet] = batch.run_notebooks([noisy])
+    assert quiet.error is None
+    assert "kernel-noise-123" not in capfd.readouterr().err  # not on the caller's terminal
+
+    dying = write_nb(tmp_path / "dying.ipynb", "import os\nos.write(2, b'dying words 456\\n')\nos._exit(3)")
+    [died] = batch.run_notebooks([dying])
+    assert died.error is not None and "the kernel died" in died.error and "dying words 456" in died.error
