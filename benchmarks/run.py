@@ -89,7 +89,7 @@ def bench_input_array(shell: InteractiveShell, report: Report, n_bytes: int, rep
     report.add(f"hit, {n_bytes / 2**30:.2f} GiB float64 input / raw xxh3_128", hit / raw, 1.5, f"hit {hit*1e3:.1f} ms, xxh3 {raw*1e3:.1f} ms")
     jh = best(lambda: joblib.hash(a), 1)
     print(f"{'   (for scale) joblib.hash of that array / raw xxh3':<58} {jh / raw:7.1f}x", flush=True)
-    del shell.user_ns["a"], a
+    del shell.user_ns["a"]
 
 
 def bench_restore_array(shell: InteractiveShell, report: Report, n_bytes: int, repeat: int, tmp: Path) -> None:

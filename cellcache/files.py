@@ -11,7 +11,6 @@ import os
 import sys
 import sysconfig
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
 

@@ -1,7 +1,6 @@
 """The local store, without a shell."""
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from pathlib import Path
