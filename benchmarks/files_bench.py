@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import best, cell, expect_hit, make_shell, median  # noqa: E402
+from run import cell, expect_hit, make_shell, median  # noqa: E402
 
 HOOK_PROBE = textwrap.dedent(
     """
@@ -62,32 +62,34 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         home = os.getcwd()
         os.chdir(tmp)
-        write_big(tmp / "big.bin", size)
-        shell = make_shell(tmp / "store")
-        cell(shell, "%%cached nodeps\nv = 1")
-        cell(shell, "%%cached withdep -d big.bin\nv = 1")
-        no_deps = median(lambda: cell(shell, "%%cached nodeps\nv = 1"), repeat)
-        expect_hit(shell)
-        with_dep = median(lambda: cell(shell, "%%cached withdep -d big.bin\nv = 1"), repeat)
-        expect_hit(shell)
-        ratio = with_dep / no_deps
-        print(
-            f"hit with an unchanged {size / 2**30:.2f} GiB dep / hit with no deps: {ratio:.2f}x "
-            f"(bar < 2x, {'ok' if ratio < 2 else 'OVER BAR'}); {with_dep*1e3:.2f} ms vs {no_deps*1e3:.2f} ms"
-        )
-        probe = tmp / "probe.txt"
-        probe.write_text("x")
-        n = "20000" if args.quick else "100000"
-        per_open = {
-            mode: float(subprocess.run([sys.executable, "-c", HOOK_PROBE, mode, str(probe), n], check=True, capture_output=True, text=True).stdout)
-            for mode in ("none", "inert", "recording")
-        }
-        for mode in ("inert", "recording"):
+        try:
+            write_big(tmp / "big.bin", size)
+            shell = make_shell(tmp / "store")
+            cell(shell, "%%cached nodeps\nv = 1")
+            cell(shell, "%%cached withdep -d big.bin\nv = 1")
+            no_deps = median(lambda: cell(shell, "%%cached nodeps\nv = 1"), repeat)
+            expect_hit(shell)
+            with_dep = median(lambda: cell(shell, "%%cached withdep -d big.bin\nv = 1"), repeat)
+            expect_hit(shell)
+            ratio = with_dep / no_deps
             print(
-                f"open()+read+close with the audit hook {mode} / no hook: {per_open[mode] / per_open['none']:.3f}x "
-                f"({per_open[mode]*1e6:.2f} us vs {per_open['none']*1e6:.2f} us per open)"
+                f"hit with an unchanged {size / 2**30:.2f} GiB dep / hit with no deps: {ratio:.2f}x "
+                f"(bar < 2x, {'ok' if ratio < 2 else 'OVER BAR'}); {with_dep*1e3:.2f} ms vs {no_deps*1e3:.2f} ms"
             )
-        os.chdir(home)
+            probe = tmp / "probe.txt"
+            probe.write_text("x")
+            n = "20000" if args.quick else "100000"
+            per_open = {
+                mode: float(subprocess.run([sys.executable, "-c", HOOK_PROBE, mode, str(probe), n], check=True, capture_output=True, text=True).stdout)
+                for mode in ("none", "inert", "recording")
+            }
+            for mode in ("inert", "recording"):
+                print(
+                    f"open()+read+close with the audit hook {mode} / no hook: {per_open[mode] / per_open['none']:.3f}x "
+                    f"({per_open[mode]*1e6:.2f} us vs {per_open['none']*1e6:.2f} us per open)"
+                )
+        finally:
+            os.chdir(home)  # the shell's atexit needs a working directory that still exists
     return 0
 
 
