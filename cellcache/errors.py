@@ -6,6 +6,10 @@ request itself was wrong and nothing ran.
 """
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 
 class CacheWarning(UserWarning):
     """Storage or lookup trouble. The cell's result is never affected."""
@@ -61,3 +65,30 @@ class BatchError(CellcacheError):
     A notebook that is missing or not a notebook, an unknown kernel, two
     notebooks that would be written to the same file.
     """
+
+
+# Frames of these packages are skipped when a warning is attributed: the user
+# should see their own cell, not ``cellcache/runner.py:123`` or IPython's magic plumbing.
+_INTERNAL_DIRS = tuple(
+    os.path.dirname(path) + os.sep
+    for path in (__file__, getattr(sys.modules.get("IPython"), "__file__", None) or "")
+    if path
+)
+
+
+def _internal(filename: str) -> bool:
+    return filename.startswith(_INTERNAL_DIRS) or filename.startswith("<decorator-gen")
+
+
+def warn(message: str) -> None:
+    """Issue one ``CacheWarning``, attributed to the first frame outside cellcache and IPython.
+
+    In a notebook that frame is the user's cell; from the CLI it is the caller.
+    Every ``CacheWarning`` goes through here, so the runner can keep to one per cell.
+    """
+    frame = sys._getframe(1)
+    level = 2
+    while frame is not None and _internal(frame.f_code.co_filename):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, CacheWarning, stacklevel=level)
