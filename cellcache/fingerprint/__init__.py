@@ -1,0 +1,81 @@
+"""Deterministic 128-bit fingerprints of Python values, for cache keys.
+
+``fingerprint(value)`` is pure and deterministic across processes and
+``PYTHONHASHSEED`` values, and type-tagged: every hash input starts with a
+tag naming how the rest was produced, so values of different kinds cannot
+produce the same input. Whatever cannot be hashed deterministically raises
+``Unfingerprintable``.
+
+The package, bottom up: ``_base`` (hash primitives, tokens, graph nodes),
+the kinds that sit on it (``values``: arrays and pandas; ``code``:
+functions and classes; ``modules``: modules and versions), and ``_run``,
+the walk that dispatches to them.
+"""
+from __future__ import annotations
+
+import sys
+from types import BuiltinFunctionType, FunctionType, ModuleType
+
+from cellcache.errors import Unfingerprintable
+# _token is re-exported: hashed streams name it cellcache.fingerprint._token.
+from cellcache.fingerprint._base import DIGEST_SIZE, _type_name, _unfingerprintable
+from cellcache.fingerprint._base import _token as _token
+from cellcache.fingerprint._run import _Run
+from cellcache.fingerprint.modules import is_local_module_file, module_digest, module_version
+
+__all__ = [
+    "DIGEST_SIZE",
+    "describe",
+    "fingerprint",
+    "is_local_module_file",
+    "module_digest",
+    "module_version",
+]
+
+
+def fingerprint(value: object) -> bytes:
+    """The 16-byte xxh3_128 digest of ``value``; raises ``Unfingerprintable``."""
+    try:
+        return _Run().root(value)
+    except Unfingerprintable:
+        raise
+    except Exception as exc:  # a failure anywhere means "no key", never a guess
+        raise _unfingerprintable(value, exc) from exc
+
+
+def describe(value: object) -> str:
+    """A short description for ``--explain``; never raises and never walks big values."""
+    try:
+        return _describe(value)
+    except Exception:
+        return _type_name(value)
+
+
+def _describe(value: object) -> str:
+    kind = type(value)
+    name = kind.__name__
+    if value is None:
+        return "None"
+    if kind in (bool, int, float, complex):
+        return name
+    if isinstance(value, (str, bytes, bytearray, list, tuple, dict, set, frozenset)):
+        return f"{name} len {len(value)}"
+    if isinstance(value, FunctionType):
+        return f"function {value.__qualname__}"
+    if isinstance(value, BuiltinFunctionType):
+        return f"builtin {value.__qualname__}"
+    if isinstance(value, type):
+        return f"class {value.__qualname__}"
+    if isinstance(value, ModuleType):
+        return f"module {value.__name__}"
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.ndarray):
+        return f"{name} {value.dtype} {value.shape}"
+    pd = sys.modules.get("pandas")
+    if pd is not None:
+        if isinstance(value, pd.DataFrame):
+            rows, columns = value.shape
+            return f"{name} {rows}x{columns}"
+        if isinstance(value, (pd.Series, pd.Index)):
+            return f"{name} {value.dtype} len {len(value)}"
+    return _type_name(value)

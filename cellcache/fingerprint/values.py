@@ -1,0 +1,212 @@
+"""Values with a fast path: numpy arrays and pandas objects, hashed over their buffers.
+
+Plain-dtype arrays feed their bytes to xxh3 in place (in bounded chunks
+when not C-contiguous); pandas frames, series and indexes hash their
+labels, index, dtypes and each column through the array route, or for
+object columns a fast-mode pickle when ``infer_dtype`` proves they hold
+only scalars. numpy and pandas are never imported here: they are looked up
+in ``sys.modules``, so a kernel that never imported them pays nothing.
+"""
+from __future__ import annotations
+
+import pickle
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import xxhash
+
+from cellcache.fingerprint._base import Kinds, _ref, _str_digest
+
+# Non-contiguous arrays are copied at most this many bytes at a time.
+_CHUNK_BYTES = 16 << 20
+# Object columns are turned into lists this many items at a time.
+_CHUNK_ITEMS = 1 << 20
+# Numpy kinds whose buffer holds the values themselves (no pointers).
+_BUFFER_KINDS = frozenset("biufcmMSUV")
+# infer_dtype(skipna=True) results that guarantee scalars only: no container
+# can hide in them, so a fast-mode (memo-less) pickle is safe and exact.
+_SCALAR_KINDS = frozenset(
+    {"string", "bytes", "integer", "floating", "mixed-integer-float", "boolean", "complex", "decimal", "empty"}
+)
+
+
+class ValueKinds(Kinds):
+    """The walk's hooks for arrays and pandas objects."""
+
+    def register_values(self, table: dict[type, Callable[[Any], Any]]) -> None:
+        np = sys.modules.get("numpy")
+        if np is not None:
+            table[np.ndarray] = self.ndarray_token
+        pd = sys.modules.get("pandas")
+        if pd is not None:
+            table[pd.DataFrame] = lambda frame: _ref("pandas", self.frame_digest(frame))
+            table[pd.Series] = lambda series: _ref("pandas", self.series_digest(series))
+            for cls in _pandas_index_types(pd):
+                table[cls] = lambda index: _ref("pandas", self.index_digest(index))
+
+    def ndarray_token(self, array: Any) -> object:
+        if _buffer_safe(array.dtype):
+            return _ref("ndarray", _array_digest(array))
+        return self.reduce(array)  # object arrays: numpy pickles their items
+
+    def pandas_digest(self, value: object) -> bytes | None:
+        pd = sys.modules.get("pandas")
+        if pd is None:
+            return None
+        kind = type(value)
+        if kind is pd.DataFrame:
+            return self.frame_digest(value)
+        if kind is pd.Series:
+            return self.series_digest(value)
+        if kind in _pandas_index_types(pd):
+            return self.index_digest(value)
+        return None
+
+    def frame_digest(self, frame: Any) -> bytes:
+        hasher = xxhash.xxh3_128(b"D")
+        hasher.update(pickle.dumps(frame.shape, protocol=5))
+        hasher.update(self.index_digest(frame.columns))
+        hasher.update(self.index_digest(frame.index))
+        # _iter_column_arrays yields each column's array without building a
+        # Series (25x cheaper on wide frames); the public route is the fallback.
+        columns = getattr(frame, "_iter_column_arrays", None)
+        arrays = columns() if columns is not None else (frame.iloc[:, i].array for i in range(frame.shape[1]))
+        for values in arrays:
+            hasher.update(self.values_digest(values))
+        if frame.attrs:
+            hasher.update(self.digest(frame.attrs))
+        return hasher.digest()
+
+    def series_digest(self, series: Any) -> bytes:
+        hasher = xxhash.xxh3_128(b"S")
+        hasher.update(self.digest(series.name))
+        hasher.update(self.index_digest(series.index))
+        hasher.update(self.values_digest(series.array))
+        if series.attrs:
+            hasher.update(self.digest(series.attrs))
+        return hasher.digest()
+
+    def index_digest(self, index: Any) -> bytes:
+        pd = sys.modules["pandas"]
+        np = sys.modules["numpy"]
+        hasher = xxhash.xxh3_128(b"I")
+        hasher.update(_str_digest(type(index).__name__))
+        hasher.update(self.digest(list(index.names)))
+        if isinstance(index, pd.RangeIndex):
+            hasher.update(pickle.dumps((index.start, index.stop, index.step), protocol=5))
+        elif isinstance(index, pd.MultiIndex):
+            for level in index.levels:
+                hasher.update(self.index_digest(level))
+            for codes in index.codes:
+                hasher.update(_array_digest(np.asarray(codes)))
+        else:
+            hasher.update(self.values_digest(index.array))
+            if isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex)):
+                hasher.update(self.digest(index.freq))
+        return hasher.digest()
+
+    def values_digest(self, values: Any) -> bytes:
+        """The digest of a column's values: a numpy array or a pandas extension array."""
+        pd = sys.modules["pandas"]
+        np = sys.modules["numpy"]
+        if type(values) is pd.arrays.NumpyExtensionArray:
+            values = values.to_numpy()  # a view on the wrapped ndarray
+        if isinstance(values, np.ndarray):
+            if type(values) is np.ndarray and _buffer_safe(values.dtype):
+                return _array_digest(values)
+            if values.dtype == object:
+                return self.object_values_digest(values)
+            return self.pickle_digest(values)
+        hasher = xxhash.xxh3_128(b"E")
+        hasher.update(self.dtype_digest(values.dtype))
+        if isinstance(values, pd.Categorical):
+            hasher.update(b"codes" + _array_digest(values.codes))
+        elif isinstance(values, (pd.arrays.DatetimeArray, pd.arrays.TimedeltaArray, pd.arrays.PeriodArray)):
+            hasher.update(b"i8" + _array_digest(values.asi8))
+        elif isinstance(values, (pd.arrays.IntegerArray, pd.arrays.FloatingArray, pd.arrays.BooleanArray)):
+            # Values under the mask are arbitrary, so they are zeroed.
+            numpy_dtype = values.dtype.numpy_dtype
+            mask = np.asarray(values.isna())
+            data = values.to_numpy(dtype=numpy_dtype, na_value=numpy_dtype.type(0))
+            hasher.update(b"masked" + _array_digest(mask) + _array_digest(data))
+        elif isinstance(values, pd.arrays.NumpyExtensionArray):
+            # StringArray (pandas' python-storage "str"): an object ndarray.
+            hasher.update(b"ndarray" + self.object_values_digest(np.asarray(values)))
+        else:
+            # Arrow-backed, interval, sparse and third-party arrays: their
+            # values as Python objects, which with the dtype define them.
+            hasher.update(b"objects" + self.object_values_digest(np.asarray(values, dtype=object)))
+        return hasher.digest()
+
+    def dtype_digest(self, dtype: Any) -> bytes:
+        """An extension dtype by its defining fields (categories, tz, unit, storage, na_value...).
+
+        Not by pickling it: pandas dtypes are shared instances whose pickled
+        state grows a ``_cache`` once a cached property is read, so the digest
+        would depend on history. ``_metadata`` is the list of fields pandas
+        itself uses for dtype equality and hashing.
+        """
+        fields = tuple(getattr(dtype, name) for name in getattr(dtype, "_metadata", ()))
+        return self.digest((type(dtype), str(dtype), fields))
+
+    def object_values_digest(self, values: Any) -> bytes:
+        """Object column values: a fast-mode pickle when they are scalars only."""
+        pd = sys.modules["pandas"]
+        flat = values.reshape(-1)
+        fast = pd.api.types.infer_dtype(flat, skipna=True) in _SCALAR_KINDS
+        hasher = xxhash.xxh3_128(b"O" + (b"f" if fast else b"g"))
+        hasher.update(pickle.dumps(values.shape, protocol=5))
+        for start in range(0, len(flat), _CHUNK_ITEMS):
+            hasher.update(self.pickle_digest(flat[start : start + _CHUNK_ITEMS].tolist(), fast=fast))
+        return hasher.digest()
+
+
+def _buffer_safe(dtype: Any) -> bool:
+    """True if an array's buffer is its values (no object pointers, no string arena)."""
+    return not dtype.hasobject and dtype.kind in _BUFFER_KINDS
+
+
+def _array_digest(array: Any) -> bytes:
+    dtype = array.dtype
+    # dtype.str loses field names and types of structured dtypes; descr keeps them.
+    dtype_key = dtype.str if dtype.fields is None and dtype.subdtype is None else dtype.descr
+    hasher = xxhash.xxh3_128(b"N")
+    hasher.update(pickle.dumps((dtype_key, array.shape), protocol=5))
+    if array.nbytes:
+        _feed_values(hasher, array)
+    return hasher.digest()
+
+
+def _feed_values(hasher: Any, array: Any) -> None:
+    """Feed the bytes of ``array``'s values in C order: in place if contiguous."""
+    np = sys.modules["numpy"]
+    if array.flags.c_contiguous:
+        # A uint8 view: datetime and structured dtypes do not export a buffer.
+        hasher.update(array.reshape(-1).view(np.uint8))
+        return
+    if array.nbytes <= _CHUNK_BYTES:
+        hasher.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+        return
+    # Bounded copies, in C order, so the stream equals the contiguous copy's.
+    row_bytes = array[0].nbytes
+    if row_bytes >= _CHUNK_BYTES:
+        for row in array:
+            _feed_values(hasher, row)
+        return
+    step = _CHUNK_BYTES // row_bytes
+    for start in range(0, array.shape[0], step):
+        hasher.update(np.ascontiguousarray(array[start : start + step]).reshape(-1).view(np.uint8))
+
+
+def _pandas_index_types(pd: Any) -> tuple[type, ...]:
+    return (
+        pd.Index,
+        pd.RangeIndex,
+        pd.MultiIndex,
+        pd.DatetimeIndex,
+        pd.TimedeltaIndex,
+        pd.PeriodIndex,
+        pd.CategoricalIndex,
+        pd.IntervalIndex,
+    )
