@@ -53,6 +53,8 @@ AFTER_MISS = "after-miss"  # `status` only: every code cell after it
 # The Session's StepRun.status -> the cell's status in a batch result.
 _FROM_SESSION = {"hit": HIT, "miss": MISS, "error": ERROR, "uncached": PLAIN, "would-run": WOULD_RUN}
 
+NOTEBOOK_ENV = _config.NOTEBOOK_ENV
+
 _CACHED_LINE = re.compile(r"^%%cached(?=\s|$)(.*)$")
 _STOP_AT_MISS = "StopAtMiss"
 
@@ -219,26 +221,30 @@ def read_notebook(path: Path) -> NotebookNode:
         raise BatchError(f"{path} is not a readable notebook: {exc}") from None
 
 
-def kernel_env(nb_dir: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+def kernel_env(nb_dir: Path, env: dict[str, str] | None = None, notebook: Path | None = None) -> dict[str, str]:
     """The kernel's environment, with the store resolved exactly once, here.
 
     The store is resolved as a kernel started in the notebook's folder would
     resolve it (CELLCACHE_DIR, pyproject, default), and passed as an absolute
     path, so a relative CELLCACHE_DIR can't come out differently in two places.
+    The notebook's path goes where Jupyter Server puts it, so the kernel's
+    steps belong to the source notebook (not to an output copy).
     """
     env = dict(os.environ if env is None else env)
     env["CELLCACHE_DIR"] = str(_config.resolve(cwd=nb_dir, env=env).dir)
+    if notebook is not None:
+        env[NOTEBOOK_ENV] = str(Path(notebook).resolve())
     return env
 
 
-def _setup_code(report: Path, force: bool, restore_only: bool) -> str:
+def _setup_code(report: Path | None, force: bool, restore_only: bool) -> str:
     # load_ipython_extension, not %load_ext: IPython's extension manager would then answer a
     # notebook's own `%load_ext cellcache` with "already loaded" in the cell's output. Called
     # directly, the notebook's %load_ext loads it once more, which the extension makes a silent no-op.
     return (
         "import cellcache as _cc\n"
         "_cc.load_ipython_extension(get_ipython())\n"
-        f"get_ipython()._cellcache_session.configure_batch(report={str(report)!r}, force={force!r}, restore_only={restore_only!r})\n"
+        f"get_ipython()._cellcache_session.configure_batch(report={str(report) if report else None!r}, force={force!r}, restore_only={restore_only!r})\n"
         "del _cc\n"
     )
 
@@ -255,6 +261,19 @@ def kernel_config() -> Config:
     config = Config()
     config.KernelManager.transport_encryption = "auto" if zmq.has("curve") else "disabled"
     return config
+
+
+async def setup_kernel(client: Any, report: Path | None = None, force: bool = False, restore_only: bool = False) -> None:
+    """Load cellcache in the kernel of an nbclient client, silently, before its first cell."""
+    kc = client.kc
+    if kc is None:
+        raise _SetupFailed("no kernel client")
+    code = _setup_code(report, force, restore_only)
+    msg_id = kc.execute(code, silent=True, store_history=False)
+    reply = await client.async_wait_for_reply(msg_id)
+    content = (reply or {}).get("content", {})
+    if content.get("status") != "ok":
+        raise _SetupFailed(f"{content.get('ename', 'error')}: {content.get('evalue', 'no reply')}")
 
 
 class _NotebookRun:
@@ -291,14 +310,7 @@ class _NotebookRun:
         )
 
     async def _setup(self, notebook: NotebookNode) -> None:
-        kc = self.client.kc
-        assert kc is not None
-        code = _setup_code(self.report, self.options.force, self.options.restore_only)
-        msg_id = kc.execute(code, silent=True, store_history=False)
-        reply = await self.client.async_wait_for_reply(msg_id)
-        content = (reply or {}).get("content", {})
-        if content.get("status") != "ok":
-            raise _SetupFailed(f"{content.get('ename', 'error')}: {content.get('evalue', 'no reply')}")
+        await setup_kernel(self.client, self.report, self.options.force, self.options.restore_only)
 
     def _before_cell(self, cell: NotebookNode, cell_index: int) -> None:
         self.current = cell_index
@@ -449,7 +461,7 @@ def run_notebook(path: Path, options: RunOptions = RunOptions(), listener: Liste
     path = Path(path)
     nb = read_notebook(path)
     listener.notebook_started(path, sum(_runnable(c) for c in nb.cells))
-    env = kernel_env(path.parent.resolve())
+    env = kernel_env(path.parent.resolve(), notebook=path)
     with tempfile.TemporaryDirectory(prefix="cellcache-run-") as tmp:
         run = _NotebookRun(path, nb, options, listener, Path(tmp) / "report.jsonl")
         error = _run_to_completion(run.execute(env))

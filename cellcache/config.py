@@ -15,11 +15,18 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 DEFAULT_DIR = ".cellcache"
+# What marks a project's root folder, as for git, pytest and ruff.
+ROOT_MARKERS = ("pyproject.toml", ".git")
+# Where a kernel learns its notebook's path: Jupyter Server sets the first (and `cellcache run`
+# and the papermill engine set it too); VS Code puts the second into the namespace.
+NOTEBOOK_ENV = "JPY_SESSION_NAME"
+VSCODE_NOTEBOOK_VAR = "__vsc_ipynb_file__"
 
 
 @dataclass(frozen=True)
 class Config:
     dir: Path
+    root: Path | None = None  # the project root the store and the notebook paths are relative to
     remote: str | None = None
     key: bytes | None = None
     disable: bool = False
@@ -32,12 +39,22 @@ def _truthy(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def find_pyproject(start: Path) -> Path | None:
+def project_root(start: Path | None = None) -> Path:
+    """The nearest folder upward from ``start`` that holds pyproject.toml or .git; else ``start``.
+
+    Every entry point (the magic in any kernel, `cellcache run`, the store commands) finds the
+    store from here, so one project has one store wherever a command starts in it.
+    """
+    start = (Path.cwd() if start is None else Path(start)).resolve()
     for folder in (start, *start.parents):
-        candidate = folder / "pyproject.toml"
-        if candidate.is_file():
-            return candidate
-    return None
+        if any((folder / marker).exists() for marker in ROOT_MARKERS):
+            return folder
+    return start
+
+
+def find_pyproject(start: Path) -> Path | None:
+    candidate = project_root(start) / "pyproject.toml"
+    return candidate if candidate.is_file() else None
 
 
 def _from_pyproject(path: Path) -> dict[str, Any]:
@@ -55,8 +72,9 @@ def _from_pyproject(path: Path) -> dict[str, Any]:
         )
     settings: dict[str, Any] = {}
     if "dir" in section:
-        # A relative dir is relative to the pyproject, so every notebook of the project shares one store.
-        settings["dir"] = (path.parent / str(section["dir"])).resolve()
+        # A relative dir is relative to the project root (the pyproject's folder), so every notebook
+        # of the project shares one store.
+        settings["dir"] = (path.parent / os.path.expanduser(str(section["dir"]))).resolve()
     if "remote" in section:
         settings["remote"] = str(section["remote"]) or None
     if "disable" in section:
@@ -65,14 +83,14 @@ def _from_pyproject(path: Path) -> dict[str, Any]:
 
 
 def resolve(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
-    cwd = Path.cwd() if cwd is None else cwd
     env = os.environ if env is None else env
-    settings: dict[str, Any] = {"dir": (cwd / DEFAULT_DIR).resolve()}
-    pyproject = find_pyproject(cwd)
-    if pyproject is not None:
+    root = project_root(cwd)
+    settings: dict[str, Any] = {"dir": root / DEFAULT_DIR, "root": root}
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
         settings.update(_from_pyproject(pyproject))
     if env.get("CELLCACHE_DIR"):
-        settings["dir"] = (cwd / os.path.expanduser(env["CELLCACHE_DIR"])).resolve()
+        settings["dir"] = (root / os.path.expanduser(env["CELLCACHE_DIR"])).resolve()
     if env.get("CELLCACHE_REMOTE"):
         settings["remote"] = env["CELLCACHE_REMOTE"]
     if env.get("CELLCACHE_KEY"):
@@ -80,3 +98,38 @@ def resolve(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Co
     if "CELLCACHE_DISABLE" in env:
         settings["disable"] = _truthy(env["CELLCACHE_DISABLE"])
     return Config(**settings)
+
+
+def notebook_name(path: str | os.PathLike[str], root: Path) -> str:
+    """A notebook's identity: its path relative to the project root, with "/" separators.
+
+    A notebook outside the root keeps its absolute path: it is still one notebook, not a
+    relative path that would collide with one inside the project.
+    """
+    absolute = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+    try:
+        return absolute.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return absolute.as_posix()
+
+
+def kernel_notebook(env: Mapping[str, str] | None = None, user_ns: Mapping[str, Any] | None = None) -> str:
+    """The notebook this kernel runs, relative to its project root; "" for a plain IPython session.
+
+    The root is found from the notebook's folder, not from the kernel's working directory
+    (papermill runs kernels wherever it was started), so a notebook has one name.
+    Jupyter Server gives JPY_SESSION_NAME as an absolute path, or as a path relative to its
+    own root; in the second case the kernel runs in the notebook's folder, so the file name
+    is found there.
+    """
+    env = os.environ if env is None else env
+    found = env.get(NOTEBOOK_ENV) or ""
+    if not found and user_ns is not None:
+        found = str(user_ns.get(VSCODE_NOTEBOOK_VAR) or "")
+    if not found:
+        return ""
+    path = Path(os.path.expanduser(found))
+    if not path.is_absolute():
+        here = Path.cwd() / path
+        path = here if here.exists() else Path.cwd() / path.name
+    return notebook_name(path, project_root(path.parent))

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from cellcache import config as _config
 from cellcache import files, reasons
 from cellcache.analysis import CellNames, analyze
 from cellcache.capture import recording, replay
@@ -95,12 +96,24 @@ class Session:
         self.batch_report: Path | None = None
         self.force_all = False
         self.restore_only = False
+        self._notebook = ""
 
     def configure_batch(self, report: str | None = None, force: bool = False, restore_only: bool = False) -> None:
         """Batch mode: append one JSON line per step to ``report``; force every step, or never run a missing one."""
         self.batch_report = Path(report) if report else None
         self.force_all = force
         self.restore_only = restore_only
+
+    @property
+    def notebook(self) -> str:
+        """The notebook whose steps this session runs, relative to the project root; "" in plain IPython."""
+        if not self._notebook:  # VS Code sets its variable after the extension may have loaded
+            self._notebook = _config.kernel_notebook(user_ns=self.shell.user_ns)
+        return self._notebook
+
+    @notebook.setter
+    def notebook(self, value: str) -> None:
+        self._notebook = value
 
     @property
     def store(self) -> LocalStore:

@@ -39,3 +39,39 @@ def test_broken_pyproject_is_a_clear_error(tmp_path):
     (tmp_path / "pyproject.toml").write_text("[tool.cellcache\n")
     with pytest.raises(ConfigError, match="cannot read"):
         resolve(cwd=tmp_path, env={})
+
+
+def test_project_root_is_the_nearest_folder_with_pyproject_or_git(tmp_path):
+    from cellcache.config import project_root
+
+    deep = tmp_path / "repo" / "sub" / "nbs"
+    deep.mkdir(parents=True)
+    assert project_root(deep) == deep.resolve(), "no marker: the folder itself"
+    (tmp_path / "repo" / ".git").mkdir()
+    assert project_root(deep) == (tmp_path / "repo").resolve()
+    (tmp_path / "repo" / "sub" / "pyproject.toml").write_text("")
+    assert project_root(deep) == (tmp_path / "repo" / "sub").resolve(), "the nearest marker wins"
+
+
+def test_every_start_inside_a_project_finds_one_store_and_relative_dirs_resolve_against_the_root(tmp_path):
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "nbs" / "deeper").mkdir(parents=True)
+    dirs = {resolve(cwd=c, env={}).dir for c in (tmp_path, tmp_path / "nbs", tmp_path / "nbs" / "deeper")}
+    assert dirs == {(tmp_path / DEFAULT_DIR).resolve()}
+    assert resolve(cwd=tmp_path / "nbs", env={"CELLCACHE_DIR": "cache"}).dir == (tmp_path / "cache").resolve()
+    assert resolve(cwd=tmp_path / "nbs", env={}).root == tmp_path.resolve()
+
+
+def test_the_kernel_notebook_comes_from_jupyter_vscode_or_nothing(tmp_path, monkeypatch):
+    from cellcache.config import kernel_notebook
+
+    (tmp_path / "pyproject.toml").write_text("")
+    nb = tmp_path / "nbs" / "a.ipynb"
+    nb.parent.mkdir()
+    nb.write_text("{}")
+    assert kernel_notebook({"JPY_SESSION_NAME": str(nb)}) == "nbs/a.ipynb"
+    assert kernel_notebook({}, {"__vsc_ipynb_file__": str(nb)}) == "nbs/a.ipynb"
+    assert kernel_notebook({}, {}) == "", "a plain IPython session is its own scope"
+    # Jupyter Server may give a path relative to its own root; the kernel runs in the notebook's folder.
+    monkeypatch.chdir(nb.parent)
+    assert kernel_notebook({"JPY_SESSION_NAME": "server/root/relative/a.ipynb"}) == "nbs/a.ipynb"
