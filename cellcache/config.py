@@ -30,6 +30,8 @@ class Config:
     remote: str | None = None
     key: bytes | None = None
     disable: bool = False
+    # False trusts the local disk: a restore maps blobs without hashing them, O(1) whatever their size.
+    verify_local: bool = True
 
     def with_overrides(self, **changes: Any) -> Config:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -64,11 +66,11 @@ def _from_pyproject(path: Path) -> dict[str, Any]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     section = data.get("tool", {}).get("cellcache", {})
-    unknown = set(section) - {"dir", "remote", "disable"}
+    unknown = set(section) - {"dir", "remote", "disable", "verify_local"}
     if unknown:
         raise ConfigError(
             f"{path}: unknown [tool.cellcache] setting(s) {sorted(unknown)}; "
-            "valid settings are dir, remote, disable (the signing key belongs in CELLCACHE_KEY, not in a file)"
+            "valid settings are dir, remote, disable, verify_local (the signing key belongs in CELLCACHE_KEY, not in a file)"
         )
     settings: dict[str, Any] = {}
     if "dir" in section:
@@ -79,6 +81,10 @@ def _from_pyproject(path: Path) -> dict[str, Any]:
         settings["remote"] = str(section["remote"]) or None
     if "disable" in section:
         settings["disable"] = bool(section["disable"])
+    if "verify_local" in section:
+        if not isinstance(section["verify_local"], bool):
+            raise ConfigError(f"{path}: verify_local must be true or false, not {section['verify_local']!r}")
+        settings["verify_local"] = section["verify_local"]
     return settings
 
 
@@ -97,6 +103,8 @@ def resolve(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Co
         settings["key"] = env["CELLCACHE_KEY"].encode()
     if "CELLCACHE_DISABLE" in env:
         settings["disable"] = _truthy(env["CELLCACHE_DISABLE"])
+    if env.get("CELLCACHE_VERIFY_LOCAL"):
+        settings["verify_local"] = _truthy(env["CELLCACHE_VERIFY_LOCAL"])
     return Config(**settings)
 
 

@@ -118,7 +118,7 @@ class Session:
     @property
     def store(self) -> LocalStore:
         if self._store is None:
-            self._store = LocalStore(self.config.dir)
+            self._store = LocalStore(self.config.dir, verify_local=self.config.verify_local)
         return self._store
 
     def _transform(self, body: str) -> str:

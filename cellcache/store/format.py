@@ -2,15 +2,32 @@
 
 This is the *format* axis (as in marimo's loaders); where the bytes live is
 the store's business.
+
+A blob is one joblib pickle stream. Arrays (and large Arrow buffers) are
+written raw after their wrapper; those above ``MAP_THRESHOLD`` start on a page
+boundary, so a restore can hand them out as views of a private (copy-on-write)
+mapping of the blob instead of reading them into fresh memory::
+
+    [pickle frames][wrapper][pad][array bytes, page aligned][pickle frames]...
+
+Every load checks the bytes against the blob's xxh3 address before anything
+is unpickled (issue 13.1). A mapped blob is hashed through the mapping (page
+cache, then its page table entries are dropped again, so nothing stays
+resident); a read one is hashed as it is read. ``verify=False`` (the user's
+``verify_local = false``) skips the check, which makes a mapped hit O(1).
 """
 from __future__ import annotations
 
+import ctypes
 import importlib
 import io
 import marshal
+import mmap
+import os
 import pickle
 import sys
 import types
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -20,6 +37,10 @@ import xxhash
 from joblib.numpy_pickle import NumpyArrayWrapper, NumpyPickler, NumpyUnpickler
 
 from cellcache.errors import EntryCorrupt
+
+# Arrays and Arrow buffers at least this big are page aligned in the blob and restored mapped.
+MAP_THRESHOLD = 1 << 20
+PAGE = mmap.PAGESIZE
 
 
 class HashingWriter(io.RawIOBase):
@@ -65,6 +86,13 @@ def _rebuild_function(
     return fn
 
 
+def _rebuild_subclass(cls: type, data: Any, attrs: dict) -> Any:
+    """An ndarray subclass with its instance attributes, which numpy's own pickling drops."""
+    array = data.view(cls)
+    array.__dict__.update(attrs)
+    return array
+
+
 # How a blob is read back: the loader axis, next to the store's place axis.
 JOBLIB = "joblib"  # holds numpy arrays in joblib's layout (array bytes after their wrapper)
 PICKLE = "pickle"  # no arrays: a plain pickle stream, which the C unpickler reads much faster
@@ -75,6 +103,43 @@ class BlobInfo:
     digest: str
     size: int
     loader: str = JOBLIB
+
+
+class PageAlignedArrayWrapper(NumpyArrayWrapper):
+    """joblib's wrapper for a large array whose bytes start on a page boundary.
+
+    joblib's own padding length is one byte (at most 255), too short to reach a
+    page; this one writes it in four. ``joblib.load`` still reads these blobs,
+    through ``read_array`` below.
+    """
+
+    def write_array(self, array: Any, pickler: Any) -> None:
+        position = pickler.file_handle.tell() + 4
+        padding = -position % PAGE
+        pickler.file_handle.write(padding.to_bytes(4, "little") + b"\xff" * padding)
+        if array.flags.c_contiguous or array.flags.f_contiguous:
+            # Contiguous data goes out in one write, without joblib's 16 MB temporary chunks.
+            data = array.T if self.order == "F" else array
+            pickler.file_handle.write(memoryview(data.reshape(-1).view(pickler.np.uint8)))
+            return
+        saved, self.numpy_array_alignment_bytes = self.numpy_array_alignment_bytes, None
+        try:
+            super().write_array(array, pickler)
+        finally:
+            self.numpy_array_alignment_bytes = saved
+
+    def skip_padding(self, handle: Any) -> None:
+        padding = int.from_bytes(handle.read(4), "little")
+        handle.seek(padding, os.SEEK_CUR)
+
+    def read_array(self, unpickler: Any, ensure_native_byte_order: bool) -> Any:
+        # Reached only through joblib.load: cellcache's own loader maps or reads the bytes itself.
+        self.skip_padding(unpickler.file_handle)
+        saved, self.numpy_array_alignment_bytes = self.numpy_array_alignment_bytes, None
+        try:
+            return super().read_array(unpickler, ensure_native_byte_order)
+        finally:
+            self.numpy_array_alignment_bytes = saved
 
 
 class BundlePickler(NumpyPickler):
@@ -88,8 +153,16 @@ class BundlePickler(NumpyPickler):
 
     arrays_written = 0
 
+    def _create_array_wrapper(self, array: Any) -> Any:
+        wrapper = super()._create_array_wrapper(array)
+        if array.nbytes >= MAP_THRESHOLD and not array.dtype.hasobject:
+            wrapper.__class__ = PageAlignedArrayWrapper
+        return wrapper
+
     def save(self, obj: Any) -> None:  # joblib's save takes no save_persistent_id
-        if self.np is not None and type(obj) in (self.np.ndarray, self.np.matrix, self.np.memmap):
+        np = self.np
+        kind = type(obj)
+        if np is not None and kind in (np.ndarray, np.matrix, np.memmap):
             # joblib writes arrays before the memo is consulted, which would split aliases into copies.
             known = self.memo.get(id(obj))
             if known is not None:
@@ -98,6 +171,15 @@ class BundlePickler(NumpyPickler):
             super().save(obj)
             self.arrays_written += 1
             self.memoize(obj)
+            return
+        if np is not None and kind is pickle.PickleBuffer and obj.raw().nbytes >= MAP_THRESHOLD and _is_arrow_buffer(obj):
+            # Arrow's buffers (pandas' str columns) pickle as in-band bytes; as an array they map.
+            # pyarrow.py_buffer takes any buffer, so the array itself is the argument its reduce gets.
+            self.save(np.frombuffer(obj.raw(), dtype=np.uint8))
+            return
+        if np is not None and isinstance(obj, np.ndarray) and kind is not np.memmap and _plain_reduce(kind, np):
+            # numpy's reduce drops a subclass's instance attributes: keep them, and the data as a plain array.
+            self.save_reduce(_rebuild_subclass, (kind, obj.view(np.ndarray), dict(getattr(obj, "__dict__", {}))), obj=obj)
             return
         super().save(obj)
 
@@ -121,6 +203,20 @@ class BundlePickler(NumpyPickler):
         return NotImplemented
 
 
+def _plain_reduce(kind: type, np: Any) -> bool:
+    """A subclass that pickles through ndarray's own reduce (masked arrays and others bring their own)."""
+    if kind is np.ndarray or kind is np.matrix:
+        return False
+    return kind.__reduce_ex__ is np.ndarray.__reduce_ex__ and kind.__reduce__ is np.ndarray.__reduce__
+
+
+def _is_arrow_buffer(buffer: pickle.PickleBuffer) -> bool:
+    try:
+        return type(buffer.raw().obj).__module__.startswith("pyarrow")
+    except (AttributeError, BufferError, ValueError):
+        return False
+
+
 def dump(value: Any, target: BinaryIO) -> BlobInfo:
     """Write ``value`` as a joblib pickle (readable by ``joblib.load``)."""
     writer = HashingWriter(target)
@@ -129,37 +225,154 @@ def dump(value: Any, target: BinaryIO) -> BlobInfo:
     return BlobInfo(writer.hexdigest(), writer.size, JOBLIB if pickler.arrays_written else PICKLE)
 
 
-def _read_array(wrapper: NumpyArrayWrapper, f: BinaryIO, native: bool) -> Any:
-    """Read one array's bytes straight into its buffer: one copy, as np.load does.
+# mapping ----------------------------------------------------------------------
 
-    joblib's own reader goes through an intermediate bytes object per chunk,
-    which doubles the memory traffic of restoring a large array.
+# Filesystems where another machine can change or unlink a file under a mapping (which then
+# faults with SIGBUS): NFS, SMB/CIFS, FUSE, Ceph, AFS, 9p, Coda, Lustre, GFS2, OCFS2.
+NETWORK_FS_TYPES = frozenset(
+    {0x6969, 0x517B, 0xFF534D42, 0xFE534D42, 0x65735546, 0x00C36400, 0x5346414F, 0x01021997, 0x73757245,
+     0x0BD00BD0, 0x01161970, 0x7461636F, 0x564C}
+)
+
+_libc: Any = None
+if sys.platform.startswith("linux"):
+    try:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.mmap.restype = ctypes.c_void_p
+        _libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+        _libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+        _libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        _libc.statfs.argtypes = (ctypes.c_char_p, ctypes.c_void_p)
+    except (OSError, AttributeError):  # pragma: no cover - a libc without these: read instead
+        _libc = None
+
+
+def statfs_type(path: Path) -> int | None:
+    """The filesystem's magic number (``statfs(2)`` ``f_type``), or None where it can't be asked."""
+    if _libc is None:
+        return None
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
+    if _libc.statfs(os.fsencode(path), buf) != 0:
+        return None
+    # f_type is the first field, a signed word; the magic numbers are unsigned 32-bit.
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
+_mappable_devices: dict[int, bool] = {}
+
+
+def can_map(path: Path, device: int) -> bool:
+    """Map only where the bytes can't vanish under us: a local filesystem on Linux."""
+    known = _mappable_devices.get(device)
+    if known is None:
+        kind = statfs_type(path)
+        known = _mappable_devices[device] = kind is not None and kind not in NETWORK_FS_TYPES
+    return known
+
+
+_MAPPINGS: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+
+
+def _map_private(fd: int, size: int) -> Any:
+    """A copy-on-write mapping of the whole file, unmapped when the last view of it goes.
+
+    Through libc rather than the mmap module: an ``mmap.mmap`` keeps a duplicate of
+    the file descriptor open as long as it lives, so a notebook holding many restored
+    arrays would run out of descriptors. The mapping itself needs no descriptor.
     """
+    address = _libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE, fd, 0)
+    if address in (None, ctypes.c_void_p(-1).value):
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    region = (ctypes.c_ubyte * size).from_address(address)
+    weakref.finalize(region, _libc.munmap, address, size)
+    _MAPPINGS[address] = region
+    return region
+
+
+def mapping_of(array: Any) -> tuple[int, int] | None:
+    """(start, end) addresses of the cellcache mapping an array's data lies in, or None."""
+    base = array
+    while base is not None and not isinstance(base, ctypes.Array):
+        base = getattr(base, "base", None)
+    if base is None:
+        return None
+    start = ctypes.addressof(base)
+    if _MAPPINGS.get(start) is not base:
+        return None
+    return start, start + ctypes.sizeof(base)
+
+
+def _drop_pages(region: Any) -> None:
+    # The hash faulted every page in as our resident memory; the page cache keeps them, we don't
+    # need to. Untouched private pages are the file's, so dropping them loses nothing.
+    _libc.madvise(ctypes.addressof(region), ctypes.sizeof(region), mmap.MADV_DONTNEED)
+
+
+class _BufferReader:
+    """A read-only file over a buffer (the mapping, or the bytes read): what the unpicklers need."""
+
+    def __init__(self, buffer: Any) -> None:
+        self.owner = buffer
+        self.view = memoryview(buffer).cast("B")
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self.view) if n is None or n < 0 else min(self.pos + n, len(self.view))
+        data = self.view[self.pos : end].tobytes()
+        self.pos = end
+        return data
+
+    def readinto(self, target: Any) -> int:
+        out = memoryview(target).cast("B")
+        n = min(len(out), len(self.view) - self.pos)
+        out[:n] = self.view[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+    def readline(self) -> bytes:
+        end = bytes(self.view[self.pos : self.pos + 4096]).find(b"\n")
+        if end < 0:
+            return self.read()
+        return self.read(end + 1)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self.pos = offset if whence == os.SEEK_SET else self.pos + offset if whence == os.SEEK_CUR else len(self.view) + offset
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+
+def _array_from(wrapper: NumpyArrayWrapper, reader: _BufferReader, mapped: bool) -> Any:
+    """The array whose bytes start at the reader's position: a view of the buffer where mapped, else a copy."""
     import numpy as np
 
-    if wrapper.safe_get_numpy_array_alignment_bytes() is not None:
-        padding = f.read(1)
-        if padding and padding[0]:
-            f.read(padding[0])
+    if isinstance(wrapper, PageAlignedArrayWrapper):
+        wrapper.skip_padding(reader)
+    elif wrapper.safe_get_numpy_array_alignment_bytes() is not None:
+        padding = reader.read(1)
+        reader.seek(padding[0] if padding else 0, os.SEEK_CUR)
     count = int(np.prod(wrapper.shape, dtype=np.int64)) if len(wrapper.shape) else 1
-    array = np.empty(count, dtype=wrapper.dtype)
-    target = memoryview(array.view(np.uint8)) if array.nbytes else memoryview(b"")
-    filled = 0
-    while filled < len(target):
-        n = f.readinto(target[filled:])
-        if not n:
-            raise EntryCorrupt(f"array data ends after {filled} of {len(target)} bytes")
-        filled += n
+    nbytes = count * wrapper.dtype.itemsize
+    if reader.pos + nbytes > len(reader.view):
+        raise EntryCorrupt(f"array data ends after {len(reader.view) - reader.pos} of {nbytes} bytes")
+    array = np.frombuffer(reader.owner, dtype=wrapper.dtype, count=count, offset=reader.pos)
+    reader.pos += nbytes
+    # Byte order stays as stored: a big-endian array comes back big-endian, and its digest with it.
     array = array.reshape(wrapper.shape[::-1]).transpose() if wrapper.order == "F" else array.reshape(wrapper.shape)
-    if native and not array.dtype.isnative:
-        array = array.byteswap().view(array.dtype.newbyteorder("="))
+    if not (mapped and nbytes >= MAP_THRESHOLD):
+        array = array.copy(order="K")  # a small array owns its memory instead of pinning the whole blob
     return array
 
 
 class BundleUnpickler(NumpyUnpickler):
-    """joblib's unpickler with a faster read of plain numeric arrays."""
+    """joblib's unpickler, reading arrays out of one buffer: views where it is a mapping."""
 
     dispatch = NumpyUnpickler.dispatch.copy()
+
+    def __init__(self, name: str, reader: _BufferReader, mapped: bool) -> None:
+        super().__init__(name, reader, ensure_native_byte_order=False)
+        self.reader, self.mapped = reader, mapped
 
     def load_build(self) -> None:
         pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
@@ -167,24 +380,70 @@ class BundleUnpickler(NumpyUnpickler):
         if isinstance(wrapper, NumpyArrayWrapper):
             self.stack.pop()
             if wrapper.dtype.hasobject:
-                self.stack.append(wrapper.read(self, self.ensure_native_byte_order))
+                # The nested stream of an object array: the C unpickler reads it many times faster.
+                inner = pickle.Unpickler(self.reader)
+                inner.find_class = self.find_class  # type: ignore[method-assign]
+                self.stack.append(inner.load())
             else:
-                self.stack.append(_read_array(wrapper, self.file_handle, self.ensure_native_byte_order))
+                self.stack.append(_array_from(wrapper, self.reader, self.mapped))
 
     dispatch[pickle.BUILD[0]] = load_build
 
 
-def load(path: Path, loader: str = JOBLIB) -> Any:
-    """Load a blob written by ``dump`` (also readable by ``joblib.load``)."""
+def load(path: Path, loader: str = JOBLIB, digest: str | None = None, verify: bool = True, mapped: bool = True) -> Any:
+    """Load a blob written by ``dump``, checking its bytes against ``digest`` first.
+
+    ``digest`` defaults to the file's name, which is its content address in the
+    store. A mismatch raises ``EntryCorrupt`` before a byte is unpickled.
+    Large blobs on a local filesystem are mapped copy-on-write (``mapped``);
+    elsewhere they are read.
+    """
+    expected = digest if digest is not None else path.name
     try:
-        with open(path, "rb") as f:
-            if loader == PICKLE:
-                return pickle.load(f)
-            return BundleUnpickler(str(path), f, ensure_native_byte_order=True).load()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise EntryCorrupt(f"blob {path.name} cannot be opened: {exc}") from exc
+    try:
+        info = os.fstat(fd)
+        size = info.st_size
+        mapping = (
+            mapped and loader == JOBLIB and size >= MAP_THRESHOLD and _libc is not None and can_map(path.parent, info.st_dev)
+        )
+        if mapping:
+            buffer: Any = _map_private(fd, size)
+            if verify:
+                _check(memoryview(buffer).cast("B"), expected, path)
+                _drop_pages(buffer)
+        else:
+            buffer = bytearray(size)
+            view = memoryview(buffer)
+            filled = 0
+            while filled < size and (n := os.readv(fd, [view[filled:]])):
+                filled += n
+            if filled != size:
+                raise EntryCorrupt(f"blob {path.name} ends after {filled} of {size} bytes")
+            if verify:
+                _check(view, expected, path)
+    finally:
+        os.close(fd)
+    try:
+        if loader == PICKLE:
+            return pickle.loads(buffer)
+        return BundleUnpickler(str(path), _BufferReader(buffer), mapping).load()
+    except EntryCorrupt:
         raise
     except Exception as exc:  # unpickling a damaged file can raise almost anything
         raise EntryCorrupt(f"blob {path.name} cannot be read: {type(exc).__name__}: {exc}") from exc
+
+
+def _check(view: memoryview, expected: str, path: Path, chunk: int = 1 << 24) -> None:
+    hasher = xxhash.xxh3_128()
+    for start in range(0, len(view), chunk):
+        hasher.update(view[start : start + chunk])
+    if hasher.hexdigest() != expected:
+        raise EntryCorrupt(f"blob {path.name} does not match its digest (its content was altered or damaged)")
 
 
 def file_digest(path: Path, chunk: int = 1 << 24) -> str:

@@ -33,8 +33,9 @@ class VerifyReport:
 
 
 class LocalStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, verify_local: bool = True) -> None:
         self.root = Path(root)
+        self.verify_local = verify_local
         self._index: Index | None = None
         self._secret: bytes | None = None
 
@@ -96,10 +97,10 @@ class LocalStore:
             size = path.stat().st_size
         except FileNotFoundError as exc:
             raise EntryCorrupt(f"blob {manifest.blob} of step {manifest.step!r} is missing") from exc
-        # A truncated blob is caught here for the price of a stat; full content checks are `verify`'s job.
         if size != manifest.blob_size:
             raise EntryCorrupt(f"blob {manifest.blob} has {size} bytes, expected {manifest.blob_size}")
-        return fmt.load(path, manifest.blob_loader)
+        # The content is checked against the digest before a byte is unpickled (unless the user trusts the disk).
+        return fmt.load(path, manifest.blob_loader, digest=manifest.blob, verify=self.verify_local)
 
     # writing ---------------------------------------------------------------
 

@@ -1,0 +1,258 @@
+"""The blob format: aligned layout, copy-on-write restores, content checked before unpickling."""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import subprocess
+import warnings
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from cellcache.errors import CacheWarning, EntryCorrupt
+from cellcache.store import format as fmt
+from tests.conftest import run
+
+BIG = fmt.MAP_THRESHOLD // 8 * 2  # float64 elements of an array twice the mapping threshold
+
+
+def write_blob(folder: Path, value) -> tuple[Path, fmt.BlobInfo]:
+    buffer = io.BytesIO()
+    info = fmt.dump(value, buffer)
+    path = folder / info.digest
+    path.write_bytes(buffer.getvalue())
+    return path, info
+
+
+def load(path: Path, info: fmt.BlobInfo, **kwargs):
+    return fmt.load(path, info.loader, digest=info.digest, **kwargs)
+
+
+@pytest.fixture
+def network_fs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seam: statfs reports NFS for every path (the real call is tested below)."""
+    monkeypatch.setattr(fmt, "statfs_type", lambda path: 0x6969)
+    monkeypatch.setattr(fmt, "_mappable_devices", {})
+
+
+def test_large_arrays_come_back_as_plain_arrays_mapped_from_the_blob(tmp_path):
+    big = np.random.default_rng(0).random(BIG)
+    path, info = write_blob(tmp_path, {"big": big, "small": np.arange(5)})
+    restored = load(path, info)
+    assert type(restored["big"]) is np.ndarray and not isinstance(restored["big"], np.memmap)
+    assert np.array_equal(restored["big"], big)
+    assert fmt.mapping_of(restored["big"]) is not None
+    assert fmt.mapping_of(restored["small"]) is None and restored["small"].flags.owndata
+    assert restored["big"].flags.writeable
+
+
+def test_large_arrays_start_on_a_page_boundary_in_the_blob(tmp_path):
+    marker = np.full(BIG, 7.25)
+    path, _ = write_blob(tmp_path, {"pad": "x" * 1234, "a": marker})
+    data = path.read_bytes()
+    start = data.find(marker[:64].tobytes())
+    assert start > 0 and start % fmt.PAGE == 0
+
+
+def test_two_restores_are_independent_and_writes_never_reach_the_blob(tmp_path):
+    big = np.arange(BIG, dtype=np.float64)
+    path, info = write_blob(tmp_path, big)
+    one, two = load(path, info), load(path, info)
+    one[0], one[-1] = -1.0, -2.0
+    assert two[0] == 0.0 and two[-1] == BIG - 1
+    assert fmt.file_digest(path) == info.digest
+    assert load(path, info)[0] == 0.0
+
+
+def test_deleting_the_blob_leaves_a_mapped_value_intact(tmp_path):
+    big = np.arange(BIG, dtype=np.float64)
+    path, info = write_blob(tmp_path, big)
+    restored = load(path, info)
+    path.unlink()  # what gc does
+    assert np.array_equal(restored, big)
+    restored += 1
+    assert restored[10] == 11.0
+
+
+def test_mapped_restores_hold_no_file_descriptor(tmp_path):
+    path, info = write_blob(tmp_path, np.ones(BIG))
+    before = len(os.listdir("/proc/self/fd"))
+    kept = [load(path, info) for _ in range(20)]
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert all(fmt.mapping_of(a) is not None for a in kept)
+
+
+@pytest.mark.parametrize("size", [10, BIG], ids=["read", "mapped"])
+def test_a_flipped_byte_is_entry_corrupt(tmp_path, size):
+    path, info = write_blob(tmp_path, {"a": np.arange(size, dtype=np.float64)})
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0x01
+    path.write_bytes(data)
+    with pytest.raises(EntryCorrupt, match="does not match its digest"):
+        load(path, info)
+
+
+def test_a_planted_pickle_is_refused_before_it_runs(tmp_path):
+    path, info = write_blob(tmp_path, {"x": 1})
+    canary = tmp_path / "ran"
+    path.write_bytes(pickle.dumps(_Planted(str(canary))))
+    with pytest.raises(EntryCorrupt):
+        load(path, info)
+    assert not canary.exists()
+
+
+class _Planted:
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.target),))
+
+
+def test_unverified_load_trusts_the_disk(tmp_path):
+    # verify_local = false: nothing hashes the blob, so a flipped array byte is served as stored.
+    big = np.zeros(BIG)
+    path, info = write_blob(tmp_path, big)
+    data = bytearray(path.read_bytes())
+    data[-16] = 0x40
+    path.write_bytes(data)
+    with pytest.raises(EntryCorrupt):
+        load(path, info)
+    restored = load(path, info, verify=False)
+    assert fmt.mapping_of(restored) is not None and restored[-2] != 0.0
+
+
+def test_statfs_reports_the_real_filesystem_type(tmp_path):
+    expected = int(subprocess.run(["stat", "-f", "-c", "%t", str(tmp_path)], capture_output=True, text=True, check=True).stdout, 16)
+    assert fmt.statfs_type(tmp_path) == expected
+    assert fmt.can_map(tmp_path, os.stat(tmp_path).st_dev) == (expected not in fmt.NETWORK_FS_TYPES)
+
+
+def test_a_network_filesystem_store_reads_instead_of_mapping(tmp_path, network_fs):
+    big = np.arange(BIG, dtype=np.float64)
+    path, info = write_blob(tmp_path, {"a": big, "b": big})
+    restored = load(path, info)
+    assert fmt.mapping_of(restored["a"]) is None
+    assert restored["a"] is restored["b"] and np.array_equal(restored["a"], big)
+    restored["a"][0] = 5.0
+    assert fmt.file_digest(path) == info.digest
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0x01
+    path.write_bytes(data)
+    with pytest.raises(EntryCorrupt):
+        load(path, info)
+
+
+def test_non_native_dtypes_come_back_exactly(tmp_path):
+    values = {
+        "be": np.arange(BIG, dtype=">f8"),
+        "be_small": np.arange(10, dtype=">i4"),
+        "le": np.arange(10, dtype="<u2"),
+        "fortran": np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+    }
+    restored = load(*write_blob(tmp_path, values))
+    for name, value in values.items():
+        assert restored[name].dtype == value.dtype, name
+        assert np.array_equal(restored[name], value)
+    assert restored["fortran"].flags.f_contiguous
+
+
+class Tagged(np.ndarray):
+    pass
+
+
+@pytest.mark.parametrize("size", [10, BIG])
+def test_ndarray_subclasses_keep_their_instance_attributes(tmp_path, size):
+    value = np.arange(size, dtype=np.float64).view(Tagged)
+    value.unit = "m"
+    restored = load(*write_blob(tmp_path, value))
+    assert type(restored) is Tagged and restored.unit == "m"
+    assert np.array_equal(restored, value)
+
+
+def test_numeric_pandas_blocks_and_arrow_strings_are_mapped(tmp_path):
+    n = 300_000
+    frame = pd.DataFrame({"x": np.arange(n, dtype=np.float64), "s": pd.Series([f"user_{i}" for i in range(n)], dtype="str")})
+    assert frame["s"].array.__class__.__name__ == "ArrowStringArray"
+    restored = load(*write_blob(tmp_path, frame))
+    pd.testing.assert_frame_equal(restored, frame)
+    assert fmt.mapping_of(restored["x"].to_numpy()) is not None
+    chunk = restored["s"].array._pa_array.chunks[0]
+    start, end = fmt.mapping_of(restored["x"].to_numpy())
+    data = chunk.buffers()[-1]
+    assert start <= data.address < end  # the strings' bytes lie in the blob's mapping too
+    restored.loc[0, "x"] = -1.0
+    assert frame.loc[0, "x"] == 0.0
+
+
+def test_joblib_load_still_reads_blobs(tmp_path):
+    values = {"big": np.arange(BIG, dtype=np.float64), "small": np.arange(3), "text": "x"}
+    path, _ = write_blob(tmp_path, values)
+    again = joblib.load(path)
+    assert np.array_equal(again["big"], values["big"]) and again["text"] == "x"
+
+
+# through the shell --------------------------------------------------------------
+
+
+def corrupt_every_blob(store: Path) -> int:
+    flipped = 0
+    for blob in (store / "blobs").glob("*/*"):
+        if blob.is_file() and blob.parent.name != "tmp":
+            data = bytearray(blob.read_bytes())
+            data[len(data) // 2] = 0x40  # inside the array's bytes
+            blob.write_bytes(data)
+            flipped += 1
+    return flipped
+
+
+def test_a_corrupt_blob_is_a_miss_with_one_warning(shell, store_dir):
+    run(shell, f"%%cached big\nimport numpy as np\nz = np.zeros({BIG})")
+    assert corrupt_every_blob(store_dir) == 1
+    del shell.user_ns["z"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(shell, f"%%cached big\nimport numpy as np\nz = np.zeros({BIG})")
+    import cellcache
+
+    assert not cellcache.last_run().hit
+    assert len([w for w in caught if issubclass(w.category, CacheWarning)]) == 1
+    assert not shell.user_ns["z"].any()
+
+
+def test_verify_local_false_serves_the_mapped_blob_unchecked(shell, store_dir, workdir, monkeypatch):
+    (workdir / "pyproject.toml").write_text("[tool.cellcache]\nverify_local = false\n")
+    from cellcache import config
+
+    assert config.resolve(workdir).verify_local is False
+    monkeypatch.setenv("CELLCACHE_VERIFY_LOCAL", "0")
+    shell.run_line_magic("unload_ext", "cellcache")
+    shell.run_line_magic("load_ext", "cellcache")
+    run(shell, f"%%cached big\nimport numpy as np\nz = np.zeros({BIG})")
+    corrupt_every_blob(store_dir)
+    del shell.user_ns["z"]
+    run(shell, f"%%cached big\nimport numpy as np\nz = np.zeros({BIG})")
+    import cellcache
+
+    assert cellcache.last_run().hit
+    assert shell.user_ns["z"].any()  # served as stored: the user chose to trust the disk
+
+
+def test_big_endian_outputs_hit_downstream(shell):
+    cells = [
+        "%%cached make\nimport numpy as np\nbe = np.arange(10, dtype='>i8')",
+        "%%cached use\ntotal = int(be.sum())",
+    ]
+    for source in cells:
+        run(shell, source)
+    shell.user_ns.pop("be")
+    import cellcache
+
+    for source in cells:
+        run(shell, source)
+        assert cellcache.last_run().hit, source
+    assert shell.user_ns["be"].dtype == np.dtype(">i8")
