@@ -11,9 +11,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from cellcache.report import format_seconds
+
 # Widget views refer to comm models that die with the kernel, so replaying
 # them would show a broken widget; they are left out of recordings.
 _WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+# Displays that cellcache itself shows (the hit marker) carry this metadata key,
+# so that a recording, a replay and a batch run can tell them from the cell's own.
+OWN_METADATA = "cellcache"
 
 Event = tuple  # ("stdout" | "stderr", text) or ("display", data, metadata)
 
@@ -22,6 +27,9 @@ Event = tuple  # ("stdout" | "stderr", text) or ("display", data, metadata)
 class Recording:
     events: list[Event] = field(default_factory=list)
     result: tuple[dict, dict] | None = None  # the Out[] mimebundle: (data, metadata)
+    # How many events came before Out[]: the inline backend shows figures after the
+    # result (at post_execute), and a replay must keep that order.
+    result_at: int | None = None
 
     def append_text(self, channel: str, text: str) -> None:
         # Merge consecutive writes, so a print loop replays as one write, not thousands.
@@ -31,7 +39,7 @@ class Recording:
             self.events.append((channel, text))
 
     def as_record(self) -> dict[str, Any]:
-        return {"events": list(self.events), "result": self.result}
+        return {"events": list(self.events), "result": self.result, "result_at": self.result_at}
 
 
 class _TeeStream:
@@ -86,12 +94,14 @@ def recording(shell: Any) -> Iterator[Recording]:
         return wrapper
 
     def on_publish(data: Any = None, metadata: Any = None, *_: Any, **kwargs: Any) -> None:
-        if not kwargs.get("update") and isinstance(data, dict) and _WIDGET_MIME not in data:
-            rec.events.append(("display", dict(data), dict(metadata or {})))
+        if kwargs.get("update") or not isinstance(data, dict) or _WIDGET_MIME in data or is_own(metadata):
+            return
+        rec.events.append(("display", dict(data), dict(metadata or {})))
 
     def on_result(format_dict: dict, md_dict: dict | None = None) -> None:
         if _WIDGET_MIME not in format_dict:
             rec.result = (dict(format_dict), dict(md_dict or {}))
+            rec.result_at = len(rec.events)
 
     try:
         for channel in ("stdout", "stderr"):
@@ -124,18 +134,67 @@ class ReplayedValue:
         return str(self._data.get("text/plain", "<cached output>"))
 
 
+def is_own(metadata: Any) -> bool:
+    """True for a display that cellcache showed itself (the hit marker), not the cell."""
+    return isinstance(metadata, dict) and OWN_METADATA in metadata
+
+
 def replay(shell: Any, record: dict[str, Any], result_value: Any = None) -> None:
-    for event in record.get("events", ()):
+    """Show again what the cell showed, in its order: streams, displays, and Out[] where it came."""
+    events = list(record.get("events", ()))
+    has_result = result_value is not None or record.get("result") is not None
+    # Entries recorded before result_at existed showed Out[] last.
+    result_at = record.get("result_at")
+    result_at = len(events) if result_at is None else min(result_at, len(events))
+    for i, event in enumerate(events):
+        if i == result_at and has_result:
+            _show_result(shell, record, result_value)
         if event[0] == "stdout":
             sys.stdout.write(event[1])
         elif event[0] == "stderr":
             sys.stderr.write(event[1])
         elif event[0] == "display":
+            sys.stdout.flush()  # a display must not overtake the text written before it
+            sys.stderr.flush()
             shell.display_pub.publish(data=event[1], metadata=event[2])
+    if result_at == len(events) and has_result:
+        _show_result(shell, record, result_value)
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def _show_result(shell: Any, record: dict[str, Any], result_value: Any) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     if result_value is not None:
         shell.displayhook(result_value)
-    elif record.get("result") is not None:
+    else:
         data, metadata = record["result"]
         shell.displayhook(ReplayedValue(data, metadata))
+
+
+def marker_text(step: str, saved_seconds: float, remote: bool = False) -> str:
+    """The one quiet line a hit adds to the cell's output."""
+    where = "restored from the shared cache" if remote else "restored from cache"
+    return f"↺ {where} · step {step} · saved {format_seconds(saved_seconds)}"
+
+
+def show_marker(shell: Any, step: str, saved_seconds: float, remote: bool = False) -> None:
+    """Publish the hit marker: a display carrying ``{"cellcache": {"marker": ...}}`` in its metadata.
+
+    Its text/plain is the single line that terminals and plain-text front ends
+    print; its text/html is the same line in small grey type.
+    """
+    import html
+
+    text = marker_text(step, saved_seconds, remote)
+    markup = (
+        '<div class="cellcache-marker" title="cellcache restored this cell\'s results instead of running it" '
+        'style="font-size:0.8em;opacity:0.6;margin:0;padding:0">' + html.escape(text) + "</div>"
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    shell.display_pub.publish(
+        data={"text/plain": text, "text/html": markup},
+        metadata={OWN_METADATA: {"marker": True, "step": step, "saved_seconds": round(saved_seconds, 3)}},
+    )

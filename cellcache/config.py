@@ -32,6 +32,7 @@ class Config:
     disable: bool = False
     # False trusts the local disk: a restore maps blobs without hashing them, O(1) whatever their size.
     verify_local: bool = True
+    marker: bool = True  # a quiet "restored from cache" line on a hit
 
     def with_overrides(self, **changes: Any) -> Config:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -66,11 +67,11 @@ def _from_pyproject(path: Path) -> dict[str, Any]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     section = data.get("tool", {}).get("cellcache", {})
-    unknown = set(section) - {"dir", "remote", "disable", "verify_local"}
+    unknown = set(section) - {"dir", "remote", "disable", "verify_local", "marker"}
     if unknown:
         raise ConfigError(
             f"{path}: unknown [tool.cellcache] setting(s) {sorted(unknown)}; "
-            "valid settings are dir, remote, disable, verify_local (the signing key belongs in CELLCACHE_KEY, not in a file)"
+            "valid settings are dir, remote, disable, verify_local, marker (the signing key belongs in CELLCACHE_KEY, not in a file)"
         )
     settings: dict[str, Any] = {}
     if "dir" in section:
@@ -85,6 +86,8 @@ def _from_pyproject(path: Path) -> dict[str, Any]:
         if not isinstance(section["verify_local"], bool):
             raise ConfigError(f"{path}: verify_local must be true or false, not {section['verify_local']!r}")
         settings["verify_local"] = section["verify_local"]
+    if "marker" in section:
+        settings["marker"] = bool(section["marker"])
     return settings
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
-
-from rich.table import Table
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from cellcache.store.index import StepStats
+
+if TYPE_CHECKING:  # rich costs ~40 ms to import, and only stats_table needs it
+    from rich.table import Table
 
 # ---------------------------------------------------------------- formatting
 
@@ -237,6 +238,8 @@ def stats_table(rows: Sequence[StepStats], location: str, now: float | None = No
     It is slow for hundreds of steps (rich measures every cell); ``render_text``
     is what ``%cellcache stats`` uses.
     """
+    from rich.table import Table
+
     table = Table(title=title_line(rows), title_justify="left")
     for column in COLUMNS:
         table.add_column(column.header, justify="right" if column.numeric else "left")

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 from cellcache import config as _config
 from cellcache import files, reasons
 from cellcache.analysis import CellNames, analyze
-from cellcache.capture import recording, replay
+from cellcache.capture import recording, replay, show_marker
 from cellcache.config import Config
 from cellcache.errors import CacheWarning, OutNotProduced, StoreError, Unfingerprintable
 from cellcache.fingerprint import describe, fingerprint, module_digest, module_version
@@ -43,6 +43,19 @@ class StepRun:
     saved_seconds: float
     reason: str
     status: str  # "hit", "miss", "error", "uncached" or "would-run" (restore-only mode)
+
+    def __str__(self) -> str:
+        # One line a person reads: "fit: hit in 41 ms, saved 12.3 s (hit: code, inputs and files unchanged)".
+        from cellcache.report import format_seconds
+
+        took = f"{self.status} in {format_seconds(self.seconds)}"
+        saved = f", saved {format_seconds(self.saved_seconds)}" if self.hit else ""
+        why = f" ({self.reason})" if self.reason and self.reason != self.status else ""
+        return f"{self.name}: {took}{saved}{why}"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        # IPython shows `cellcache.last_run()` with this; repr() stays the dataclass's.
+        p.text(str(self))
 
 
 class StopAtMiss(Exception):
@@ -256,6 +269,8 @@ class Session:
         reason = reasons.HIT
         if spec.explain:
             print(f"cellcache: {name}: hit: {reason} (saved {manifest.seconds:.2f}s)")
+        if self._shows_marker():
+            show_marker(self.shell, name, manifest.seconds)
         replay(self.shell, bundle.get("record", {}), ns.get(manifest.result_name) if manifest.result_name else None)
         seconds = time.perf_counter() - started
         saved = max(manifest.seconds - seconds, 0.0)
@@ -434,6 +449,10 @@ class Session:
         )
 
     # bookkeeping ---------------------------------------------------------------
+
+    def _shows_marker(self) -> bool:
+        # Batch runs write notebooks and tables of their own: a marker there would be noise in a diff.
+        return getattr(self.config, "marker", True) and self.batch_report is None and not self.restore_only
 
     def _record(self, name: str, key: str | None, status: str, seconds: float, saved: float, reason: str) -> None:
         if self.restore_only:
