@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from cellcache.api import clear, invalidate, last_run, panel, stats
-from cellcache.errors import CacheWarning, CellcacheError
+from cellcache.errors import CacheError, CacheWarning, CellcacheError
 from cellcache.runner import StepRun
 from cellcache.store.index import StepStats
 
 __all__ = [
+    "CacheError",
     "CacheWarning",
     "CellcacheError",
     "StepRun",

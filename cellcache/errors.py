@@ -2,7 +2,31 @@
 
 The split matters to users: a ``CacheWarning`` means "your result is fine,
 the cache could not help this time"; a ``CellcacheError`` subclass means the
-request itself was wrong and nothing ran.
+request itself was wrong and nothing ran. ``except cellcache.CacheError``
+catches every storage problem and nothing else::
+
+    Exception
+     └── CellcacheError             a request cellcache refused; nothing ran
+          ├── ConfigError            a setting in the environment or pyproject.toml is invalid
+          ├── Unfingerprintable      a value has no deterministic fingerprint
+          ├── DepNotFound            a --deps path matches nothing
+          ├── OutNotProduced         a --outs path the cell did not write
+          ├── BatchError             `cellcache run`/`status` cannot do what was asked
+          ├── StepError              a step name that names no step, or several
+          │    ├── UnknownStep
+          │    └── AmbiguousStep
+          └── CacheError             every storage problem (alias: StoreError)
+               ├── StoreUnavailable  the store folder cannot be used (a file, read-only, full)
+               ├── SigningKeyError   the signing key is unreadable, empty or too short
+               ├── EntryCorrupt      a manifest or blob is unreadable, malformed or altered
+               │    └── UnsafeEntry  a manifest names a path outside the project
+               └── UntrustedEntry    a signature is missing or does not match
+    UserWarning
+     └── CacheWarning               the result is fine; the cache could not help this time
+
+Stores never warn: they raise one of these leaves, or yield a candidate with
+its problem, and the runner turns a cell's problems into at most one
+``CacheWarning`` through :func:`warn`.
 """
 from __future__ import annotations
 
@@ -47,16 +71,48 @@ class OutNotProduced(CellcacheError):
         self.path = path
 
 
-class StoreError(CellcacheError):
-    """The store could not read or write an entry."""
+class CacheError(CellcacheError):
+    """Every storage problem: the store could not read, check or write an entry."""
 
 
-class EntryCorrupt(StoreError):
-    """An entry exists but its manifest or blobs are unreadable or altered."""
+StoreError = CacheError  # the name before the tree grew; kept for callers that catch it
 
 
-class UntrustedEntry(StoreError):
+class StoreUnavailable(CacheError):
+    """The store folder cannot be used: it is a file, read-only, or the disk is full."""
+
+
+class SigningKeyError(CacheError):
+    """The key that signs local manifests is unreadable, empty or too short."""
+
+
+class EntryCorrupt(CacheError):
+    """An entry exists but its manifest or blobs are unreadable, malformed or altered."""
+
+
+class UnsafeEntry(EntryCorrupt):
+    """A manifest names a path outside the project (``../x``, ``/etc/x``): refused before a byte is written."""
+
+
+class UntrustedEntry(CacheError):
     """An entry's signature is missing or does not match."""
+
+
+class StepError(CellcacheError):
+    """A step name that names no step, or several; ``candidates`` lists the known ones."""
+
+    def __init__(self, message: str, candidates: tuple[str, ...] = ()) -> None:
+        shown = ", ".join(candidates[:20]) + (", ..." if len(candidates) > 20 else "")
+        super().__init__(f"{message}; known steps: {shown}" if candidates else f"{message}; the store knows no steps yet")
+        self.candidates = candidates
+
+
+class UnknownStep(StepError):
+    """No step of that name (in that notebook)."""
+
+
+class AmbiguousStep(StepError):
+    """Several notebooks have a step of that name: say which, as ``NB:STEP``."""
 
 
 class BatchError(CellcacheError):
