@@ -45,10 +45,17 @@ def info_text(session: Session) -> str:
             f"cellcache: {'on' if session.enabled else 'off'}",
             f"store:  {cfg.dir}",
             f"remote: {cfg.remote or '-'}",
-            f"signing key: {'CELLCACHE_KEY' if cfg.key else 'local store secret'}",
+            f"signing key: {_signing_key(session)}",
             f"last run: {session.last}" if session.last else "last run: -",
         ]
     )
+
+
+def _signing_key(session: Session) -> str:
+    try:
+        return session.store.signing_key.describe()  # the tiered store answers for its local tier
+    except Exception as exc:  # noqa: BLE001 - info must answer even when the key can't be read
+        return f"unusable: {exc}"
 
 
 def panel(session: Session | None = None) -> Any:

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from cellcache import api, batch
 from cellcache import config as _config
-from cellcache.errors import BatchError, CellcacheError, ConfigError
+from cellcache.errors import BatchError, CellcacheError, ConfigError, StepError
 from cellcache.spec import parse_duration, parse_size
 from cellcache.report import format_age, format_seconds, format_size
 from cellcache.store.local import LocalStore
@@ -47,7 +47,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (BatchError, ConfigError) as exc:
+        except (BatchError, ConfigError, StepError) as exc:
             raise click.UsageError(str(exc)) from None
         except CellcacheError as exc:
             raise click.ClickException(str(exc)) from None
@@ -395,6 +395,10 @@ def verify(repair: bool) -> None:
     broken = len(report.broken)
     verdict = "all sound" if not broken else f"{broken} broken" + (", dropped" if repair else "; run with --repair to drop them")
     click.echo(f"cellcache: checked {report.checked} entr{'y' if report.checked == 1 else 'ies'} in {store.root}: {verdict}")
+    if repair:
+        click.echo(f"cellcache: reclaimed {format_size(report.reclaimed)} in {report.leftovers} leftover file(s); index rebuilt")
+    else:
+        click.echo(f"cellcache: {format_size(report.reclaimable)} reclaimable in {report.leftovers} leftover file(s) (verify --repair)")
     if broken and not repair:
         sys.exit(1)
 

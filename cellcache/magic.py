@@ -11,7 +11,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from cellcache import api
-from cellcache.errors import DepNotFound
+from cellcache.errors import DepNotFound, StepError
 from cellcache.runner import Session
 from cellcache.spec import STRATEGIES, StageSpec, parse_duration, parse_size
 
@@ -73,7 +73,10 @@ class CellcacheMagics(Magics):
         elif command == "invalidate":
             if len(rest) != 1:
                 raise UsageError("usage: %cellcache invalidate NAME (one step name; see %cellcache stats for the names)")
-            dropped = session.store.invalidate(rest[0])
+            try:
+                dropped = session.store.invalidate(rest[0])
+            except StepError as exc:
+                raise UsageError(f"%cellcache invalidate: {exc}") from None
             print(f"cellcache: invalidated step {rest[0]!r} ({dropped} entr{'y' if dropped == 1 else 'ies'} dropped)")
         elif command == "clear" and not rest:
             dropped = session.store.clear()

@@ -20,11 +20,12 @@ from cellcache import files, reasons
 from cellcache.analysis import CellNames, analyze
 from cellcache.capture import recording, replay, show_marker
 from cellcache.config import Config
-from cellcache.errors import CacheWarning, OutNotProduced, StoreError, Unfingerprintable
+from cellcache.errors import CacheError, CacheWarning, OutNotProduced, StoreError, Unfingerprintable, warn
 from cellcache.fingerprint import describe, fingerprint, module_digest, module_version
 from cellcache.key import StageKey, code_digest
 from cellcache.spec import StageSpec
 from cellcache.store import format as fmt
+from cellcache.store.base import Found, StepRef
 from cellcache.store.local import LocalStore
 from cellcache.store.manifest import FileDigest, Manifest, OutFile
 
@@ -105,6 +106,7 @@ class Session:
         self._store: LocalStore | None = None
         self._nested = False
         self._transformed: dict[str, str] = {}
+        self._warned = False  # one CacheWarning per cell: the first problem is the one worth reading
         # Set by `cellcache run` / `cellcache status` in the kernel they start.
         self.batch_report: Path | None = None
         self.force_all = False
@@ -151,6 +153,7 @@ class Session:
 
     def run(self, spec: StageSpec, body: str) -> StepRun:
         started = time.perf_counter()
+        self._warned = False
         transformed = self._transform(body)
         try:
             names = analyze(transformed)
@@ -187,12 +190,9 @@ class Session:
 
         miss_reason = reasons.FORCED if (spec.force or self.force_all) else None
         if miss_reason is None:
-            manifest, miss_reason = self._lookup(name, key, spec, cwd)
-            if manifest is not None:
-                bundle = self._load(manifest)
-                if bundle is not None and self._restore_outs(manifest, cwd):
-                    return self._finish(self._restore(name, spec, manifest, bundle, started))
-                miss_reason = "stored entry was unreadable"
+            found, bundle, miss_reason = self._lookup(name, key, spec, cwd)
+            if found is not None and found.manifest is not None:
+                return self._finish(self._restore(name, spec, found.manifest, bundle, started))
         if miss_reason is None:
             miss_reason = self._explain_new_key(name, key, descriptions)
         if self.restore_only:
@@ -210,40 +210,62 @@ class Session:
         except Exception:  # noqa: BLE001 - without an index, files are simply read each time
             return None
 
-    def _lookup(self, name: str, key: StageKey, spec: StageSpec, cwd: Path) -> tuple[Manifest | None, str | None]:
-        try:
-            manifest = self.store.manifest(key.digest)
-        except StoreError as exc:
-            warnings.warn(f"cellcache: step {name!r}: ignoring a broken entry, the cell will run: {exc}", CacheWarning, stacklevel=3)
-            return None, "stored entry was broken"
-        if manifest is None:
-            return None, None
-        if spec.ttl is not None and time.time() - manifest.created > spec.ttl:
-            return None, reasons.TTL_EXPIRED
-        cache = self._stat_cache()
-        stale = [
-            f"implicit file {d.path} {'is gone' if now is None else 'changed'}"
-            for d in manifest.implicit
-            if (now := files.current_digest(d.path, cwd, cache)) != d.digest
-        ]
-        if stale:
-            return None, reasons.summarize(stale)
-        return manifest, None
+    def _step(self, name: str) -> StepRef:
+        return StepRef(getattr(self, "notebook", "") or "", name)
 
-    def _load(self, manifest: Manifest) -> dict[str, Any] | None:
+    def _lookup(
+        self, name: str, key: StageKey, spec: StageSpec, cwd: Path
+    ) -> tuple[Found | None, dict[str, Any] | None, str | None]:
+        """The first candidate that is fresh, sound and restorable: (found, bundle, None); else (None, None, why it missed).
+
+        Candidates come lazily, so a tiered store only asks the network when every local one failed.
+        """
+        problems: list[str] = []
+        reason: str | None = None
+        try:
+            for found in self.store.candidates(key.digest):
+                if found.manifest is None:
+                    problems.append(found.problem or "unreadable entry")
+                    continue
+                manifest = found.manifest
+                if spec.ttl is not None and time.time() - manifest.created > spec.ttl:
+                    reason = reason or reasons.TTL_EXPIRED
+                    continue
+                cache = self._stat_cache()
+                stale = [
+                    f"implicit file {d.path} {'is gone' if now is None else 'changed'}"
+                    for d in manifest.implicit
+                    if (now := files.current_digest(d.path, cwd, cache)) != d.digest
+                ]
+                if stale:
+                    reason = reason or reasons.summarize(stale)
+                    continue
+                bundle, problem = self._load(manifest)
+                if problem is None:
+                    problem = self._restore_outs(manifest, cwd)
+                if problem is None:
+                    return found, bundle, None
+                problems.append(problem)
+        except (CacheError, OSError) as exc:  # the store itself is unusable: a miss, and the store's one line
+            problems.append(str(exc))
+        if problems:
+            self._warn_once(f"cellcache: step {name!r}: ignoring a broken entry, the cell will run: {problems[0]}")
+            return None, None, reason or "stored entry was broken"
+        return None, None, reason
+
+    def _load(self, manifest: Manifest) -> tuple[dict[str, Any] | None, str | None]:
         try:
             bundle = self.store.load(manifest)
-            if not isinstance(bundle, dict) or "ns" not in bundle:
+            if not isinstance(bundle, dict) or "ns" not in bundle or not isinstance(bundle["ns"], dict):
                 raise StoreError("blob does not hold a cellcache bundle")
-            return bundle
+            return bundle, None
         except (StoreError, OSError) as exc:
-            warnings.warn(f"cellcache: step {manifest.step!r}: ignoring a broken entry, the cell will run: {exc}", CacheWarning, stacklevel=4)
-            return None
+            return None, str(exc)
 
     def _explain_new_key(self, name: str, key: StageKey, descriptions: Mapping[str, str]) -> str:
         try:
-            previous = self.store.last_manifest(name) if self.store.exists() else None
-            invalidated_at = self.store.index.invalidated_at(name) if self.store.exists() else None
+            previous = self.store.last_manifest(self._step(name)) if self.store.exists() else None
+            invalidated_at = self.store.invalidated_at(self._step(name)) if self.store.exists() else None
         except Exception:  # noqa: BLE001 - the index is advisory; an explanation is not worth a crash
             previous, invalidated_at = None, None
         if previous is None:
@@ -252,14 +274,13 @@ class Session:
 
     # hit -----------------------------------------------------------------------
 
-    def _restore_outs(self, manifest: Manifest, cwd: Path) -> bool:
+    def _restore_outs(self, manifest: Manifest, cwd: Path) -> str | None:
         try:
             for out in manifest.outs:
                 self.store.restore_file(out, cwd / out.path, self._stat_cache())
         except (StoreError, OSError) as exc:
-            warnings.warn(f"cellcache: step {manifest.step!r}: cannot write back its --outs, the cell will run: {exc}", CacheWarning, stacklevel=4)
-            return False
-        return True
+            return f"cannot write back its --outs: {exc}"
+        return None
 
     def _restore(self, name: str, spec: StageSpec, manifest: Manifest, bundle: dict[str, Any], started: float) -> StepRun:
         ns = self.shell.user_ns
@@ -391,12 +412,12 @@ class Session:
             for path in out_paths:
                 digest, size = self.store.put_file_blob(path)
                 outs.append(OutFile(path=files.display_path(path, cwd), blob=digest, size=size, mode=path.stat().st_mode & 0o777))
-        except OSError as exc:
+        except (OSError, CacheError) as exc:
             self._warn_not_stored(name, f"the store could not be written ({exc})")
             return
         try:
             blob = self.store.put_blob({"ns": values, "record": record})
-        except OSError as exc:
+        except (OSError, CacheError) as exc:
             self._warn_not_stored(name, f"the store could not be written ({exc})")
             return
         except Exception as exc:
@@ -426,6 +447,7 @@ class Session:
             descriptions=dict(descriptions),
             outs=tuple(outs),
             implicit=implicit_digests,
+            notebook=self._step(name).notebook,
         )
         try:
             self.store.commit(manifest)
@@ -442,11 +464,12 @@ class Session:
         return StepRun(name=name, hit=False, key=key.digest, seconds=seconds, saved_seconds=0.0, reason=str(exc), status="error")
 
     def _warn_not_stored(self, name: str, why: str) -> None:
-        warnings.warn(
-            f"cellcache: step {name!r} was not stored: {why}. Its results are in the namespace as usual.",
-            CacheWarning,
-            stacklevel=5,
-        )
+        self._warn_once(f"cellcache: step {name!r} was not stored: {why}. Its results are in the namespace as usual.")
+
+    def _warn_once(self, message: str) -> None:
+        if not self._warned:
+            self._warned = True
+            warn(message)
 
     # bookkeeping ---------------------------------------------------------------
 
@@ -458,9 +481,9 @@ class Session:
         if self.restore_only:
             return  # `cellcache status` only looks; its restores are not hits worth counting
         try:
-            self.store.record_run(name, key, status, seconds, saved, reason)
-        except Exception as exc:  # noqa: BLE001 - statistics must never cost a result
-            warnings.warn(f"cellcache: could not record the run of {name!r} in the index: {exc}", CacheWarning, stacklevel=4)
+            self.store.record_run(self._step(name), key, status, seconds, saved, reason)
+        except Exception:  # noqa: BLE001 - statistics never cost a result, nor a warning
+            pass
 
     def _finish(self, run: StepRun) -> StepRun:
         self.last = run

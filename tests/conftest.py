@@ -14,6 +14,8 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     for name in ("CELLCACHE_DIR", "CELLCACHE_REMOTE", "CELLCACHE_KEY", "CELLCACHE_DISABLE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path_factory.getbasetemp() / "ipython"))
+    # The local signing key lives in the user's config folder (platformdirs honours XDG_CONFIG_HOME).
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "config"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
 
 

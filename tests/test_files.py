@@ -132,7 +132,7 @@ def test_out_not_produced_is_a_clear_error_and_nothing_is_stored(counted, store_
     assert not result.success and isinstance(result.error_in_exec, OutNotProduced)
     assert "'never.bin' was declared with --outs but the cell did not produce it" in capsys.readouterr().err
     assert counted.user_ns["value"] == 7  # the result stays
-    assert not list((store_dir / "entries").glob("*/*.json"))
+    assert not list((store_dir / "entries").glob("*/*/*.json"))
 
 
 # ---------------------------------------------------------------- implicit deps
@@ -194,7 +194,7 @@ def test_written_appended_and_self_written_files_are_not_deps(counted, workdir, 
         "writer",
     )
     run(counted, cell)
-    manifest = next((store_dir / "entries").glob("*/*.json"))
+    manifest = next((store_dir / "entries").glob("*/*/*.json"))
     implicit = json.loads(manifest.read_bytes().split(b"\n", 1)[1])["implicit"]
     assert implicit == []  # not out.txt (the cell wrote it), not log.txt (appended), not site-packages or stdlib
     (workdir / "out.txt").write_text("changed by someone")
@@ -316,6 +316,6 @@ def test_system_library_and_store_files_are_not_implicit_deps(counted, workdir, 
     )
     (workdir / "mine.txt").write_text("kept")
     run(counted, cell)
-    manifest = max((store_dir / "entries").glob("*/*.json"), key=lambda p: p.stat().st_mtime)
+    manifest = max((store_dir / "entries").glob("*/*/*.json"), key=lambda p: p.stat().st_mtime)
     implicit = json.loads(manifest.read_bytes().split(b"\n", 1)[1])["implicit"]
     assert [d["path"] for d in implicit] == ["mine.txt"]

@@ -61,7 +61,7 @@ def test_extension_loads_through_config(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "answer 42" in proc.stdout
-    assert list((tmp_path / "store" / "entries").glob("*/*.json"))
+    assert list((tmp_path / "store" / "entries").glob("*/*/*.json"))
 
 
 @pytest.mark.parametrize(

@@ -369,7 +369,7 @@ def test_strategy_off_always_runs_and_stores_nothing(counted, store_dir):
         run(counted, counting_cell("y = 1", "step -s off"))
     assert executions(counted) == 2
     assert cellcache.last_run().status == "uncached"
-    assert not list((store_dir / "entries").glob("*/*.json"))
+    assert not list((store_dir / "entries").glob("*/*/*.json"))
 
 
 def test_ignore_leaves_a_variable_out_of_the_key(counted):
@@ -443,7 +443,7 @@ def test_unpicklable_output_keeps_the_value_and_stores_nothing(counted, store_di
     with pytest.warns(CacheWarning, match=r"output `lock` can't be pickled.*--ignore lock"):
         run(counted, cell)
     assert counted.user_ns["good"] == 1 and counted.user_ns["lock"] is not None
-    assert not list((store_dir / "entries").glob("*/*.json"))  # all or nothing: `good` was not stored either
+    assert not list((store_dir / "entries").glob("*/*/*.json"))  # all or nothing: `good` was not stored either
     with pytest.warns(CacheWarning):
         run(counted, cell)
     assert executions(counted) == 2
@@ -474,7 +474,7 @@ def test_corrupt_blob_is_a_miss_not_a_crash(counted, store_dir):
 def test_truncated_blob_and_tampered_manifest_are_misses(counted, store_dir):
     cell = counting_cell("y = 'value'")
     run(counted, cell)
-    manifest = next((store_dir / "entries").glob("*/*.json"))
+    manifest = next((store_dir / "entries").glob("*/*/*.json"))
     manifest.write_text(manifest.read_text().replace('"step":"step"', '"step":"evil"'))
     with pytest.warns(CacheWarning, match="signature"):
         run(counted, cell)

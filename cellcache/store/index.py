@@ -1,53 +1,79 @@
 """The SQLite index: entries, steps, runs and the file stat cache.
 
-It is a fast view of the store, not the source of truth: manifests on disk
-are. WAL mode lets several kernels (``cellcache run --jobs``) share it.
+It is a cache of the manifests, not the source of truth: lookups go by
+manifest, and the index can always be rebuilt from them (``LocalStore``
+does, when it is missing, damaged or of an older schema). WAL mode lets
+several kernels (``cellcache run --jobs``) share it.
+
+Two promises shape this module:
+- Opening it never surfaces "database is locked": the switch to WAL is
+  retried with a backoff, because SQLite does not call the busy handler for it.
+- The hit path never waits for a writer: statistics and "learned" rows are
+  written with a busy timeout of a few milliseconds; a record that can't be
+  written then is queued in memory and written with the next one (or at
+  exit), and one that still can't is counted in ``dropped``.
 """
 from __future__ import annotations
 
+import atexit
+import random
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+import weakref
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
+
+SCHEMA_VERSION = 2  # PRAGMA user_version; an index of another version is rebuilt from the manifests
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries(
-    key TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    notebook TEXT NOT NULL,
     step TEXT NOT NULL,
     created REAL NOT NULL,
     size INTEGER NOT NULL,
     seconds REAL NOT NULL,
-    blob TEXT NOT NULL
+    blob TEXT NOT NULL,
+    PRIMARY KEY(key, variant)
 );
-CREATE INDEX IF NOT EXISTS entries_step ON entries(step);
-CREATE TABLE IF NOT EXISTS entry_files(
+CREATE INDEX IF NOT EXISTS entries_step ON entries(notebook, step);
+-- Every blob an entry uses (its bundle and its --outs files), with the blob's size: gc counts a shared blob once.
+CREATE TABLE IF NOT EXISTS entry_blobs(
     key TEXT NOT NULL,
-    blob TEXT NOT NULL
+    variant TEXT NOT NULL,
+    blob TEXT NOT NULL,
+    size INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS entry_files_key ON entry_files(key);
-CREATE INDEX IF NOT EXISTS entry_files_blob ON entry_files(blob);
+CREATE INDEX IF NOT EXISTS entry_blobs_entry ON entry_blobs(key, variant);
+CREATE INDEX IF NOT EXISTS entry_blobs_blob ON entry_blobs(blob);
 CREATE TABLE IF NOT EXISTS steps(
-    name TEXT PRIMARY KEY,
+    notebook TEXT NOT NULL,
+    name TEXT NOT NULL,
     last_key TEXT,
-    invalidated_at REAL
+    last_variant TEXT,
+    invalidated_at REAL,
+    PRIMARY KEY(notebook, name)
 );
 CREATE TABLE IF NOT EXISTS runs(
     id INTEGER PRIMARY KEY,
+    notebook TEXT NOT NULL,
     step TEXT NOT NULL,
     key TEXT,
     status TEXT NOT NULL,
     seconds REAL NOT NULL,
     saved REAL NOT NULL,
     at REAL NOT NULL,
-    reason TEXT NOT NULL
+    reason TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT 'local'
 );
-CREATE INDEX IF NOT EXISTS runs_step ON runs(step, id);
+CREATE INDEX IF NOT EXISTS runs_step ON runs(notebook, step, id);
 CREATE INDEX IF NOT EXISTS runs_key ON runs(key, at);
 -- Covering indexes: the statistics read these instead of every wide row (500 steps, 100k runs: 265 -> 35 ms).
-CREATE INDEX IF NOT EXISTS runs_stats ON runs(step, status, saved);
-CREATE INDEX IF NOT EXISTS entries_step_size ON entries(step, size);
+CREATE INDEX IF NOT EXISTS runs_stats ON runs(notebook, step, status, saved);
+CREATE INDEX IF NOT EXISTS entries_step_size ON entries(notebook, step, size);
 CREATE TABLE IF NOT EXISTS stat_cache(
     path TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
@@ -56,6 +82,14 @@ CREATE TABLE IF NOT EXISTS stat_cache(
     digest TEXT NOT NULL
 );
 """
+
+BUSY_TIMEOUT_MS = 10_000  # commands and entry writes may wait this long for another writer
+HIT_TIMEOUT_MS = 3  # the hit path's writes give up after this, and are queued
+_QUEUE_LIMIT = 10_000
+
+
+class IndexUnusable(Exception):
+    """The index file can't be opened as an index (damaged, another schema, a read-only folder)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +101,11 @@ class EntryRow:
     seconds: float
     blob: str
     last_used: float = 0.0  # the latest hit, or creation; derived from runs, not stored
+    notebook: str = ""
+    variant: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -84,30 +123,107 @@ class StepStats:
     last_miss_reason: str | None
     entries: int
     size_bytes: int
+    notebook: str = ""  # relative to the project root; "" for a plain IPython session
+    remote_hits: int = 0
 
     @property
     def hit_rate(self) -> float | None:
         looked_up = self.hits + self.misses
         return self.hits / looked_up if looked_up else None
 
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.notebook}:{self.name}" if self.notebook else self.name
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "hit_rate": self.hit_rate}
+
+
+def _retry_locked(action: Any, attempts: int = 40) -> Any:
+    """Run ``action``, retrying "database is locked" with a jittered backoff (about 5 s in all)."""
+    delay = 0.002
+    for attempt in range(attempts):
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or attempt == attempts - 1:
+                raise
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 0.25)
+    raise AssertionError("unreachable")
+
+
+_open_indexes: weakref.WeakSet[Index] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all() -> None:
+    for index in list(_open_indexes):
+        index.flush(timeout_ms=1000)
+
 
 class Index:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
+        """Open (or create) the index at ``path``; IndexUnusable if the file is not a usable index.
+
+        ``":memory:"`` gives a private index, for a store whose folder can't hold one.
+        """
         self.path = path
+        self.read_only = read_only
         self._local = threading.local()
-        # executescript manages its own transaction; every statement in it is idempotent.
-        self.db.executescript(SCHEMA)
+        self._queue: list[tuple[str, tuple]] = []
+        self._queue_lock = threading.Lock()
+        self.dropped = 0  # hit-path records that could not be written, not even later
+        self._memory = str(path) == ":memory:"
+        if self._memory:
+            self._shared = self._connect()  # one connection: each ":memory:" connection is its own database
+        try:
+            db = self.db
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                if read_only:
+                    raise IndexUnusable(f"the index has schema {version}, not {SCHEMA_VERSION}")
+                fresh = not db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
+                if not fresh:
+                    raise IndexUnusable(f"the index has schema {version}, not {SCHEMA_VERSION}")
+                _retry_locked(lambda: self._create_schema(db))
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise IndexUnusable(f"{type(exc).__name__}: {exc}") from exc
+        _open_indexes.add(self)
+
+    def _create_schema(self, db: sqlite3.Connection) -> None:
+        with self._tx() as tx:
+            if tx.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                return  # another process created it while this one waited
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    tx.execute(statement)
+            tx.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
+        if self._memory:
+            return sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        if self.read_only:
+            # immutable: a read-only folder has no -shm to coordinate through; nobody can write there anyway.
+            uri = f"file:{Path(self.path).absolute().as_posix()}?mode=ro&immutable=1"
+            return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        # SQLite does not call the busy handler for the switch to WAL: many processes opening a new
+        # index at once would see "database is locked" without this retry.
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            mode = _retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            if mode != "wal":
+                raise sqlite3.OperationalError(f"cannot switch the index to WAL (got {mode})")
         # NORMAL is durable across application crashes in WAL mode and skips an fsync per commit.
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=30000")
         return db
 
     @property
     def db(self) -> sqlite3.Connection:
+        if self._memory:
+            return self._shared
         db = getattr(self._local, "db", None)
         if db is None:
             db = self._local.db = self._connect()
@@ -133,130 +249,229 @@ class Index:
     def _tx(self) -> Index._Tx:
         return Index._Tx(self.db)
 
+    # the hit path's writes: never wait ---------------------------------------
+
+    def defer(self, sql: str, params: tuple) -> None:
+        """Write one statement now if the index is free within a few ms; otherwise queue it for later."""
+        with self._queue_lock:
+            if len(self._queue) >= _QUEUE_LIMIT:
+                self.dropped += 1
+                return
+            self._queue.append((sql, params))
+        self.flush(timeout_ms=HIT_TIMEOUT_MS)
+
+    def flush(self, timeout_ms: int = HIT_TIMEOUT_MS) -> bool:
+        """Write the queued statements in one transaction; False (and kept queued) if the index is busy."""
+        with self._queue_lock:
+            pending, self._queue = self._queue, []
+        if not pending:
+            return True
+        db = None
+        try:
+            db = self.db
+            db.execute(f"PRAGMA busy_timeout={timeout_ms}")
+            with self._tx() as tx:
+                for sql, params in pending:
+                    tx.execute(sql, params)
+            return True
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                with self._queue_lock:
+                    keep = max(_QUEUE_LIMIT - len(self._queue), 0)
+                    self.dropped += len(pending) - min(keep, len(pending))
+                    self._queue[:0] = pending[:keep]
+            else:
+                self.dropped += len(pending)  # a read-only or broken index: statistics are not worth an error
+            return False
+        except sqlite3.DatabaseError:
+            self.dropped += len(pending)
+            return False
+        finally:
+            if db is not None:
+                try:
+                    db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                except sqlite3.Error:
+                    pass
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
     # entries ---------------------------------------------------------------
 
-    def add_entry(self, row: EntryRow, file_blobs: Iterable[str] = ()) -> None:
-        """Record an entry, and the --outs blobs it uses (so they are kept while it exists)."""
+    _ADD_ENTRY = (
+        "INSERT OR REPLACE INTO entries(key, variant, notebook, step, created, size, seconds, blob) VALUES (?,?,?,?,?,?,?,?)"
+    )
+    _ADD_STEP = (
+        "INSERT INTO steps(notebook, name, last_key, last_variant) VALUES (?,?,?,?) "
+        "ON CONFLICT(notebook, name) DO UPDATE SET last_key=excluded.last_key, last_variant=excluded.last_variant"
+    )
+
+    def add_entry(self, row: EntryRow, blobs: dict[str, int], *, last: bool = True) -> None:
+        """Record an entry and every blob it uses (so they are kept while it exists)."""
         with self._tx() as db:
-            db.execute("DELETE FROM entry_files WHERE key=?", (row.key,))
-            db.executemany("INSERT INTO entry_files(key, blob) VALUES (?, ?)", [(row.key, b) for b in set(file_blobs)])
-            db.execute(
-                "INSERT OR REPLACE INTO entries(key, step, created, size, seconds, blob) VALUES (?,?,?,?,?,?)",
-                (row.key, row.step, row.created, row.size, row.seconds, row.blob),
-            )
-            db.execute(
-                "INSERT INTO steps(name, last_key) VALUES (?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET last_key=excluded.last_key",
-                (row.step, row.key),
-            )
+            self._add_entry(db, row, blobs, last=last)
+
+    def add_entries(self, rows: Sequence[tuple[EntryRow, dict[str, int]]], *, last: bool = False) -> None:
+        with self._tx() as db:
+            for row, blobs in rows:
+                self._add_entry(db, row, blobs, last=last)
+
+    def _add_entry(self, db: sqlite3.Connection, row: EntryRow, blobs: dict[str, int], *, last: bool) -> None:
+        db.execute("DELETE FROM entry_blobs WHERE key=? AND variant=?", (row.key, row.variant))
+        db.executemany(
+            "INSERT INTO entry_blobs(key, variant, blob, size) VALUES (?,?,?,?)",
+            [(row.key, row.variant, b, s) for b, s in blobs.items()],
+        )
+        db.execute(self._ADD_ENTRY, (row.key, row.variant, row.notebook, row.step, row.created, row.size, row.seconds, row.blob))
+        if last:
+            db.execute(self._ADD_STEP, (row.notebook, row.step, row.key, row.variant))
+        else:
+            db.execute("INSERT OR IGNORE INTO steps(notebook, name, last_key, last_variant) VALUES (?,?,?,?)",
+                       (row.notebook, row.step, row.key, row.variant))
+
+    def learn_entry(self, row: EntryRow, blobs: dict[str, int]) -> None:
+        """Add a row for an entry found on disk that the index did not know, without waiting for a writer."""
+        self.defer("DELETE FROM entry_blobs WHERE key=? AND variant=?", (row.key, row.variant))
+        for blob, size in blobs.items():
+            self.defer("INSERT INTO entry_blobs(key, variant, blob, size) VALUES (?,?,?,?)", (row.key, row.variant, blob, size))
+        self.defer(self._ADD_ENTRY, (row.key, row.variant, row.notebook, row.step, row.created, row.size, row.seconds, row.blob))
+
+    def has_entry(self, key: str, variant: str) -> bool:
+        return self.db.execute("SELECT 1 FROM entries WHERE key=? AND variant=?", (key, variant)).fetchone() is not None
 
     _ENTRY_COLUMNS = (
         "SELECT e.key, e.step, e.created, e.size, e.seconds, e.blob, "
-        "MAX(e.created, COALESCE((SELECT MAX(r.at) FROM runs r WHERE r.key = e.key AND r.status = 'hit'), 0)) AS last_used "
-        "FROM entries e"
+        "MAX(e.created, COALESCE((SELECT MAX(r.at) FROM runs r WHERE r.key = e.key AND r.status = 'hit'), 0)) AS last_used, "
+        "e.notebook, e.variant FROM entries e"
     )
 
-    def entry(self, key: str) -> EntryRow | None:
-        found = self.db.execute(f"{self._ENTRY_COLUMNS} WHERE e.key=?", (key,)).fetchone()
+    def entry(self, key: str, variant: str | None = None) -> EntryRow | None:
+        if variant is None:
+            found = self.db.execute(f"{self._ENTRY_COLUMNS} WHERE e.key=? ORDER BY e.created DESC", (key,)).fetchone()
+        else:
+            found = self.db.execute(f"{self._ENTRY_COLUMNS} WHERE e.key=? AND e.variant=?", (key, variant)).fetchone()
         return EntryRow(*found) if found else None
 
-    def entries(self, step: str | None = None) -> list[EntryRow]:
+    def entries(self, step: Any = None) -> list[EntryRow]:
+        """Every entry, or those of one step (a StepRef, or a bare name in any notebook)."""
         if step is None:
             rows = self.db.execute(f"{self._ENTRY_COLUMNS} ORDER BY e.created").fetchall()
-        else:
+        elif isinstance(step, str):
             rows = self.db.execute(f"{self._ENTRY_COLUMNS} WHERE e.step=? ORDER BY e.created", (step,)).fetchall()
+        else:
+            rows = self.db.execute(
+                f"{self._ENTRY_COLUMNS} WHERE e.notebook=? AND e.step=? ORDER BY e.created", (step.notebook, step.name)
+            ).fetchall()
         return [EntryRow(*r) for r in rows]
+
+    def entry_ids(self) -> set[tuple[str, str]]:
+        return {(r[0], r[1]) for r in self.db.execute("SELECT key, variant FROM entries")}
 
     def entries_by_last_use(self) -> Iterator[EntryRow]:
         for r in self.db.execute(f"{self._ENTRY_COLUMNS} ORDER BY last_used ASC"):
             yield EntryRow(*r)
 
-    def drop_entries(self, keys: Iterable[str]) -> None:
-        rows = [(k,) for k in keys]
+    def drop_entries(self, ids: Iterable[tuple[str, str]]) -> None:
+        rows = list(ids)
         with self._tx() as db:
-            db.executemany("DELETE FROM entries WHERE key=?", rows)
-            db.executemany("DELETE FROM entry_files WHERE key=?", rows)
+            db.executemany("DELETE FROM entries WHERE key=? AND variant=?", rows)
+            db.executemany("DELETE FROM entry_blobs WHERE key=? AND variant=?", rows)
 
-    def file_blobs(self, key: str) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT blob FROM entry_files WHERE key=?", (key,))]
+    def entry_blobs(self, key: str, variant: str) -> dict[str, int]:
+        return dict(self.db.execute("SELECT blob, size FROM entry_blobs WHERE key=? AND variant=?", (key, variant)).fetchall())
+
+    def all_entry_blobs(self) -> list[tuple[str, str, str, int]]:
+        return self.db.execute("SELECT key, variant, blob, size FROM entry_blobs").fetchall()
 
     def blob_in_use(self, blob: str) -> bool:
-        return (
-            self.db.execute(
-                "SELECT 1 FROM entries WHERE blob=? UNION ALL SELECT 1 FROM entry_files WHERE blob=? LIMIT 1", (blob, blob)
-            ).fetchone()
-            is not None
-        )
+        return self.db.execute("SELECT 1 FROM entry_blobs WHERE blob=? LIMIT 1", (blob,)).fetchone() is not None
+
+    def blobs_in_use(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT DISTINCT blob FROM entry_blobs")}
 
     def total_size(self) -> int:
-        return int(self.db.execute("SELECT COALESCE(SUM(size),0) FROM entries").fetchone()[0])
+        """Bytes the entries use, a blob shared by several counted once."""
+        found = self.db.execute("SELECT COALESCE(SUM(size),0) FROM (SELECT blob, MAX(size) AS size FROM entry_blobs GROUP BY blob)")
+        return int(found.fetchone()[0])
 
     # steps -----------------------------------------------------------------
 
-    def last_key(self, step: str) -> str | None:
-        found = self.db.execute("SELECT last_key FROM steps WHERE name=?", (step,)).fetchone()
+    def last_key(self, step: Any) -> tuple[str, str] | None:
+        found = self.db.execute(
+            "SELECT last_key, last_variant FROM steps WHERE notebook=? AND name=?", (step.notebook, step.name)
+        ).fetchone()
+        return (found[0], found[1]) if found and found[0] else None
+
+    def invalidated_at(self, step: Any) -> float | None:
+        found = self.db.execute(
+            "SELECT invalidated_at FROM steps WHERE notebook=? AND name=?", (step.notebook, step.name)
+        ).fetchone()
         return found[0] if found else None
 
-    def invalidated_at(self, step: str) -> float | None:
-        found = self.db.execute("SELECT invalidated_at FROM steps WHERE name=?", (step,)).fetchone()
-        return found[0] if found else None
-
-    def mark_invalidated(self, step: str, at: float) -> None:
+    def mark_invalidated(self, step: Any, at: float) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT INTO steps(name, invalidated_at) VALUES (?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET invalidated_at=excluded.invalidated_at",
-                (step, at),
+                "INSERT INTO steps(notebook, name, invalidated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(notebook, name) DO UPDATE SET invalidated_at=excluded.invalidated_at, last_key=NULL",
+                (step.notebook, step.name, at),
             )
 
-    def step_names(self) -> list[str]:
-        rows = self.db.execute("SELECT name FROM steps UNION SELECT DISTINCT step FROM runs ORDER BY 1").fetchall()
-        return [r[0] for r in rows]
+    def step_refs(self) -> list[tuple[str, str]]:
+        """Every (notebook, step) the index has heard of: from entries, steps and runs."""
+        rows = self.db.execute(
+            "SELECT notebook, name FROM steps UNION SELECT notebook, step FROM entries "
+            "UNION SELECT DISTINCT notebook, step FROM runs ORDER BY 1, 2"
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
 
     # runs ------------------------------------------------------------------
 
-    def record_run(self, step: str, key: str | None, status: str, seconds: float, saved: float, reason: str) -> None:
-        # One autocommitted statement: this is on every hit's path.
-        self.db.execute(
-            "INSERT INTO runs(step, key, status, seconds, saved, at, reason) VALUES (?,?,?,?,?,?,?)",
-            (step, key, status, seconds, saved, time.time(), reason),
+    def record_run(
+        self, step: Any, key: str | None, status: str, seconds: float, saved: float, reason: str, source: str = "local"
+    ) -> None:
+        # On every hit's path: never waits more than a few ms for another writer (see defer).
+        self.defer(
+            "INSERT INTO runs(notebook, step, key, status, seconds, saved, at, reason, source) VALUES (?,?,?,?,?,?,?,?,?)",
+            (step.notebook, step.name, key, status, seconds, saved, time.time(), reason, source),
         )
 
     def step_rows(self) -> list[StepStats]:
         """One row per step, in a fixed number of queries however many runs there are."""
         runs = {
-            r[0]: r[1:]
+            (r[0], r[1]): r[2:]
             for r in self.db.execute(
-                "SELECT step, COUNT(*), SUM(status='hit'), SUM(status='miss'), SUM(saved), MAX(id) FROM runs GROUP BY step"
+                "SELECT notebook, step, COUNT(*), SUM(status='hit'), SUM(status='miss'), SUM(saved), "
+                "SUM(status='hit' AND source!='local') FROM runs GROUP BY notebook, step"
             )
         }
         last = {
-            r[0]: r[1:]
+            (r[0], r[1]): r[2:]
             for r in self.db.execute(
-                "SELECT r.step, r.seconds, r.at, r.status FROM runs r "
-                "JOIN (SELECT step, MAX(id) AS id FROM runs GROUP BY step) m ON r.id = m.id"
+                "SELECT r.notebook, r.step, r.seconds, r.at, r.status FROM runs r "
+                "JOIN (SELECT MAX(id) AS id FROM runs GROUP BY notebook, step) m ON r.id = m.id"
             )
         }
         last_miss = {
-            r[0]: r[1]
+            (r[0], r[1]): r[2]
             for r in self.db.execute(
-                "SELECT r.step, r.reason FROM runs r JOIN (SELECT step, MAX(id) AS id FROM runs "
-                "WHERE status='miss' GROUP BY step) m ON r.id = m.id"
+                "SELECT r.notebook, r.step, r.reason FROM runs r JOIN (SELECT MAX(id) AS id FROM runs "
+                "WHERE status='miss' GROUP BY notebook, step) m ON r.id = m.id"
             )
         }
         stored = {
-            r[0]: r[1:]
-            for r in self.db.execute("SELECT step, COUNT(*), COALESCE(SUM(size),0) FROM entries GROUP BY step")
+            (r[0], r[1]): r[2:]
+            for r in self.db.execute("SELECT notebook, step, COUNT(*), COALESCE(SUM(size),0) FROM entries GROUP BY notebook, step")
         }
-        names = sorted(set(runs) | set(stored) | {r[0] for r in self.db.execute("SELECT name FROM steps")})
+        names = sorted(set(runs) | set(stored) | {(r[0], r[1]) for r in self.db.execute("SELECT notebook, name FROM steps")})
         rows = []
-        for name in names:
-            count, hits, misses, saved, _ = runs.get(name, (0, 0, 0, 0.0, None))
-            last_seconds, last_at, last_status = last.get(name, (None, None, None))
-            entries, size = stored.get(name, (0, 0))
+        for ref in names:
+            count, hits, misses, saved, remote = runs.get(ref, (0, 0, 0, 0.0, 0))
+            last_seconds, last_at, last_status = last.get(ref, (None, None, None))
+            entries, size = stored.get(ref, (0, 0))
             rows.append(
                 StepStats(
-                    name=name,
+                    name=ref[1],
                     runs=count,
                     hits=int(hits or 0),
                     misses=int(misses or 0),
@@ -264,9 +479,11 @@ class Index:
                     last_seconds=last_seconds,
                     last_run_at=last_at,
                     last_status=last_status,
-                    last_miss_reason=last_miss.get(name),
+                    last_miss_reason=last_miss.get(ref),
                     entries=entries,
                     size_bytes=int(size),
+                    notebook=ref[0],
+                    remote_hits=int(remote or 0),
                 )
             )
         return rows
@@ -281,11 +498,11 @@ class Index:
         return found[0] if found else None
 
     def remember_digest(self, path: str, size: int, mtime_ns: int, inode: int, digest: str) -> None:
-        with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO stat_cache VALUES (?,?,?,?,?)", (path, size, mtime_ns, inode, digest))
+        # Also on the hit path (a dep touched but unchanged): a lost row only costs a re-read next time.
+        self.defer("INSERT OR REPLACE INTO stat_cache VALUES (?,?,?,?,?)", (path, size, mtime_ns, inode, digest))
 
     def clear(self) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM entries")
-            db.execute("DELETE FROM entry_files")
-            db.execute("UPDATE steps SET last_key=NULL")
+            db.execute("DELETE FROM entry_blobs")
+            db.execute("UPDATE steps SET last_key=NULL, last_variant=NULL")

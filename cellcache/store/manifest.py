@@ -1,15 +1,45 @@
-"""An entry's manifest: what a key produced, where its blob is, and a signature."""
+"""An entry's manifest: what a key produced, where its blobs are, and a signature.
+
+The manifest is the entry's truth and its commit point: it lists every blob
+digest the entry uses (the bundle and each ``--outs`` file), and the signature
+covers them, so a blob can't be swapped under a valid manifest without the
+content check noticing. Everything read from disk is validated field by field:
+a re-signed but malformed manifest is an ``EntryCorrupt``, never a crash later.
+"""
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, Mapping
 
-from cellcache.errors import EntryCorrupt, UntrustedEntry
+import xxhash
 
-MANIFEST_VERSION = 1
+from cellcache.errors import EntryCorrupt, UnsafeEntry, UntrustedEntry
+
+# 2: the step's notebook, and one manifest per (key, variant) under entries/ab/<key>/<variant>.json.
+MANIFEST_VERSION = 2
+
+_HEX = re.compile(r"^[0-9a-f]{16,64}$")
+
+
+def safe_relative(path: str) -> str:
+    """``path`` if it is relative and stays inside the folder it is relative to; UnsafeEntry otherwise.
+
+    Lexical on purpose: the store decides, before touching the disk, that no
+    name in a manifest can point at ``../x``, ``/etc/x`` or ``C:\\x``.
+    """
+    if not isinstance(path, str) or not path or "\x00" in path:
+        raise UnsafeEntry(f"--outs path {path!r} is not a path")
+    posix, windows = PurePosixPath(path), PureWindowsPath(path)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive or path.startswith(("/", "\\")):
+        raise UnsafeEntry(f"--outs path {path!r} is absolute; only paths inside the project are restored")
+    if ".." in posix.parts or ".." in windows.parts:
+        raise UnsafeEntry(f"--outs path {path!r} leaves the project; only paths inside it are restored")
+    return path
 
 
 @dataclass(frozen=True)
@@ -30,6 +60,22 @@ class FileDigest:
     digest: str
 
 
+def variant_of(implicit: tuple[FileDigest, ...]) -> str:
+    """Which of a key's entries this is: a digest of the implicit files' digests.
+
+    One key may hold several entries that differ only in the files the cell
+    happened to read (DVC's run-cache keeps several results per key), so that
+    switching a data file back to an earlier version hits that version's entry.
+    """
+    hasher = xxhash.xxh3_64()
+    for item in sorted(implicit, key=lambda d: d.path):
+        for part in (item.path, item.digest):
+            data = part.encode()
+            hasher.update(len(data).to_bytes(8, "little"))
+            hasher.update(data)
+    return hasher.hexdigest()
+
+
 @dataclass(frozen=True)
 class Manifest:
     key: str
@@ -46,6 +92,23 @@ class Manifest:
     descriptions: Mapping[str, str] = field(default_factory=dict)
     outs: tuple[OutFile, ...] = ()
     implicit: tuple[FileDigest, ...] = ()
+    notebook: str = ""  # the step's notebook, relative to the project root; "" for a plain IPython session
+
+    @property
+    def variant(self) -> str:
+        return variant_of(self.implicit)
+
+    @property
+    def blobs(self) -> dict[str, int]:
+        """Every blob the entry uses, with its size: the bundle and the --outs files."""
+        used = {o.blob: o.size for o in self.outs}
+        used[self.blob] = self.blob_size
+        return used
+
+    @property
+    def size(self) -> int:
+        """Bytes on disk, a blob shared between its outs counted once."""
+        return sum(self.blobs.values())
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -53,22 +116,71 @@ class Manifest:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
+    def from_dict(cls, data: Any) -> Manifest:
+        if not isinstance(data, dict):
+            raise EntryCorrupt("manifest is malformed: not a JSON object")
+        if data.get("version") != MANIFEST_VERSION:
+            raise EntryCorrupt(f"manifest version {data.get('version')!r} is not {MANIFEST_VERSION}")
         try:
-            if data.get("version") != MANIFEST_VERSION:
-                raise EntryCorrupt(f"manifest version {data.get('version')!r} is not {MANIFEST_VERSION}")
-            fields = dict(data)
-            fields.pop("version")
-            fields["outputs"] = tuple(fields["outputs"])
-            fields["deletes"] = tuple(fields.get("deletes", ()))
-            fields["outs"] = tuple(OutFile(**o) for o in fields.get("outs", ()))
-            fields["implicit"] = tuple(FileDigest(**d) for d in fields.get("implicit", ()))
-            return cls(**fields)
-        except (KeyError, TypeError) as exc:
-            raise EntryCorrupt(f"manifest is malformed: {exc}") from exc
+            return validate(
+                cls(
+                    key=data["key"],
+                    step=data["step"],
+                    created=data["created"],
+                    seconds=data["seconds"],
+                    blob=data["blob"],
+                    blob_size=data["blob_size"],
+                    outputs=tuple(data["outputs"]),
+                    blob_loader=data.get("blob_loader", "joblib"),
+                    deletes=tuple(data.get("deletes", ())),
+                    result_name=data.get("result_name"),
+                    components=dict(data.get("components", {})),
+                    descriptions=dict(data.get("descriptions", {})),
+                    outs=tuple(OutFile(**o) for o in data.get("outs", ())),
+                    implicit=tuple(FileDigest(**d) for d in data.get("implicit", ())),
+                    notebook=data.get("notebook", ""),
+                )
+            )
+        except EntryCorrupt:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise EntryCorrupt(f"manifest is malformed: {type(exc).__name__}: {exc}") from exc
 
-    def with_step(self, step: str) -> Manifest:
-        return replace(self, step=step)
+    def with_step(self, step: str, notebook: str | None = None) -> Manifest:
+        return replace(self, step=step, notebook=self.notebook if notebook is None else notebook)
+
+
+def _expect(ok: bool, what: str) -> None:
+    if not ok:
+        raise EntryCorrupt(f"manifest is malformed: {what}")
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and value >= 0
+
+
+def _is_str_map(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+def validate(m: Manifest) -> Manifest:
+    """Every field has the type the runner relies on, and every path stays inside the project."""
+    _expect(isinstance(m.key, str) and bool(_HEX.match(m.key)), "key is not a hex digest")
+    _expect(isinstance(m.step, str) and isinstance(m.notebook, str), "step or notebook is not a string")
+    _expect(_is_num(m.created) and _is_num(m.seconds), "created or seconds is not a number")
+    _expect(isinstance(m.blob, str) and bool(_HEX.match(m.blob)), "blob is not a hex digest")
+    _expect(isinstance(m.blob_size, int) and not isinstance(m.blob_size, bool) and m.blob_size >= 0, "blob_size")
+    _expect(m.blob_loader in ("joblib", "pickle"), f"unknown loader {m.blob_loader!r}")
+    _expect(all(isinstance(n, str) for n in (*m.outputs, *m.deletes)), "a name is not a string")
+    _expect(m.result_name is None or (isinstance(m.result_name, str) and m.result_name in m.outputs), "result_name")
+    _expect(_is_str_map(m.components) and _is_str_map(m.descriptions), "components or descriptions")
+    for out in m.outs:
+        _expect(isinstance(out.blob, str) and bool(_HEX.match(out.blob)), "an --outs blob is not a hex digest")
+        _expect(isinstance(out.size, int) and out.size >= 0 and isinstance(out.mode, int) and 0 <= out.mode <= 0o7777, "--outs")
+        safe_relative(out.path)
+    for dep in m.implicit:
+        _expect(isinstance(dep.path, str) and isinstance(dep.digest, str), "an implicit file")
+    return m
 
 
 def _canonical(data: Mapping[str, Any]) -> bytes:
@@ -91,6 +203,6 @@ def verify(raw: bytes, secret: bytes) -> Manifest:
         raise UntrustedEntry("manifest signature does not match (tampered, or signed with another key)")
     try:
         data = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise EntryCorrupt(f"manifest is not valid JSON: {exc}") from exc
     return Manifest.from_dict(data)

@@ -77,7 +77,7 @@ def test_tampered_manifest_is_refused(tmp_path):
     path.write_bytes(body)  # the signature line removed
     with pytest.raises(UntrustedEntry, match="unsigned"):
         store.manifest("a" * 32)
-    other = LocalStore(tmp_path / "elsewhere")  # another store's secret
+    other = LocalStore(tmp_path / "elsewhere", key=b"another user's key, 32 bytes long")
     path.write_bytes(signature + b"\n" + body)
     assert store.manifest("a" * 32) is not None
     other.manifest_path("a" * 32).parent.mkdir(parents=True)
@@ -174,11 +174,11 @@ def test_step_rows_aggregate_runs_and_entries(tmp_path):
 
 
 def test_two_stores_share_one_folder(tmp_path):
-    # Two kernels on one store: each sees the other's entries, and the secret is shared.
+    # Two kernels on one store: each sees the other's entries, and the key is shared (it is the user's, outside the store).
     first, second = LocalStore(tmp_path), LocalStore(tmp_path)
     m = put(first, "a" * 32, {"x": 1})
     assert second.manifest(m.key) == m
-    assert first.secret == second.secret and (Path(tmp_path) / "secret").stat().st_mode & 0o077 == 0
+    assert first.secret == second.secret and not (Path(tmp_path) / "secret").exists()
 
 
 def test_loader_follows_the_content_and_joblib_still_reads_both(tmp_path):
