@@ -24,14 +24,38 @@ imports neither IPython nor anything outside the standard library.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import keyword
 import re
 import string
+import sys
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
-__all__ = ["CellNames", "analyze"]
+__all__ = ["CellNames", "analyze", "deep_recursion"]
+
+# The walks recurse once per nesting level (an `elif` is an `if` in the
+# previous one's `else`), a few frames each, so a valid 500-branch chain
+# overflows the default limit of 1000. Since 3.11 a Python-to-Python call
+# uses no C stack, so a higher limit only costs memory for real depth.
+_DEPTH_LIMIT = 50_000
+
+
+@contextlib.contextmanager
+def deep_recursion() -> Iterator[None]:
+    """Lift the recursion limit for the duration of a walk over a cell's AST.
+
+    Beyond even this, ``RecursionError`` propagates; the runner then runs the
+    cell uncached with a warning rather than failing it.
+    """
+    old = sys.getrecursionlimit()
+    if old < _DEPTH_LIMIT:
+        sys.setrecursionlimit(_DEPTH_LIMIT)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
 
 
 @dataclass(frozen=True)
@@ -51,9 +75,10 @@ def analyze(source: str) -> CellNames:
 def _analyze_cached(source: str) -> CellNames:
     # The runner calls this on every execution of a cached cell, and a cell is
     # usually run many times with the same text, so the cache is keyed by text.
-    tree = ast.parse(source)
-    ctx = _Context()
-    _Flow(ctx).run(tree.body)
+    with deep_recursion():
+        tree = ast.parse(source)
+        ctx = _Context()
+        _Flow(ctx).run(tree.body)
     hidden = _hidden
     return CellNames(
         reads=frozenset(n for n in ctx.reads if not hidden(n)),

@@ -15,6 +15,8 @@ from typing import Mapping
 
 import xxhash
 
+from cellcache.analysis import deep_recursion
+
 # Bump when anything about how keys or entries are produced changes, so that
 # old entries become misses instead of being misread.
 FORMAT_VERSION = "1"
@@ -25,8 +27,9 @@ PYTHON_VERSION = f"{platform.python_implementation()} {'.'.join(map(str, sys.ver
 @lru_cache(maxsize=512)
 def code_digest(transformed_source: str) -> str:
     """Digest of the normalized AST: comments and formatting don't count."""
-    tree = ast.parse(transformed_source)
-    return xxhash.xxh3_128_hexdigest(ast.dump(tree, annotate_fields=False, include_attributes=False).encode())
+    with deep_recursion():  # ast.dump recurses once per nesting level
+        tree = ast.parse(transformed_source)
+        return xxhash.xxh3_128_hexdigest(ast.dump(tree, annotate_fields=False, include_attributes=False).encode())
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from cellcache import config as _config
-from cellcache import files, reasons
+from cellcache import errors, files, reasons
 from cellcache.analysis import CellNames, analyze
 from cellcache.capture import recording, replay, show_marker
 from cellcache.config import Config
@@ -161,6 +161,9 @@ class Session:
         except SyntaxError:
             # Let the shell report the error exactly as it would without the magic.
             return self._finish(self._plain(spec.name or "cell", body, started, "syntax error"))
+        except (RecursionError, MemoryError):  # nested deeper than the analysis (or the parser) can follow
+            errors.warn(f"cellcache: step {spec.name or 'cell'!r} ran uncached: its code is nested too deeply to analyse.")
+            return self._finish(self._plain(spec.name or "cell", body, started, "code nested too deeply to analyse"))
         name = spec.name or self.cell_id or f"cell-{code[:8]}"
         if not self.enabled:
             return self._finish(self._plain(name, body, started, reasons.DISABLED))

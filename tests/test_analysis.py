@@ -403,3 +403,45 @@ def test_module_is_pure() -> None:
             imported.add(node.module.partition(".")[0])
     assert imported, "expected at least the ast import"
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}
+
+
+# --------------------------------------------------------------------------
+# deep nesting (a valid cell must never fail because of the analysis)
+
+
+def _elif_chain(branches: int) -> str:
+    return "if x == 0:\n    y = 0\n" + "".join(f"elif x == {i}:\n    y = {i}\n" for i in range(1, branches)) + "else:\n    y = -1\n"
+
+
+def test_deep_elif_chain_is_analysed() -> None:
+    found = names(_elif_chain(500))
+    assert found.reads == {"x"} and found.writes == {"y"}
+    assert sys.getrecursionlimit() < 50_000  # the lifted limit does not leak out of the walk
+
+
+def test_deep_elif_chain_is_cached_in_a_shell(shell) -> None:
+    import cellcache
+    from tests.conftest import run
+
+    shell.user_ns["x"] = 499
+    cell = "%%cached deep\n" + _elif_chain(500)
+    run(shell, cell)
+    assert shell.user_ns["y"] == 499 and cellcache.last_run().status == "miss"
+    run(shell, cell)
+    assert cellcache.last_run().hit
+    shell.user_ns["x"] = 3
+    run(shell, cell)
+    assert shell.user_ns["y"] == 3 and not cellcache.last_run().hit
+
+
+def test_code_beyond_the_analysis_runs_uncached_with_a_warning(shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cellcache
+    from cellcache.errors import CacheWarning
+    from tests.conftest import run
+
+    # A limit the analysis cannot lift stands for code nested deeper than any limit.
+    monkeypatch.setattr(sys, "setrecursionlimit", lambda n: None)
+    shell.user_ns["x"] = 7
+    with pytest.warns(CacheWarning, match="nested too deeply"):
+        run(shell, "%%cached too_deep\n" + _elif_chain(800))
+    assert shell.user_ns["y"] == 7 and cellcache.last_run().status == "uncached"
