@@ -69,6 +69,7 @@ class _Run(ValueKinds, CodeKinds):
         self.inline_sets: dict[int, tuple[object, tuple[str, bytes]]] = {}
         self.module_memo: dict[str, tuple[str, ...]] = {}
         self.version_memo: dict[str, str | None] = {}
+        self.value_memo: dict[int, tuple[object, bytes]] = {}
         self.dispatch: dict[type, Callable[[Any], Any]] = self._dispatch_table()
 
     # ---- entry points ---------------------------------------------------
@@ -106,16 +107,32 @@ class _Run(ValueKinds, CodeKinds):
         return self.pickle_digest(value)
 
     def pickle_digest(self, value: object, *, fast: bool = False) -> bytes:
-        hasher = xxhash.xxh3_128(b"P")
+        if fast:  # lists of scalars: no sets to canonicalize, no cycles
+            return self.stream_digest(value, _Pickler, b"P", memo=False)
+        try:
+            # Without the memo a second occurrence of an object is written in
+            # full, exactly like an equal copy: the stream is of the value,
+            # not of identities (interned strings, `split()` against a
+            # literal). It is also faster. Aliasing among the inputs is keyed
+            # apart, by the runner.
+            return self.stream_digest(value, _SetPickler, b"P", memo=False)
+        except _Cyclic:
+            # Only a cycle needs the memo; its stream is tagged apart.
+            return self.stream_digest(value, _SetPickler, b"Q", memo=True)
+
+    def stream_digest(self, value: object, kind: type[_Pickler], tag: bytes, *, memo: bool) -> bytes:
+        hasher = xxhash.xxh3_128(tag)
         buffers = _Buffers()
-        pickler = _Pickler(self, hasher, buffers) if fast else _SetPickler(self, hasher, buffers)
-        # Fast mode skips the memo (a big saving on long lists of strings);
-        # only used on lists of scalars, which cannot contain cycles.
-        pickler.fast = fast
+        pickler = kind(self, hasher, buffers)
+        pickler.fast = not memo
         try:
             pickler.dump(value)
         except Unfingerprintable:
             raise
+        except ValueError as exc:
+            if not memo and str(exc).startswith("fast mode: can't pickle cyclic"):
+                raise _Cyclic from exc
+            raise _unfingerprintable(value, exc) from exc
         except Exception as exc:
             raise _unfingerprintable(value, exc) from exc
         if buffers.hasher is None:
@@ -236,6 +253,8 @@ class _Run(ValueKinds, CodeKinds):
             handler = self.set_subclass_ref
         elif issubclass(cls, ModuleType):
             handler = self.module_value_token
+        elif _is_ndarray_subclass(cls):
+            handler = self.ndarray_subclass_token
         else:
             handler = self.reduce
         self.dispatch[cls] = handler
@@ -296,6 +315,15 @@ class _Run(ValueKinds, CodeKinds):
             return _hash(b"f")
         attributes = self.part(getattr(value, "__dict__", None), _type_name(value), "attributes")
         return _hash(b"x", self.digest(type(value)), attributes)
+
+
+def _is_ndarray_subclass(cls: type) -> bool:
+    np = sys.modules.get("numpy")
+    return np is not None and issubclass(cls, np.ndarray) and cls is not np.ndarray
+
+
+class _Cyclic(Exception):
+    """A value with a cycle met by a memo-less pickler."""
 
 
 class _Pickler(pickle.Pickler):

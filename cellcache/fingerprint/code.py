@@ -28,6 +28,7 @@ _CLASS_NOISE = frozenset(
 _GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBALS"})
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: classes created at run time (class statements).
 _EMPTY_CELL = xxhash.xxh3_128(b"empty closure cell").digest()
+_LRU_WRAPPER = type(functools.lru_cache(maxsize=None)(lambda: None))
 
 
 class _Slotted:
@@ -51,6 +52,8 @@ class CodeKinds(ModuleKinds):
                 classmethod: lambda cm: _ref("classmethod", self.digest(cm.__func__)),
                 property: lambda p: _ref("property", self.digest((p.fget, p.fset, p.fdel, p.__doc__))),
                 functools.cached_property: lambda cp: _ref("cached_property", self.digest(cp.func)),
+                # Pickled by name, which would hide an edit of the code it wraps.
+                _LRU_WRAPPER: self.lru_cache_token,
                 # Slot and __dict__ descriptors in class dicts; the slot names
                 # are in __slots__ already.
                 type(_Slotted.x): lambda d: _ref("descriptor", d.__name__),  # type: ignore[attr-defined]
@@ -114,6 +117,12 @@ class CodeKinds(ModuleKinds):
                 code.co_cellvars,
             )
         )
+
+    def lru_cache_token(self, wrapper: Any) -> object:
+        version = self.installed_version(wrapper.__module__, wrapper.__qualname__, wrapper)
+        if version is not None:
+            return _ref("function", version, wrapper.__module__, wrapper.__qualname__)
+        return _ref("lru_cache", self.digest(wrapper.__wrapped__), self.digest(wrapper.cache_parameters()))
 
     def builtin_token(self, fn: BuiltinFunctionType) -> object:
         owner = fn.__self__

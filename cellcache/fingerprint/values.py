@@ -34,21 +34,52 @@ _SCALAR_KINDS = frozenset(
 class ValueKinds(Kinds):
     """The walk's hooks for arrays and pandas objects."""
 
+    # One digest per object per call: without the pickler's memo, an array
+    # met twice in one value would otherwise be hashed twice.
+    value_memo: dict[int, tuple[object, bytes]]
+
     def register_values(self, table: dict[type, Callable[[Any], Any]]) -> None:
         np = sys.modules.get("numpy")
         if np is not None:
             table[np.ndarray] = self.ndarray_token
         pd = sys.modules.get("pandas")
         if pd is not None:
-            table[pd.DataFrame] = lambda frame: _ref("pandas", self.frame_digest(frame))
-            table[pd.Series] = lambda series: _ref("pandas", self.series_digest(series))
+            table[pd.DataFrame] = lambda frame: _ref("pandas", self.memoized(frame, self.frame_digest))
+            table[pd.Series] = lambda series: _ref("pandas", self.memoized(series, self.series_digest))
             for cls in _pandas_index_types(pd):
-                table[cls] = lambda index: _ref("pandas", self.index_digest(index))
+                table[cls] = lambda index: _ref("pandas", self.memoized(index, self.index_digest))
+
+    def memoized(self, value: Any, compute: Callable[[Any], bytes]) -> bytes:
+        hit = self.value_memo.get(id(value))
+        if hit is None:
+            hit = self.value_memo[id(value)] = (value, compute(value))  # keeps value alive: ids stay unique
+        return hit[1]
 
     def ndarray_token(self, array: Any) -> object:
         if _buffer_safe(array.dtype):
-            return _ref("ndarray", _array_digest(array))
+            return _ref("ndarray", self.memoized(array, _array_digest))
         return self.reduce(array)  # object arrays: numpy pickles their items
+
+    def ndarray_subclass_token(self, array: Any) -> object:
+        """A subclass by its class, its values and its instance attributes (a ``unit``, a mask).
+
+        numpy's own reduce drops the instance ``__dict__``, so two arrays that
+        differ only there would get one digest.
+        """
+        np = sys.modules["numpy"]
+        if isinstance(array, np.memmap):
+            # A map is its values; its __dict__ holds the mmap object itself.
+            base = np.asarray(array).view(np.ndarray)
+            return _ref("memmap", self.digest(base))
+        base = array.view(np.ndarray)
+        attributes = getattr(array, "__dict__", None) or {}
+        owner = f"{type(array).__qualname__} array"
+        return _ref(
+            "ndarray-subclass",
+            self.digest(type(array)),
+            self.part(base, owner, "values"),
+            self.part(attributes, owner, "attributes"),
+        )
 
     def pandas_digest(self, value: object) -> bytes | None:
         pd = sys.modules.get("pandas")

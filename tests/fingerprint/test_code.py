@@ -344,3 +344,45 @@ def test_installed_classes_are_keyed_by_version(monkeypatch: pytest.MonkeyPatch)
     before = fingerprint(pd.DataFrame)
     monkeypatch.setattr(fingerprint_modules, "module_version", lambda name: "pandas==0.0.0")
     assert fingerprint(pd.DataFrame) != before
+
+
+# --------------------------------------------------------------------------
+# Wrappers are keyed by what they wrap
+
+
+WRAPPED = {
+    "lru_cache": "import functools\n@functools.lru_cache(maxsize=8)\ndef f(x):\n    return x + {n}\n",
+    "cache": "import functools\n@functools.cache\ndef f(x):\n    return x + {n}\n",
+    "wraps": (
+        "import functools\ndef deco(fn):\n    @functools.wraps(fn)\n    def inner(*a):\n        return fn(*a)\n"
+        "    return inner\n@deco\ndef f(x):\n    return x + {n}\n"
+    ),
+    "partial": "import functools\ndef g(x, y):\n    return x + y * {n}\nf = functools.partial(g, 1)\n",
+    "cached_property": "import functools\nclass C:\n    @functools.cached_property\n    def v(self):\n        return {n}\nf = C()\n",
+    "property": "class C:\n    @property\n    def v(self):\n        return {n}\nf = C()\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WRAPPED))
+def test_wrappers_are_keyed_by_the_code_they_wrap(kind: str) -> None:
+    source = WRAPPED[kind]
+    one, same, two = (define(source.format(n=n))["f"] for n in (1, 1, 2))
+    assert fingerprint(one) == fingerprint(same)  # a re-run of the defining cell
+    assert fingerprint(one) != fingerprint(two)  # an edit of the wrapped code
+
+
+def test_lru_cache_size_counts_and_its_cache_content_does_not() -> None:
+    small = define(WRAPPED["lru_cache"].format(n=1))["f"]
+    big = define(WRAPPED["lru_cache"].format(n=1).replace("maxsize=8", "maxsize=9"))["f"]
+    assert fingerprint(small) != fingerprint(big)
+    before = fingerprint(small)
+    small(3)
+    assert fingerprint(small) == before
+
+
+def test_installed_lru_cache_function_is_keyed_by_version() -> None:
+    import functools
+
+    wrapped = functools.lru_cache(maxsize=None)(np.mean)
+    assert fingerprint(wrapped) == fingerprint(functools.lru_cache(maxsize=None)(np.mean))
+    assert fingerprint(wrapped) != fingerprint(functools.lru_cache(maxsize=None)(np.median))

@@ -170,3 +170,31 @@ def test_unfingerprintable_inside_dataframe() -> None:
     frame = pd.DataFrame({"o": pd.Series([threading.Lock(), 1], dtype=object)})
     with pytest.raises(Unfingerprintable):
         fingerprint(frame)
+
+
+# --------------------------------------------------------------------------
+# Values, not identities
+
+
+def test_equal_strings_give_equal_digests_whatever_their_identity() -> None:
+    built = "alpha beta alpha beta".split()
+    written = ["alpha", "beta", "alpha", "beta"]
+    long_one = "x" * 40
+    shared = [long_one, long_one]
+    copies = ["x" * 40, "".join(["x"] * 40)]
+    assert shared[0] is shared[1] and copies[0] is not copies[1]
+    assert fingerprint(built) == fingerprint(written)
+    assert fingerprint(shared) == fingerprint(copies)
+    assert fingerprint({"k": shared, "t": (long_one, 1)}) == fingerprint({"k": copies, "t": ("x" * 40, 1)})
+    assert fingerprint(shared) != fingerprint(["x" * 40, "x" * 41])
+
+
+def test_repeated_containers_are_values_and_cycles_still_terminate() -> None:
+    inner = [1, 2]
+    assert fingerprint([inner, inner]) == fingerprint([[1, 2], [1, 2]])
+    cyclic: list[Any] = [1]
+    cyclic.append(cyclic)
+    other: list[Any] = [1]
+    other.append(other)
+    assert fingerprint(cyclic) == fingerprint(other)
+    assert fingerprint(cyclic) != fingerprint([1, [1]])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -256,3 +257,45 @@ def test_pandas_nested_in_containers() -> None:
     other.iloc[0, 1] = 12345
     assert fingerprint({"df": frame}) == fingerprint({"df": frame.copy()})
     assert fingerprint({"df": frame}) != fingerprint({"df": other})
+
+
+# --------------------------------------------------------------------------
+# ndarray subclasses carry their instance attributes
+
+
+class Quantity(np.ndarray):
+    def __new__(cls, values: Any, unit: str) -> "Quantity":
+        obj = np.asarray(values).view(cls)
+        obj.unit = unit
+        return obj
+
+
+def test_ndarray_subclass_attributes_are_keyed() -> None:
+    metres = Quantity([1.0, 2.0], "m")
+    assert fingerprint(metres) == fingerprint(Quantity([1.0, 2.0], "m"))
+    assert fingerprint(metres) != fingerprint(Quantity([1.0, 2.0], "s"))
+    assert fingerprint(metres) != fingerprint(Quantity([1.0, 3.0], "m"))
+    assert fingerprint(metres) != fingerprint(np.array([1.0, 2.0]))
+    assert fingerprint({"q": metres}) != fingerprint({"q": Quantity([1.0, 2.0], "s")})
+
+
+def test_masked_arrays_and_maps_are_keyed_by_values() -> None:
+    assert fingerprint(np.ma.masked_array([1, 2], [0, 1])) != fingerprint(np.ma.masked_array([1, 2], [1, 0]))
+    assert fingerprint(np.ma.masked_array([1, 2], [0, 1])) == fingerprint(np.ma.masked_array([1, 2], [0, 1]))
+
+
+def test_memmap_is_keyed_by_its_values(tmp_path: Path) -> None:
+    mapped = np.memmap(tmp_path / "m.dat", dtype="f8", mode="w+", shape=(4,))
+    before = fingerprint(mapped)
+    mapped[1] = 5.0
+    assert fingerprint(mapped) != before
+
+
+def test_an_array_met_twice_is_hashed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    original = fingerprint_values._array_digest
+    monkeypatch.setattr(fingerprint_values, "_array_digest", lambda a: calls.append(1) or original(a))
+    array = np.arange(10.0)
+    digest = fingerprint([array, {"again": array}])
+    assert len(calls) == 1
+    assert digest == fingerprint([array, {"again": array.copy()}])  # equal values, whatever the identity
