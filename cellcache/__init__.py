@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cellcache.api import clear, invalidate, last_run, panel, stats
+from cellcache.api import clear, flush, invalidate, last_run, panel, stats
 from cellcache.errors import CacheError, CacheWarning, CellcacheError
 from cellcache.runner import StepRun
 from cellcache.store.index import StepStats
@@ -18,6 +18,7 @@ __all__ = [
     "StepRun",
     "StepStats",
     "clear",
+    "flush",
     "invalidate",
     "last_run",
     "load_ipython_extension",
@@ -63,6 +64,7 @@ def unload_ipython_extension(shell: Any) -> None:
     session = getattr(shell, _SESSION_ATTR, None)
     if session is None:
         return
+    session.flush()
     shell.events.unregister("pre_run_cell", session.pre_run_cell)
     magics = shell.magics_manager.magics
     magics["cell"].pop("cached", None)

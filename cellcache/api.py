@@ -14,7 +14,16 @@ active: Session | None = None
 
 
 def _store() -> LocalStore:
-    return active.store if active is not None else LocalStore(_config.resolve().dir)
+    if active is not None:
+        active.flush()  # what the store says includes the entries still being written behind
+        return active.store
+    return LocalStore(_config.resolve().dir)
+
+
+def flush() -> None:
+    """Wait until every entry being written behind is stored; warn now about any that could not be."""
+    if active is not None:
+        active.flush()
 
 
 def last_run() -> StepRun | None:

@@ -276,6 +276,15 @@ async def setup_kernel(client: Any, report: Path | None = None, force: bool = Fa
         raise _SetupFailed(f"{content.get('ename', 'error')}: {content.get('evalue', 'no reply')}")
 
 
+async def flush_kernel(client: Any) -> None:
+    """Wait for the kernel's write-behind entries: nbclient gives a shutting-down kernel only seconds."""
+    kc = client.kc
+    if kc is None:
+        return
+    code = "_cc_session = getattr(get_ipython(), '_cellcache_session', None)\n_cc_session and _cc_session.flush()\ndel _cc_session\n"
+    await client.async_wait_for_reply(kc.execute(code, silent=True, store_history=False))
+
+
 class _NotebookRun:
     """The state of one notebook's execution, fed by nbclient's hooks."""
 
@@ -305,9 +314,10 @@ class _NotebookRun:
             resources={"metadata": {"path": str(path.parent)}},
             on_notebook_start=self._setup,
             on_cell_execute=self._before_cell,
-            on_cell_executed=self._after_cell,
+            on_cell_executed=self._cell_executed,
             config=kernel_config(),
         )
+        self.last_code = max((i for i, c in enumerate(nb.cells) if _runnable(c)), default=-1)
 
     async def _setup(self, notebook: NotebookNode) -> None:
         await setup_kernel(self.client, self.report, self.options.force, self.options.restore_only)
@@ -329,6 +339,12 @@ class _NotebookRun:
         failed = content.get("status") == "error"
         error = f"{content.get('ename', 'Error')}: {content.get('evalue', '')}" if failed else None
         self._add(self._classify(cell_index, seconds, error, content.get("ename") if failed else None))
+
+    async def _cell_executed(self, cell: NotebookNode, cell_index: int, execute_reply: dict[str, Any] | None) -> None:
+        self._after_cell(cell, cell_index, execute_reply)
+        failed = (execute_reply or {}).get("content", {}).get("status") == "error"
+        if cell_index == self.last_code or (failed and not self.client.allow_errors):
+            await flush_kernel(self.client)
 
     def _restore_source(self, index: int) -> None:
         if index in self.originals:

@@ -31,7 +31,7 @@ def _size(text: str) -> int:
 
 
 _CELLCACHE_USAGE = (
-    "usage: %cellcache [panel | stats | info | invalidate NAME | clear | gc [--max-size 5GB] [--older-than 30d] | on | off]"
+    "usage: %cellcache [panel | stats | info | invalidate NAME | clear | gc [--max-size 5GB] [--older-than 30d] | flush | on | off]"
 )
 
 
@@ -64,6 +64,7 @@ class CellcacheMagics(Magics):
         words = line.split()
         command, rest = (words[0], words[1:]) if words else ("panel", [])
         session = self.session
+        session.flush()  # every command sees (and may drop) the entries still being written behind
         if command == "panel" and not rest:
             return api.panel(session)
         if command == "stats" and not rest:
@@ -93,6 +94,8 @@ class CellcacheMagics(Magics):
                 raise UsageError("usage: %cellcache gc [--max-size 5GB] [--older-than 30d] (give at least one)")
             count, freed = session.store.gc(max_size=opts.max_size, older_than=opts.older_than)
             print(f"cellcache: gc dropped {count} entries, freed {freed / 1e6:.1f} MB")
+        elif command == "flush" and not rest:
+            pass  # done above
         elif command in ("on", "off") and not rest:
             session.enabled = command == "on"
             print(f"cellcache: {'on' if session.enabled else 'off: %%cached cells run plainly'}")

@@ -24,7 +24,7 @@ from cellcache.errors import CacheError, CacheWarning, OutNotProduced, StoreErro
 from cellcache.fingerprint import describe, fingerprint, module_digest, module_version
 from cellcache.key import StageKey, code_digest
 from cellcache.spec import StageSpec
-from cellcache.store import format as fmt
+from cellcache.store import writer
 from cellcache.store.base import Found, StepRef
 from cellcache.store.local import LocalStore
 from cellcache.store.manifest import FileDigest, Manifest, OutFile
@@ -107,6 +107,7 @@ class Session:
         self._nested = False
         self._transformed: dict[str, str] = {}
         self._warned = False  # one CacheWarning per cell: the first problem is the one worth reading
+        self.writer = writer.Writer()  # a miss's blobs are written behind the user
         # Set by `cellcache run` / `cellcache status` in the kernel they start.
         self.batch_report: Path | None = None
         self.force_all = False
@@ -148,6 +149,16 @@ class Session:
     def pre_run_cell(self, info: Any) -> None:
         if not self._nested:
             self.cell_id = getattr(info, "cell_id", None)
+            self._report_write_failures()
+
+    def flush(self) -> None:
+        """Wait for the entries being written behind; say now which could not be stored."""
+        self.writer.flush()
+        self._report_write_failures()
+
+    def _report_write_failures(self) -> None:
+        for message in self.writer.take_failures():
+            warn(message)
 
     # the flow ----------------------------------------------------------------
 
@@ -193,6 +204,7 @@ class Session:
 
         miss_reason = reasons.FORCED if (spec.force or self.force_all) else None
         if miss_reason is None:
+            self.writer.wait_for(key.digest)  # a re-run right after its miss finds what that miss stored
             found, bundle, miss_reason = self._lookup(name, key, spec, cwd)
             if found is not None and found.manifest is not None:
                 return self._finish(self._restore(name, spec, found.manifest, bundle, started))
@@ -418,31 +430,13 @@ class Session:
         except (OSError, CacheError) as exc:
             self._warn_not_stored(name, f"the store could not be written ({exc})")
             return
-        try:
-            blob = self.store.put_blob({"ns": values, "record": record})
-        except (OSError, CacheError) as exc:
-            self._warn_not_stored(name, f"the store could not be written ({exc})")
-            return
-        except Exception as exc:
-            culprit = fmt.first_unpicklable(values)
-            if culprit is None:
-                self._warn_not_stored(name, f"the outputs could not be pickled ({type(exc).__name__}: {exc})")
-            else:
-                cname, cexc = culprit
-                self._warn_not_stored(
-                    name,
-                    f"output `{cname}` can't be pickled ({type(cexc).__name__}: {cexc}); "
-                    f"add `--ignore {cname}` to leave it out of the cache",
-                )
-            return
         manifest = Manifest(
             key=key.digest,
             step=name,
             created=time.time(),
             seconds=seconds,
-            blob=blob.digest,
-            blob_size=blob.size,
-            blob_loader=blob.loader,
+            blob="",  # filled in by the writer once the blob is written
+            blob_size=0,
             outputs=tuple(values),
             deletes=tuple(deletes),
             result_name=result_name,
@@ -452,10 +446,7 @@ class Session:
             implicit=implicit_digests,
             notebook=self._step(name).notebook,
         )
-        try:
-            self.store.commit(manifest)
-        except Exception as exc:  # noqa: BLE001 - disk full, read-only, locked index: all mean "not stored"
-            self._warn_not_stored(name, f"the store could not be written ({type(exc).__name__}: {exc})")
+        writer.store_entry(self.writer, self.store, writer.prepare(manifest, values, record), self._warn_once)
 
     def _fail_outer(self, name: str, key: StageKey, exc: Exception, seconds: float, reason: str) -> StepRun:
         """A broken promise of the cell (an --outs it did not write): say so, store nothing, fail the cell."""

@@ -212,6 +212,7 @@ def corrupt_every_blob(store: Path) -> int:
 
 def test_a_corrupt_blob_is_a_miss_with_one_warning(shell, store_dir):
     run(shell, f"%%cached big\nimport numpy as np\nz = np.zeros({BIG})")
+    shell.run_line_magic("cellcache", "flush")
     assert corrupt_every_blob(store_dir) == 1
     del shell.user_ns["z"]
     with warnings.catch_warnings(record=True) as caught:
@@ -233,6 +234,7 @@ def test_verify_local_false_serves_the_mapped_blob_unchecked(shell, store_dir, w
     shell.run_line_magic("unload_ext", "cellcache")
     shell.run_line_magic("load_ext", "cellcache")
     run(shell, f"%%cached big\nimport numpy as np\nz = np.zeros({BIG})")
+    shell.run_line_magic("cellcache", "flush")
     corrupt_every_blob(store_dir)
     del shell.user_ns["z"]
     run(shell, f"%%cached big\nimport numpy as np\nz = np.zeros({BIG})")

@@ -523,6 +523,7 @@ def test_full_disk_keeps_the_value(counted, store_dir, tmp_path):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             run(counted, counting_cell("import os\npayload = os.urandom(2_000_000)", "big"))
+            counted.run_line_magic("cellcache", "flush")  # 2 MB is written behind: flush waits, and tells its failure
         assert len(counted.user_ns["payload"]) == 2_000_000
         messages = [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
         assert any("'big' was not stored" in m and "No space left" in m for m in messages), messages

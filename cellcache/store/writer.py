@@ -1,0 +1,239 @@
+"""Write-behind: a miss stores its outputs on a background thread while the user goes on.
+
+The digests of the outputs are taken when the cell ends, on the user's
+thread. The blob is then written behind, read back (checked, mapped) and
+fingerprinted again: the manifest is committed only if what was written is
+what the cell produced. A later cell that mutates an output before or while
+it is written can therefore never be stored under this key.
+
+Small bundles are written at once: below ``BEHIND_AT`` the thread hand-off
+and the read-back cost more than the write they would hide, and a small
+write leaves no window for a mutation.
+
+Memory stays bounded without copying anything: the queue holds references
+to the outputs, and a miss whose outputs would take the queue over
+``LIMIT`` bytes waits for the writer first.
+"""
+from __future__ import annotations
+
+import atexit
+import sys
+import threading
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterator
+
+from cellcache.errors import Unfingerprintable
+from cellcache.fingerprint import fingerprint
+from cellcache.store import format as fmt
+from cellcache.store.manifest import Manifest
+
+BEHIND_AT = 1 << 20  # bundles of at least this many bytes (estimated) are written behind
+LIMIT = 1 << 30  # queued outputs beyond this make the next miss wait
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One entry waiting to be written: its manifest without a blob yet, and what goes into the blob."""
+
+    manifest: Manifest
+    values: dict[str, Any]
+    record: dict[str, Any]
+    digests: dict[str, str] | None  # fingerprints of the outputs when the cell ended
+    nbytes: int
+
+    def bundle(self) -> dict[str, Any]:
+        # The digests travel with the blob: a hit knows its outputs' fingerprints without hashing them.
+        return {"ns": self.values, "record": self.record, "digests": self.digests}
+
+
+def approx_nbytes(value: Any, depth: int = 2) -> int:
+    """A cheap estimate of what a value will take in a blob: buffers counted, containers skimmed."""
+    nbytes = getattr(value, "nbytes", None)
+    if isinstance(nbytes, int):
+        return nbytes  # numpy, pyarrow
+    memory_usage = getattr(value, "memory_usage", None)
+    if callable(memory_usage) and type(value).__module__.startswith("pandas"):
+        try:
+            used = memory_usage(index=True, deep=False)
+            return int(used.sum()) if hasattr(used, "sum") else int(used)
+        except Exception:  # noqa: BLE001 - an estimate, never a failure
+            pass
+    size = sys.getsizeof(value, 64)
+    if depth and isinstance(value, (list, tuple, dict)):
+        items = value.values() if isinstance(value, dict) else value
+        sample = [approx_nbytes(v, depth - 1) for _, v in zip(range(64), items)]
+        if sample:
+            size += sum(sample) * len(value) // len(sample)
+    return size
+
+
+def prepare(manifest: Manifest, values: dict[str, Any], record: dict[str, Any]) -> Pending:
+    """The entry as the cell ends: sized, and fingerprinted if it is big enough to go behind."""
+    nbytes = sum(approx_nbytes(v) for v in values.values())
+    digests = output_digests(values) if nbytes >= BEHIND_AT else None
+    return Pending(manifest, values, record, digests, nbytes)
+
+
+def output_digests(values: dict[str, Any]) -> dict[str, str] | None:
+    """The outputs' fingerprints now, or None if one has none (then the entry is written at once)."""
+    try:
+        return {name: fingerprint(value).hex() for name, value in values.items()}
+    except Unfingerprintable:
+        return None
+
+
+class WriteFailed(Exception):
+    """An entry written behind was not stored; the message says why (for the next cell's warning)."""
+
+
+class Writer:
+    """One background thread per session, writing entries in the order their cells ended."""
+
+    def __init__(self, limit: int = LIMIT) -> None:
+        self.limit = limit
+        self._queue: deque[tuple[Any, Pending]] = deque()
+        self._queued_bytes = 0
+        self._busy: Pending | None = None
+        self._keys: dict[str, int] = {}
+        self._failures: list[str] = []
+        self._cond = threading.Condition()
+        self._open = threading.Event()
+        self._open.set()
+        self._thread: threading.Thread | None = None
+        atexit.register(self.flush)  # kernel shutdown: pending entries are written before the process ends
+
+    # the user's side ---------------------------------------------------------
+
+    def submit(self, store: Any, entry: Pending) -> None:
+        with self._cond:
+            # Bounded memory: wait until the queue can take this entry (an empty queue always can).
+            self._cond.wait_for(lambda: self._queued_bytes == 0 or self._queued_bytes + entry.nbytes <= self.limit)
+            self._queue.append((store, entry))
+            self._queued_bytes += entry.nbytes
+            self._keys[entry.manifest.key] = self._keys.get(entry.manifest.key, 0) + 1
+            if self._thread is None or not self._thread.is_alive():
+                # A daemon, so a stuck disk can't hang the interpreter; atexit flushes before daemons stop.
+                self._thread = threading.Thread(target=self._work, name="cellcache-writer", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def pending(self, key: str) -> bool:
+        with self._cond:
+            return key in self._keys
+
+    def wait_for(self, key: str) -> None:
+        """Block until no entry for ``key`` is waiting, so a re-run cell finds what its last run stored."""
+        with self._cond:
+            self._cond.wait_for(lambda: key not in self._keys)
+
+    def flush(self) -> None:
+        """Wait until every queued entry is written (or has failed)."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._queue and self._busy is None)
+
+    def take_failures(self) -> list[str]:
+        with self._cond:
+            failures, self._failures = self._failures, []
+        return failures
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep the writer from starting a new entry while the block runs (tests: a mutation in the window)."""
+        self._open.clear()
+        try:
+            yield
+        finally:
+            self._open.set()
+
+    # the writer's side -------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            self._open.wait()
+            with self._cond:
+                if not self._queue:
+                    self._cond.wait(timeout=5.0)
+                    if not self._queue:
+                        self._thread = None
+                        return
+                    continue
+                store, entry = self._queue.popleft()
+                self._busy = entry
+            try:
+                write(store, entry)
+            except WriteFailed as exc:
+                with self._cond:
+                    self._failures.append(str(exc))
+            except Exception as exc:  # noqa: BLE001 - whatever broke, the user hears of it at the next cell
+                with self._cond:
+                    self._failures.append(f"step {entry.manifest.step!r} was not stored: {type(exc).__name__}: {exc}")
+            finally:
+                with self._cond:
+                    self._busy = None
+                    self._queued_bytes -= entry.nbytes
+                    key = entry.manifest.key
+                    self._keys[key] -= 1
+                    if not self._keys[key]:
+                        del self._keys[key]
+                    self._cond.notify_all()
+
+
+def _not_stored(entry: Pending, why: str) -> WriteFailed:
+    return WriteFailed(f"cellcache: step {entry.manifest.step!r} was not stored: {why}. Its results are in the namespace as usual.")
+
+
+def write(store: Any, entry: Pending) -> None:
+    """Write one entry's blob, check it against the digests taken at the cell's end, then commit."""
+    try:
+        blob = store.put_blob(entry.bundle())
+    except OSError as exc:
+        raise _not_stored(entry, f"the store could not be written ({exc})") from exc
+    except Exception as exc:
+        raise _not_stored(entry, unpicklable_reason(entry.values, exc)) from exc
+    manifest = replace(entry.manifest, blob=blob.digest, blob_size=blob.size, blob_loader=blob.loader)
+    written = store.load(manifest)["ns"]
+    for name, digest in (entry.digests or {}).items():
+        try:
+            same = fingerprint(written[name]).hex() == digest
+        except (KeyError, Unfingerprintable):
+            same = False
+        if not same:
+            raise _not_stored(
+                entry,
+                f"output `{name}` changed between the end of the cell and its write "
+                "(a later cell mutated it, or it does not come back as it was)",
+            )
+    del written
+    try:
+        store.commit(manifest)
+    except Exception as exc:  # noqa: BLE001 - disk full, read-only, locked index: all mean "not stored"
+        raise _not_stored(entry, f"the store could not be written ({type(exc).__name__}: {exc})") from exc
+
+
+def unpicklable_reason(values: dict[str, Any], exc: Exception) -> str:
+    culprit = fmt.first_unpicklable(values)
+    if culprit is None:
+        return f"the outputs could not be pickled ({type(exc).__name__}: {exc})"
+    name, cause = culprit
+    return f"output `{name}` can't be pickled ({type(cause).__name__}: {cause}); add `--ignore {name}` to leave it out of the cache"
+
+
+def store_entry(writer: Writer, store: Any, entry: Pending, warn: Callable[[str], None]) -> None:
+    """Write ``entry`` behind if it is big and its outputs have digests; otherwise now, warning at once."""
+    if entry.digests is not None and entry.nbytes >= BEHIND_AT:
+        writer.submit(store, entry)
+        return
+    try:
+        blob = store.put_blob({"ns": entry.values, "record": entry.record})
+    except OSError as exc:
+        warn(str(_not_stored(entry, f"the store could not be written ({exc})")))
+        return
+    except Exception as exc:
+        warn(str(_not_stored(entry, unpicklable_reason(entry.values, exc))))
+        return
+    try:
+        store.commit(replace(entry.manifest, blob=blob.digest, blob_size=blob.size, blob_loader=blob.loader))
+    except Exception as exc:  # noqa: BLE001 - disk full, read-only, locked index: all mean "not stored"
+        warn(str(_not_stored(entry, f"the store could not be written ({type(exc).__name__}: {exc})")))
