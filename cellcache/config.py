@@ -38,6 +38,32 @@ class Config:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+@dataclass(frozen=True)
+class Key:
+    """One setting, as the reference docs list it (``docs/reference/config.md`` renders ``KEYS``)."""
+
+    field: str  # the Config attribute it sets
+    pyproject: bool  # may it be set in [tool.cellcache]? (secrets may not)
+    env: str  # its environment variable, "" if none
+    default: str  # the default, in words
+    doc: str
+
+
+# Every setting, in one table: the docs render it and a test checks it against Config and the parser.
+KEYS: tuple[Key, ...] = (
+    Key("dir", True, "CELLCACHE_DIR", "``.cellcache/`` at the project root",
+        "Where the local store lives. A relative path resolves against the project root: the nearest folder "
+        "upward holding ``pyproject.toml`` or ``.git``, else the working directory."),
+    Key("remote", True, "CELLCACHE_REMOTE", "none", "An fsspec URL of the shared store (``s3://bucket/prefix``, ``file:///srv/cache``)."),
+    Key("key", False, "CELLCACHE_KEY", "a per-user key file",
+        "The local store's HMAC signing key. Only from the environment: a key in a project file travels with the project."),
+    Key("disable", True, "CELLCACHE_DISABLE", "``false``", "``true`` (or ``CELLCACHE_DISABLE=1``) makes every ``%%cached`` cell run plainly."),
+    Key("verify_local", True, "CELLCACHE_VERIFY_LOCAL", "``true``",
+        "Check a local blob's content as it is restored. ``false`` trusts the local disk and makes big restores O(1)."),
+    Key("marker", True, "", "``true``", "Show one quiet \"restored from cache\" line on a hit in Jupyter front ends."),
+)  # fmt: skip
+
+
 def _truthy(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
@@ -67,11 +93,12 @@ def _from_pyproject(path: Path) -> dict[str, Any]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     section = data.get("tool", {}).get("cellcache", {})
-    unknown = set(section) - {"dir", "remote", "disable", "verify_local", "marker"}
+    valid = [k.field for k in KEYS if k.pyproject]
+    unknown = set(section) - set(valid)
     if unknown:
         raise ConfigError(
             f"{path}: unknown [tool.cellcache] setting(s) {sorted(unknown)}; "
-            "valid settings are dir, remote, disable, verify_local, marker (the signing key belongs in CELLCACHE_KEY, not in a file)"
+            f"valid settings are {', '.join(valid)} (the signing key belongs in CELLCACHE_KEY, not in a file)"
         )
     settings: dict[str, Any] = {}
     if "dir" in section:

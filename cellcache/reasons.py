@@ -1,6 +1,7 @@
 """Why a step hit or missed, in one short line, from its key components."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 FIRST_RUN = "first run of this step"
@@ -85,3 +86,44 @@ def explain_miss(
     phrases = differences(old, new, old_descriptions, new_descriptions)
     # Same components but no entry: the entry was dropped (gc, clear, a broken blob).
     return summarize(phrases) if phrases else "no stored entry for this key"
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One kind of reason, as the reference docs list it."""
+
+    examples: tuple[str, ...]  # what --explain prints, with example names
+    when: str
+
+
+# Every reason a step can be given. ``docs/reference/reasons.md`` renders this, and a test
+# checks that every reason constant above is listed here.
+CATALOGUE: tuple[Reason, ...] = (
+    Reason((HIT,), "the entry for this key exists, its implicit files are unchanged, and its ttl has not expired"),
+    Reason((FIRST_RUN,), "the step has no earlier entry to compare with"),
+    Reason(("code changed",), "the normalized code differs (comments and layout never count)"),
+    Reason(("input `df` changed (DataFrame 100x3 → DataFrame 120x3)",),
+           "a variable the cell reads has another value; the type, shape or length of the old and new values are shown"),
+    Reason(("input `cfg` is new", "input `x` is gone"), "the cell reads a name that now exists, or no longer exists, in the namespace"),
+    Reason(("file data/train.csv changed", "file data/new.csv is new", "file data/old.csv is gone"),
+           "a ``--deps`` file changed content, or a file appeared in or vanished from a declared folder or glob"),
+    Reason(("implicit file config.yaml changed", "implicit file config.yaml is gone"),
+           "a file the cell read while it last ran (seen by an audit hook) changed or vanished"),
+    Reason(("module utils changed",), "a local module the cell imports changed, or one that it imports in turn"),
+    Reason(("package numpy 2.1.0 → 2.2.0", "package polars is new (1.9.0)", "package scipy no longer used"),
+           "an installed package the cell imports has another version"),
+    Reason(("Python version changed (CPython 3.11.7 → CPython 3.12.1)",), "another interpreter"),
+    Reason(("strategy changed (code_hash → input_hash)",), "the ``--strategy`` flag changed"),
+    Reason(("cache format changed",), "cellcache's entry format version changed"),
+    Reason((TTL_EXPIRED,), "the entry is older than ``--ttl``"),
+    Reason((FORCED,), "``--force``, or ``cellcache run --force``"),
+    Reason((INVALIDATED,), "the step was invalidated (``%cellcache invalidate``, the panel, ``cellcache invalidate``) or the store cleared"),
+    Reason(("stored entry was broken", "stored entry was unreadable"),
+           "the entry's manifest, signature or blob failed a check; one ``CacheWarning`` says which"),
+    Reason(("no stored entry for this key",), "the key matches nothing, yet nothing differs from the last entry (``gc`` removed it)"),
+    Reason((STRATEGY_OFF, DISABLED), "the cell ran plainly (``-s off``, ``%cellcache off``, ``CELLCACHE_DISABLE=1``)"),
+    Reason(("input `gen` can't be fingerprinted",), "the cell ran uncached; the warning suggests ``--ignore gen``"),
+    Reason(("code changed; input `lr` changed (float 0.05 → float 0.1); and 2 more",),
+           f"several components changed: the broadest comes first (Python, strategy, code, packages, modules, files, "
+           f"inputs), at most {_MAX_LISTED} are listed"),
+)  # fmt: skip

@@ -19,6 +19,7 @@ from cellcache import config as _config
 from cellcache import errors, files, reasons
 from cellcache.analysis import CellNames, analyze
 from cellcache.capture import recording, replay, show_marker
+from cellcache.report import format_seconds
 from cellcache.config import Config
 from cellcache.errors import CacheError, CacheWarning, OutNotProduced, StoreError, Unfingerprintable, warn
 from cellcache.fingerprint import describe, fingerprint, module_digest, module_version
@@ -47,8 +48,6 @@ class StepRun:
 
     def __str__(self) -> str:
         # One line a person reads: "fit: hit in 41 ms, saved 12.3 s (hit: code, inputs and files unchanged)".
-        from cellcache.report import format_seconds
-
         took = f"{self.status} in {format_seconds(self.seconds)}"
         saved = f", saved {format_seconds(self.saved_seconds)}" if self.hit else ""
         why = f" ({self.reason})" if self.reason and self.reason != self.status else ""
@@ -304,7 +303,7 @@ class Session:
             ns.pop(gone, None)
         reason = reasons.HIT
         if spec.explain:
-            print(f"cellcache: {name}: hit: {reason} (saved {manifest.seconds:.2f}s)")
+            print(f"cellcache: {name}: {reason} (saved {format_seconds(manifest.seconds)})")
         if self._shows_marker():
             show_marker(self.shell, name, manifest.seconds)
         replay(self.shell, bundle.get("record", {}), ns.get(manifest.result_name) if manifest.result_name else None)

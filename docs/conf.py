@@ -1,0 +1,58 @@
+"""Sphinx configuration for cellcache's docs: MyST-NB pages, furo, reference pages generated from the code.
+
+The build is offline and self-contained: notebooks execute in temporary
+folders against a temporary cellcache store (CELLCACHE_DIR below), so a build
+never reads or writes the developer's store and leaves the tree as it was.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE / "_ext"))
+sys.path.insert(0, str(ROOT))  # the cellcache of this checkout, not an installed one
+
+# One store for the whole build, shared by every executed page, gone afterwards.
+# Kernels that MyST-NB starts inherit the environment, PYTHONPATH included.
+_store = tempfile.mkdtemp(prefix="cellcache-docs-")
+atexit.register(shutil.rmtree, _store, ignore_errors=True)
+os.environ["CELLCACHE_DIR"] = str(Path(_store) / "store")
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+os.environ.setdefault("MPLBACKEND", "Agg")
+for name in ("CELLCACHE_REMOTE", "CELLCACHE_DISABLE"):
+    os.environ.pop(name, None)
+
+project = "cellcache"
+author = "the cellcache developers"
+copyright = "the cellcache developers"
+
+extensions = [
+    "myst_nb",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx_click",
+    "cellcache_docs",
+]
+exclude_patterns = ["_build", "jupyter_execute", "**/.ipynb_checkpoints", "img/README*"]
+html_theme = "furo"
+html_title = "cellcache"
+html_static_path: list[str] = []
+
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3
+nb_custom_formats = {".nblink": "cellcache_docs.read_linked_notebook"}
+nb_execution_mode = "force"
+nb_execution_in_temp = True
+nb_execution_raise_on_error = True
+nb_execution_timeout = 120
+nb_merge_streams = True
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_default_options = {"members": True, "undoc-members": False}
