@@ -29,7 +29,7 @@ def session(shell):
 
 
 def entries(store_dir: Path) -> list[Path]:
-    return list((store_dir / "entries").glob("*/*.json"))
+    return list((store_dir / "entries").rglob("*.json"))
 
 
 def cache_warnings(caught) -> list[str]:
