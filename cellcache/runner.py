@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from cellcache import config as _config
-from cellcache import errors, files, reasons
+from cellcache import errors, files, pagemap, reasons
 from cellcache.analysis import CellNames, analyze
 from cellcache.capture import recording, replay, show_marker
 from cellcache.report import format_seconds
@@ -299,6 +299,7 @@ class Session:
     def _restore(self, name: str, spec: StageSpec, manifest: Manifest, bundle: dict[str, Any], started: float) -> StepRun:
         ns = self.shell.user_ns
         ns.update(bundle["ns"])
+        pagemap.remember(bundle["ns"], bundle.get("digests"))  # the next cell need not re-hash these maps
         for gone in manifest.deletes:
             ns.pop(gone, None)
         reason = reasons.HIT

@@ -16,6 +16,7 @@ from typing import Any
 
 import xxhash
 
+from cellcache import pagemap
 from cellcache.fingerprint._base import Kinds, _ref, _str_digest
 
 # Non-contiguous arrays are copied at most this many bytes at a time.
@@ -199,6 +200,9 @@ def _buffer_safe(dtype: Any) -> bool:
 
 
 def _array_digest(array: Any) -> bytes:
+    known = pagemap.unchanged_digest(array)
+    if known is not None:
+        return known  # an array a hit mapped, none of its pages written since: the manifest's digest
     dtype = array.dtype
     # dtype.str loses field names and types of structured dtypes; descr keeps them.
     dtype_key = dtype.str if dtype.fields is None and dtype.subdtype is None else dtype.descr

@@ -1,0 +1,89 @@
+"""An array a hit mapped, and never wrote to, is not hashed again; any write makes it hashed."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+import cellcache
+from cellcache import pagemap
+from cellcache.fingerprint import fingerprint
+from cellcache.store import format as fmt
+from tests.conftest import run
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/pagemap is Linux's")
+
+N = fmt.MAP_THRESHOLD // 8 * 4
+MAKE = f"%%cached make\nimport numpy as np\nbig = np.random.default_rng(0).random({N})"
+USE = "%%cached use\ntotal = float(big.sum())"
+
+
+def restored(shell) -> np.ndarray:
+    """Run MAKE to a stored miss, then again as a hit: ``big`` is now a mapping of its blob."""
+    run(shell, MAKE)
+    cellcache.flush()
+    shell.user_ns.pop("big")
+    run(shell, MAKE)
+    assert cellcache.last_run().hit
+    big = shell.user_ns["big"]
+    assert fmt.mapping_of(big) is not None
+    return big
+
+
+def test_the_page_flags_tell_a_written_page_from_the_files(shell):
+    big = restored(shell)
+    start, length = big.ctypes.data, big.nbytes
+    assert pagemap.pages_unwritten(start, length)
+    float(big.sum())  # reading faults the file's pages in: still the file's
+    assert pagemap.pages_unwritten(start, length)
+    big[N // 2] = big[N // 2]  # the same bytes written back: the page is a private copy now
+    assert not pagemap.pages_unwritten(start, length)
+    assert pagemap.pages_unwritten(start, N // 2 * 8 - fmt.PAGE)  # the pages before it are untouched
+
+
+def test_anonymous_memory_is_never_taken_for_the_file(shell):
+    written = np.ones(N)
+    assert not pagemap.pages_unwritten(written.ctypes.data, written.nbytes)
+    assert pagemap.unchanged_digest(written) is None
+
+
+def test_an_unwritten_restored_input_takes_the_manifest_digest(shell):
+    big = restored(shell)
+    known = pagemap.unchanged_digest(big)
+    assert known is not None and known == fingerprint(big.copy())
+    assert fingerprint(big) == known
+    assert pagemap.unchanged_digest(big[: N // 2]) is None  # a view it can't trace is hashed
+
+
+def test_a_layout_change_in_place_is_not_unchanged(shell):
+    big = restored(shell)
+    big.shape = (2, N // 2)
+    assert pagemap.unchanged_digest(big) is None
+
+
+def test_writing_one_element_of_a_restored_array_misses_downstream(shell):
+    run(shell, MAKE)
+    run(shell, USE)
+    cellcache.flush()
+    for name in ("big", "total"):
+        shell.user_ns.pop(name)
+    run(shell, MAKE)  # Restart & Run All: both hit, the second without hashing its input
+    run(shell, USE)
+    assert cellcache.last_run().hit
+    run(shell, "big[7] += 1.0")
+    run(shell, USE)
+    assert not cellcache.last_run().hit
+    assert shell.user_ns["total"] == pytest.approx(float(shell.user_ns["big"].sum()))
+
+
+def test_a_value_written_back_unchanged_is_hashed_and_still_hits(shell):
+    run(shell, MAKE)
+    run(shell, USE)
+    cellcache.flush()
+    shell.user_ns.pop("big")
+    run(shell, MAKE)
+    run(shell, "big[7] = big[7]")
+    assert pagemap.unchanged_digest(shell.user_ns["big"]) is None
+    run(shell, USE)
+    assert cellcache.last_run().hit  # hashed, found equal
