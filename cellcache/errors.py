@@ -20,7 +20,9 @@ catches every storage problem and nothing else::
                ├── SigningKeyError   the signing key is unreadable, empty or too short
                ├── EntryCorrupt      a manifest or blob is unreadable, malformed or altered
                │    └── UnsafeEntry  a manifest names a path outside the project
-               └── UntrustedEntry    a signature is missing or does not match
+               ├── UntrustedEntry    a signature is missing or does not match
+               ├── RemoteUnavailable the remote did not answer in time, or answered with a server error
+               └── RemoteDenied      the remote refused our credentials (401/403): configuration, not a miss
     UserWarning
      └── CacheWarning               the result is fine; the cache could not help this time
 
@@ -96,6 +98,14 @@ class UnsafeEntry(EntryCorrupt):
 
 class UntrustedEntry(CacheError):
     """An entry's signature is missing or does not match."""
+
+
+class RemoteUnavailable(CacheError):
+    """The remote store did not answer in time, or answered with a server error."""
+
+
+class RemoteDenied(CacheError):
+    """The remote store refused our credentials (401/403): a configuration problem, not a miss."""
 
 
 class StepError(CellcacheError):
