@@ -53,7 +53,7 @@ def info_text(session: Session) -> str:
         [
             f"cellcache: {'on' if session.enabled else 'off'}",
             f"store:  {cfg.dir}",
-            f"remote: {cfg.remote or '-'}",
+            *_remote_info(session),
             f"signing key: {_signing_key(session)}",
             f"last run: {session.last}" if session.last else "last run: -",
         ]
@@ -74,3 +74,12 @@ def panel(session: Session | None = None) -> Any:
     if session is None:
         return CachePanel(_store())
     return CachePanel(session.store, session=session)
+
+
+def _remote_info(session: Session) -> list[str]:
+    from cellcache.remote import info_lines  # the remote's own account: configured, in use or down, trusted signers
+
+    try:
+        return info_lines(session.config, session.store)
+    except Exception as exc:  # noqa: BLE001 - `info` must answer even when the remote's settings are broken
+        return [f"remote: {session.config.remote} (unusable: {exc})"]

@@ -245,6 +245,7 @@ def _report_failures(results: Sequence[batch.NotebookResult]) -> bool:
     help="Write the executed notebooks into DIR (created if needed).",
 )
 @click.option("--allow-errors", is_flag=True, help="Keep executing after a failing cell (the exit code is still 1).")
+@click.option("--push", "push_after", is_flag=True, help="Then push the entries of the steps that ran to the remote (the CI path; needs a signing key).")
 @_kernel_options
 def run(
     notebooks: tuple[Path, ...],
@@ -252,6 +253,7 @@ def run(
     inplace: bool,
     output_dir: Path | None,
     allow_errors: bool,
+    push_after: bool,
     timeout: float | None,
     kernel: str | None,
     jobs: int,
@@ -283,7 +285,8 @@ def run(
     )
     results = _execute(batch.run_notebooks, notebooks, options)
     _print_results(results, as_json, with_reasons=False)
-    if _report_failures(results):
+    pushed = _remote_cli.push_after_run(results) if push_after else True
+    if _report_failures(results) or not pushed:
         sys.exit(1)
 
 
@@ -401,6 +404,13 @@ def verify(repair: bool) -> None:
         click.echo(f"cellcache: {format_size(report.reclaimable)} reclaimable in {report.leftovers} leftover file(s) (verify --repair)")
     if broken and not repair:
         sys.exit(1)
+
+
+# the shared remote: keys, push, pull, remote status|verify|gc (cellcache/remote_cli.py) ------
+
+from cellcache import remote_cli as _remote_cli  # noqa: E402 - registers onto `main`, defined above
+
+_remote_cli.register(main, SIZE, DURATION)
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m cellcache.cli`

@@ -33,6 +33,12 @@ class Config:
     # False trusts the local disk: a restore maps blobs without hashing them, O(1) whatever their size.
     verify_local: bool = True
     marker: bool = True  # a quiet "restored from cache" line on a hit
+    # The shared remote (cellcache.store.remote): whose entries a reader trusts, this machine's key, how strictly.
+    trusted_signers: tuple[str, ...] = ()
+    signing_key: Path | None = None
+    verify: str = "on"  # on | strict | off
+    push: str = "explicit"  # explicit | auto
+    remote_timeout: float = 5.0
 
     def with_overrides(self, **changes: Any) -> Config:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -61,6 +67,18 @@ KEYS: tuple[Key, ...] = (
     Key("verify_local", True, "CELLCACHE_VERIFY_LOCAL", "``true``",
         "Check a local blob's content as it is restored. ``false`` trusts the local disk and makes big restores O(1)."),
     Key("marker", True, "", "``true``", "Show one quiet \"restored from cache\" line on a hit in Jupyter front ends."),
+    Key("trusted_signers", True, "CELLCACHE_TRUSTED_SIGNERS", "none",
+        "The Ed25519 fingerprints (``SHA256:...``, from ``cellcache keys show``) whose remote entries are used. "
+        "Trusting a key lets its holder run code on your machine. The variable takes them separated by spaces or commas."),
+    Key("signing_key", True, "CELLCACHE_SIGNING_KEY", "the key ``cellcache keys generate`` wrote, if any",
+        "Path to this machine's private Ed25519 key, for pushing. Only machines that push have one."),
+    Key("verify", True, "CELLCACHE_VERIFY", "``on``",
+        "``on``: an unsigned, untrusted or tampered remote entry is a miss with one warning; ``strict``: it fails the cell; "
+        "``off``: any signer's entry is used (a private bucket only)."),
+    Key("push", True, "CELLCACHE_PUSH", "``explicit``",
+        "``explicit``: only ``cellcache push`` and ``run --push`` upload; ``auto``: a signer pushes every stored miss in the background."),
+    Key("remote_timeout", True, "CELLCACHE_REMOTE_TIMEOUT", "``5``",
+        "Seconds each remote call may take; a remote slower than that is reported once and then not used this session."),
 )  # fmt: skip
 
 
@@ -115,6 +133,39 @@ def _from_pyproject(path: Path) -> dict[str, Any]:
         settings["verify_local"] = section["verify_local"]
     if "marker" in section:
         settings["marker"] = bool(section["marker"])
+    settings.update(_remote_settings(section, path))
+    return settings
+
+
+_CHOICES = {"verify": ("on", "strict", "off"), "push": ("explicit", "auto")}
+
+
+def _choice(name: str, value: Any, where: str) -> str:
+    text = str(value).strip().lower()
+    if text not in _CHOICES[name]:
+        raise ConfigError(f"{where}: {name} must be one of {', '.join(_CHOICES[name])}, not {value!r}")
+    return text
+
+
+def _signers(value: Any, where: str) -> tuple[str, ...]:
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"{where}: trusted_signers must be a list of fingerprints (\"SHA256:...\")")
+    return tuple(i.strip() for i in items if i.strip())
+
+
+def _remote_settings(section: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    if "trusted_signers" in section:
+        settings["trusted_signers"] = _signers(section["trusted_signers"], str(path))
+    if section.get("signing_key"):
+        # Relative to the project root, though the key itself should live outside the repository.
+        settings["signing_key"] = (path.parent / os.path.expanduser(str(section["signing_key"]))).resolve()
+    for name in ("verify", "push"):
+        if name in section:
+            settings[name] = _choice(name, section[name], str(path))
+    if "remote_timeout" in section:
+        settings["remote_timeout"] = float(section["remote_timeout"])
     return settings
 
 
@@ -135,6 +186,15 @@ def resolve(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Co
         settings["disable"] = _truthy(env["CELLCACHE_DISABLE"])
     if env.get("CELLCACHE_VERIFY_LOCAL"):
         settings["verify_local"] = _truthy(env["CELLCACHE_VERIFY_LOCAL"])
+    if env.get("CELLCACHE_TRUSTED_SIGNERS"):
+        settings["trusted_signers"] = _signers(env["CELLCACHE_TRUSTED_SIGNERS"], "CELLCACHE_TRUSTED_SIGNERS")
+    if env.get("CELLCACHE_SIGNING_KEY"):
+        settings["signing_key"] = Path(os.path.expanduser(env["CELLCACHE_SIGNING_KEY"])).resolve()
+    for name in ("verify", "push"):
+        if env.get(f"CELLCACHE_{name.upper()}"):
+            settings[name] = _choice(name, env[f"CELLCACHE_{name.upper()}"], f"CELLCACHE_{name.upper()}")
+    if env.get("CELLCACHE_REMOTE_TIMEOUT"):
+        settings["remote_timeout"] = float(env["CELLCACHE_REMOTE_TIMEOUT"])
     return Config(**settings)
 
 

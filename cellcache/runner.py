@@ -133,7 +133,9 @@ class Session:
     @property
     def store(self) -> LocalStore:
         if self._store is None:
-            self._store = LocalStore(self.config.dir, verify_local=self.config.verify_local)
+            from cellcache.remote import build_store  # the remote, if configured, sits behind the local store
+
+            self._store = build_store(self.config, LocalStore(self.config.dir, verify_local=self.config.verify_local))
         return self._store
 
     def _transform(self, body: str) -> str:

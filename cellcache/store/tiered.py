@@ -19,7 +19,7 @@ import queue
 import threading
 from typing import Any, Callable, Iterator
 
-from cellcache.errors import CacheError, RemoteDenied, RemoteUnavailable, warn
+from cellcache.errors import StoreError, RemoteDenied, RemoteUnavailable, warn
 from cellcache.store.base import LOCAL, REMOTE, Found, Store, StepRef
 from cellcache.store.manifest import Manifest, OutFile
 from cellcache.store.remote import RemoteStore
@@ -35,7 +35,7 @@ class RemoteHealth:
         self.down: str | None = None
         self._lock = threading.Lock()
 
-    def fail(self, exc: CacheError) -> None:
+    def fail(self, exc: StoreError) -> None:
         with self._lock:
             if self.down is not None:
                 return
