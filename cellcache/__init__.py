@@ -39,18 +39,6 @@ def load_ipython_extension(shell: Any) -> None:
     if getattr(shell, _SESSION_ATTR, None) is not None:
         return  # loading twice keeps the one session, its hooks and its last run
     settings = config.resolve()
-    if settings.remote:
-        import warnings
-
-        from cellcache.errors import CacheWarning
-
-        # Silently ignoring a configured remote would look like a cold shared cache.
-        warnings.warn(
-            f"cellcache: a remote store ({settings.remote}) is configured, but this version only uses "
-            f"the local store at {settings.dir}; the remote is ignored.",
-            CacheWarning,
-            stacklevel=2,
-        )
     session = Session(shell, settings)
     setattr(shell, _SESSION_ATTR, session)
     shell.register_magics(CellcacheMagics(shell, session))

@@ -12,6 +12,7 @@ catches every storage problem and nothing else::
           ├── DepNotFound            a --deps path matches nothing
           ├── OutNotProduced         a --outs path the cell did not write
           ├── BatchError             `cellcache run`/`status` cannot do what was asked
+          ├── RefusedRemoteEntry     verify = "strict": a bad remote entry stops the cell
           ├── StepError              a step name that names no step, or several
           │    ├── UnknownStep
           │    └── AmbiguousStep
@@ -106,6 +107,13 @@ class RemoteUnavailable(CacheError):
 
 class RemoteDenied(CacheError):
     """The remote store refused our credentials (401/403): a configuration problem, not a miss."""
+
+
+class RefusedRemoteEntry(CellcacheError):
+    """``verify = "strict"``: a remote entry for the key was unsigned, untrusted or tampered, and the cell stops.
+
+    Not a CacheError on purpose: strict mode wants the cell to fail, not to run past it.
+    """
 
 
 class StepError(CellcacheError):

@@ -6,6 +6,7 @@ from typing import Mapping
 
 FIRST_RUN = "first run of this step"
 HIT = "hit: code, inputs and files unchanged"
+HIT_REMOTE = "hit (remote): code, inputs and files unchanged; fetched from the shared store, signature and content checked"
 FORCED = "forced (--force)"
 INVALIDATED = "invalidated"
 TTL_EXPIRED = "ttl expired"

@@ -26,7 +26,7 @@ from cellcache.fingerprint import describe, fingerprint, module_digest, module_v
 from cellcache.key import StageKey, code_digest
 from cellcache.spec import StageSpec
 from cellcache.store import writer
-from cellcache.store.base import Found, StepRef
+from cellcache.store.base import LOCAL, REMOTE, Found, StepRef
 from cellcache.store.local import LocalStore
 from cellcache.store.manifest import FileDigest, Manifest, OutFile
 
@@ -208,7 +208,7 @@ class Session:
             self.writer.wait_for(key.digest)  # a re-run right after its miss finds what that miss stored
             found, bundle, miss_reason = self._lookup(name, key, spec, cwd)
             if found is not None and found.manifest is not None:
-                return self._finish(self._restore(name, spec, found.manifest, bundle, started))
+                return self._finish(self._restore(name, spec, found.manifest, bundle, started, found.source))
         if miss_reason is None:
             miss_reason = self._explain_new_key(name, key, descriptions)
         if self.restore_only:
@@ -298,13 +298,15 @@ class Session:
             return f"cannot write back its --outs: {exc}"
         return None
 
-    def _restore(self, name: str, spec: StageSpec, manifest: Manifest, bundle: dict[str, Any], started: float) -> StepRun:
+    def _restore(
+        self, name: str, spec: StageSpec, manifest: Manifest, bundle: dict[str, Any], started: float, source: str = LOCAL
+    ) -> StepRun:
         ns = self.shell.user_ns
         ns.update(bundle["ns"])
         pagemap.remember(bundle["ns"], bundle.get("digests"))  # the next cell need not re-hash these maps
         for gone in manifest.deletes:
             ns.pop(gone, None)
-        reason = reasons.HIT
+        reason = reasons.HIT_REMOTE if source == REMOTE else reasons.HIT
         if spec.explain:
             print(f"cellcache: {name}: {reason} (saved {format_seconds(manifest.seconds)})")
         if self._shows_marker():
@@ -312,7 +314,7 @@ class Session:
         replay(self.shell, bundle.get("record", {}), ns.get(manifest.result_name) if manifest.result_name else None)
         seconds = time.perf_counter() - started
         saved = max(manifest.seconds - seconds, 0.0)
-        self._record(name, manifest.key, "hit", seconds, saved, reason)
+        self._record(name, manifest.key, "hit", seconds, saved, reason, source)
         return StepRun(name=name, hit=True, key=manifest.key, seconds=seconds, saved_seconds=saved, reason=reason, status="hit")
 
     # miss ----------------------------------------------------------------------
@@ -473,11 +475,13 @@ class Session:
         # Batch runs write notebooks and tables of their own: a marker there would be noise in a diff.
         return getattr(self.config, "marker", True) and self.batch_report is None and not self.restore_only
 
-    def _record(self, name: str, key: str | None, status: str, seconds: float, saved: float, reason: str) -> None:
+    def _record(
+        self, name: str, key: str | None, status: str, seconds: float, saved: float, reason: str, source: str = LOCAL
+    ) -> None:
         if self.restore_only:
             return  # `cellcache status` only looks; its restores are not hits worth counting
         try:
-            self.store.record_run(self._step(name), key, status, seconds, saved, reason)
+            self.store.record_run(self._step(name), key, status, seconds, saved, reason, source=source)
         except Exception:  # noqa: BLE001 - statistics never cost a result, nor a warning
             pass
 

@@ -19,7 +19,7 @@ import queue
 import threading
 from typing import Any, Callable, Iterator
 
-from cellcache.errors import StoreError, RemoteDenied, RemoteUnavailable, warn
+from cellcache.errors import RefusedRemoteEntry, RemoteDenied, RemoteUnavailable, StoreError, warn
 from cellcache.store.base import LOCAL, REMOTE, Found, Store, StepRef
 from cellcache.store.manifest import Manifest, OutFile
 from cellcache.store.remote import RemoteStore
@@ -146,6 +146,8 @@ class TieredStore(Store):
         except (RemoteUnavailable, RemoteDenied) as exc:
             self.health.fail(exc)
             return
+        if fetched.problems and self.remote.verify == "strict" and not fetched.entries:
+            raise RefusedRemoteEntry(f"{fetched.problems[0]} (verify = \"strict\" refuses to run the cell past it)")
         for problem in fetched.problems:
             yield Found(None, REMOTE, problem)
         for entry in fetched.entries:

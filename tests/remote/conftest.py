@@ -128,3 +128,43 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+@pytest.fixture
+def make_shell(monkeypatch: pytest.MonkeyPatch, workdir: Path):
+    """Start a fresh real InteractiveShell with cellcache loaded, a store of its own, and these settings.
+
+    Each call ends the previous shell: a second call is "another machine" (a fresh
+    store, the same working copy contents).
+    """
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    current: list[InteractiveShell] = []
+
+    def close() -> None:
+        while current:
+            sh = current.pop()
+            session = getattr(sh, "_cellcache_session", None)
+            store = getattr(session, "_store", None) if session is not None else None
+            if store is not None and hasattr(store, "remote"):
+                store.remote.close()
+            sh.run_line_magic("unload_ext", "cellcache")
+        InteractiveShell.clear_instance()
+
+    def make(store_dir: Path, **env: str) -> InteractiveShell:
+        close()
+        monkeypatch.setenv("CELLCACHE_DIR", str(store_dir))
+        for name in REMOTE_ENV:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        config = Config()
+        config.HistoryManager.hist_file = ":memory:"
+        sh = InteractiveShell.instance(config=config)
+        sh.run_line_magic("load_ext", "cellcache")
+        current.append(sh)
+        return sh
+
+    yield make
+    close()
