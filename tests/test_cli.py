@@ -67,7 +67,7 @@ def listed_steps(cli: CliRunner, *args: str) -> list[str]:
 
 def test_every_command_has_help(cli: CliRunner) -> None:
     assert cli.invoke(main, ["--help"]).exit_code == 0
-    assert set(main.commands) == {"run", "status", "stats", "ls", "invalidate", "clear", "gc", "verify"}
+    assert set(main.commands) == {"run", "status", "stats", "ls", "invalidate", "clear", "gc", "verify", "keys", "push", "pull", "remote"}
     for name in main.commands:
         result = cli.invoke(main, [name, "--help"])
         assert result.exit_code == 0, name

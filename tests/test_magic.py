@@ -132,18 +132,19 @@ def test_python_api_invalidate_and_clear(shell):
     assert all(s.entries == 0 for s in cellcache.stats())
 
 
-def test_configured_remote_is_not_silently_ignored(store_dir, workdir, monkeypatch):
+def test_configured_remote_is_used_and_info_says_so(store_dir, workdir, monkeypatch, capsys):
     from IPython.core.interactiveshell import InteractiveShell
-
-    from cellcache.errors import CacheWarning
 
     monkeypatch.setenv("CELLCACHE_DIR", str(store_dir))
     monkeypatch.setenv("CELLCACHE_REMOTE", "s3://team-bucket/cache")
     InteractiveShell.clear_instance()
     sh = InteractiveShell.instance()
     try:
-        with pytest.warns(CacheWarning, match="s3://team-bucket/cache.*ignored"):
-            sh.run_line_magic("load_ext", "cellcache")
+        sh.run_line_magic("load_ext", "cellcache")
+        sh.run_line_magic("cellcache", "info")
+        info = capsys.readouterr().out
+        assert "remote: s3://team-bucket/cache" in info and "in use" in info
+        assert "trusted signers: none" in info  # nobody trusted yet: no remote entry will be used
     finally:
         sh.run_line_magic("unload_ext", "cellcache")
         InteractiveShell.clear_instance()
