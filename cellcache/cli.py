@@ -197,6 +197,8 @@ def _cell_table(result: batch.NotebookResult, with_reasons: bool) -> Table:
         table.add_column("saved", justify="right")
     for cell in result.cells:
         status = _STATUS_LABEL.get(cell.status, cell.status)
+        if cell.status == batch.HIT and (cell.reason or "").startswith("hit (remote)"):
+            status = "hit (remote)"  # fetched from the shared store this run; the next one is local
         style = _STATUS_STYLE.get(cell.status)
         row = [str(cell.index), cell.step or "-", f"[{style}]{status}[/]" if style else status]
         if with_reasons:

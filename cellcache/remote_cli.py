@@ -193,10 +193,15 @@ def remote_group() -> None:
 @click.option("--no-count", is_flag=True, help="Do not list the remote to count its entries.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def remote_status(no_count: bool, as_json: bool) -> None:
-    """The remote's URL, whether it answers, whether this machine can sign, whom it trusts, and what it holds."""
+    """The remote's URL, whether it answers, whether this machine can sign, whom it trusts, and what it holds.
+
+    Exit code 1 if a remote is configured and does not answer.
+    """
     st = _remote.status(_config.resolve(), count=not no_count)
     if as_json:
         _echo_json(st)
+        if st.remote and not st.reachable:
+            sys.exit(1)
         return
     click.echo(f"remote: {st.remote or '-'}")
     click.echo(f"reachable: {'yes' if st.reachable else 'no'}" + (f" ({st.error})" if st.error else ""))

@@ -56,6 +56,14 @@ class S3:
         return {o["Key"]: client.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read() for o in listed}
 
 
+def moto_auth(endpoint: str, enforce: bool) -> None:
+    """Make moto check credentials (a wrong key is then a real 403), or stop checking them."""
+    body = b"0" if enforce else b"inf"
+    urllib.request.urlopen(urllib.request.Request(
+        f"{endpoint}/moto-api/reset-auth", data=body, method="POST", headers={"Content-Type": "text/plain"}
+    ), timeout=5).read()
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[tuple[object, int]]:
     from moto.server import ThreadedMotoServer
@@ -81,6 +89,7 @@ def s3(moto_server: tuple[object, int], monkeypatch: pytest.MonkeyPatch) -> S3:
     server, port = moto_server
     endpoint = f"http://127.0.0.1:{port}"
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=5).read()
+    moto_auth(endpoint, enforce=False)
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
