@@ -260,6 +260,8 @@ class Session:
                 if problem is None:
                     problem = self._restore_outs(manifest, cwd)
                 if problem is None:
+                    if problems:  # a sound entry serves, but a planted or damaged sibling is worth one line
+                        self._warn_once(f"cellcache: step {name!r}: ignored a broken entry: {problems[0]}")
                     return found, bundle, None
                 problems.append(problem)
         except (CacheError, OSError) as exc:  # the store itself is unusable: a miss, and the store's one line

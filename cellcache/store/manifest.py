@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, Mapping
 
@@ -121,6 +121,9 @@ class Manifest:
             raise EntryCorrupt("manifest is malformed: not a JSON object")
         if data.get("version") != MANIFEST_VERSION:
             raise EntryCorrupt(f"manifest version {data.get('version')!r} is not {MANIFEST_VERSION}")
+        unknown = set(data) - _FIELDS
+        if unknown:
+            raise EntryCorrupt(f"manifest is malformed: unknown field(s) {sorted(unknown)}")
         try:
             return validate(
                 cls(
@@ -148,6 +151,9 @@ class Manifest:
 
     def with_step(self, step: str, notebook: str | None = None) -> Manifest:
         return replace(self, step=step, notebook=self.notebook if notebook is None else notebook)
+
+
+_FIELDS = {f.name for f in fields(Manifest)} | {"version"}
 
 
 def _expect(ok: bool, what: str) -> None:
