@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import stat
 import time
 import uuid
 from dataclasses import dataclass
@@ -60,8 +61,13 @@ def _read(path: Path) -> bytes:
         raise
     except OSError as exc:
         raise SigningKeyError(f"cannot read the signing key {path}: {exc.strerror or exc}") from exc
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
+    try:
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise SigningKeyError(f"cannot read the signing key {path}: it is not a regular file")
+            return f.read(1 << 16)
+    except OSError as exc:
+        raise SigningKeyError(f"cannot read the signing key {path}: {exc.strerror or exc}") from exc
 
 
 def _create(path: Path) -> None:

@@ -484,8 +484,9 @@ class LocalStore(Store):
         validate(manifest)
         self._make_root()
         path = self.entry_dir(manifest.key) / f"{manifest.variant}.json"
+        signed = sign(manifest, self.secret)
         try:
-            atomic_write_bytes(path, sign(manifest, self.secret))
+            atomic_write_bytes(path, signed)
         except OSError as exc:
             raise StoreUnavailable(f"cannot write the manifest: {exc.strerror or exc}") from exc
         if any(not self.blob_path(b).is_file() for b in manifest.blobs):
