@@ -337,7 +337,9 @@ def _store() -> LocalStore:
 @main.command()
 def stats() -> None:
     """Print the statistics of every step (the table `%cellcache stats` prints)."""
-    click.echo(api.stats_text(_store()))
+    store = _store()
+    store.reconcile()  # entries a kill or a full disk kept from the index are counted too
+    click.echo(api.stats_text(store))
 
 
 @main.command(name="ls")
@@ -345,7 +347,7 @@ def stats() -> None:
 def ls(step: str | None) -> None:
     """List the stored entries, or those of one STEP: key, step, created, last used, size, run time."""
     store = _store()
-    rows = store.index.entries(step) if store.exists() else []
+    rows = store.entries(step)
     if not rows:
         click.echo(f"cellcache: no entries{f' for step {step!r}' if step else ''} in {store.root}")
         return

@@ -175,15 +175,15 @@ class Index:
         self._queue_lock = threading.Lock()
         self.dropped = 0  # hit-path records that could not be written, not even later
         self._memory = str(path) == ":memory:"
+        self.created = False  # True if this process created the schema: the store then fills it from the manifests
         if self._memory:
             self._shared = self._connect()  # one connection: each ":memory:" connection is its own database
         try:
             db = self.db
-            version = db.execute("PRAGMA user_version").fetchone()[0]
+            version, fresh = _retry_locked(lambda: self._schema_state(db))
             if version != SCHEMA_VERSION:
                 if read_only:
                     raise IndexUnusable(f"the index has schema {version}, not {SCHEMA_VERSION}")
-                fresh = not db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
                 if not fresh:
                     raise IndexUnusable(f"the index has schema {version}, not {SCHEMA_VERSION}")
                 _retry_locked(lambda: self._create_schema(db))
@@ -191,6 +191,17 @@ class Index:
             self.close()
             raise IndexUnusable(f"{type(exc).__name__}: {exc}") from exc
         _open_indexes.add(self)
+
+    @staticmethod
+    def _schema_state(db: sqlite3.Connection) -> tuple[int, bool]:
+        # One read transaction: another process may commit the schema between two separate reads.
+        db.execute("BEGIN")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            fresh = not db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
+        finally:
+            db.execute("COMMIT")
+        return version, fresh
 
     def _create_schema(self, db: sqlite3.Connection) -> None:
         with self._tx() as tx:
@@ -200,6 +211,7 @@ class Index:
                 if statement.strip():
                     tx.execute(statement)
             tx.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self.created = True
 
     def _connect(self) -> sqlite3.Connection:
         if self._memory:

@@ -175,7 +175,10 @@ class LocalStore(Store):
         except CacheError:
             return self._memory_index(rebuild=False)  # a store path that is a file, or can't be created: nothing to index
         try:
-            return Index(path)
+            index = Index(path)
+            if index.created:
+                self._fill(index)  # a lost index: the manifests still know every entry
+            return index
         except IndexUnusable as first:
             damaged = "locked" not in str(first) and "unable to open" not in str(first) and "readonly" not in str(first)
         if damaged and os.access(self.root, os.W_OK):
@@ -246,6 +249,13 @@ class LocalStore(Store):
         except Exception:  # noqa: BLE001
             pass
         return self._fill(index)
+
+    def entries(self, step: StepRef | str | None = None) -> list[EntryRow]:
+        """The entries, or one step's (a StepRef, or a name in any notebook), after reconciling the index with the manifests."""
+        if not self.exists():
+            return []
+        self.reconcile()
+        return self.index.entries(step)
 
     def exists(self) -> bool:
         return (self.root / "index.sqlite").exists() or (self.root / "entries").is_dir()
