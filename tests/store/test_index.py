@@ -242,7 +242,8 @@ def test_a_hit_never_waits_for_another_processs_write_lock(shell, store_dir):
         held = [_timed(shell, cell) for _ in range(5)]
         assert all(cellcache.last_run().status == "hit" for _ in held)
         assert holder.poll() is None, "the lock was released before the hits were timed"
-        assert max(held) - baseline < 0.05, (baseline, held)  # 10 s without this; a few ms with it
+        # 10 s each without the short timeout; a few ms with it (the median, and a loose bound on a loaded machine).
+        assert sorted(held)[2] - baseline < 0.05 and max(held) < 1.0, (baseline, held)
         assert store.index.queued >= 5
     finally:
         holder.wait(timeout=30)
