@@ -64,6 +64,16 @@ class CellNames:
     writes: frozenset[str]  # top-level names the cell may bind
     deletes: frozenset[str]  # top-level names the cell `del`s and does not bind again afterwards
     imports: frozenset[str]  # top-level module names the cell imports
+    # What the key needs beyond names (see cellcache.effects, which resolves them against the namespace):
+    modules: frozenset[str] = frozenset()  # every dotted module the cell imports (`import a.b` -> a.b)
+    aliases: tuple[tuple[str, str], ...] = ()  # (name, module) bound by the cell's imports, `from m import x` as m.x
+    attr_reads: frozenset[tuple[str, ...]] = frozenset()  # loaded chains rooted at a name: ("settings", "LR")
+    attr_writes: frozenset[tuple[str, ...]] = frozenset()  # assigned or deleted chains: ("pd", "options", "x")
+    env_reads: frozenset[str] = frozenset()  # environment variables read by a literal name
+    env_writes: frozenset[str] = frozenset()  # environment variables set by a literal name
+    strings: frozenset[str] = frozenset()  # string literals: a native reader may open one as a path
+    dynamic: str | None = None  # why the cell's namespace use can't be followed (`globals()[name]`), or None
+    guarded: bool = False  # the cell tests whether names exist (`except NameError`, `"x" in globals()`)
 
 
 def analyze(source: str) -> CellNames:
@@ -85,6 +95,15 @@ def _analyze_cached(source: str) -> CellNames:
         writes=frozenset(n for n in ctx.writes if not hidden(n)),
         deletes=frozenset(n for n, ev in ctx.last_event.items() if ev == _DEL and not hidden(n)),
         imports=frozenset(ctx.imports),
+        modules=frozenset(ctx.modules),
+        aliases=tuple(sorted(ctx.aliases.items())),
+        attr_reads=frozenset(c for c in ctx.attr_reads if not hidden(c[0])),
+        attr_writes=frozenset(c for c in ctx.attr_writes if not hidden(c[0])),
+        env_reads=frozenset(ctx.env_reads),
+        env_writes=frozenset(ctx.env_writes),
+        strings=frozenset(ctx.strings),
+        dynamic=ctx.dynamic,
+        guarded=ctx.guarded,
     )
 
 
@@ -112,12 +131,24 @@ _State = Optional[set]  # None = unreachable (after break/raise): neutral in mer
 class _Context:
     """Results shared by every namespace and scope of one cell."""
 
-    __slots__ = ("reads", "writes", "imports", "last_event")
+    __slots__ = (
+        "reads", "writes", "imports", "last_event", "modules", "aliases", "attr_reads", "attr_writes",
+        "env_reads", "env_writes", "strings", "dynamic", "guarded",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.reads: set[str] = set()
         self.writes: set[str] = set()
         self.imports: set[str] = set()
+        self.modules: set[str] = set()
+        self.aliases: dict[str, str] = {}
+        self.attr_reads: set[tuple[str, ...]] = set()
+        self.attr_writes: set[tuple[str, ...]] = set()
+        self.env_reads: set[str] = set()
+        self.env_writes: set[str] = set()
+        self.strings: set[str] = set()
+        self.dynamic: str | None = None
+        self.guarded = False
         # Module-level bind/del events in source order; a name whose last
         # event is a del is a delete ("not bound again later, in any branch").
         self.last_event: dict[str, str] = {}
@@ -151,13 +182,127 @@ def _record_imports(ctx: _Context, node: ast.Import | ast.ImportFrom) -> list[st
     """Record the imported top-level modules; return the names the import binds."""
     if isinstance(node, ast.Import):
         ctx.imports.update(a.name.partition(".")[0] for a in node.names)
+        ctx.modules.update(a.name for a in node.names)
+        for a in node.names:
+            if a.asname:
+                ctx.aliases[a.asname] = a.name
+            else:
+                top = a.name.partition(".")[0]
+                ctx.aliases[top] = top
         # `import a.b` binds `a`; `import a.b as c` binds `c`
         return [a.asname or a.name.partition(".")[0] for a in node.names]
     # relative imports name no installed module; __future__ is a compiler switch
     if node.module and not node.level and node.module != "__future__":
         ctx.imports.add(node.module.partition(".")[0])
+        ctx.modules.add(node.module)
+        for a in node.names:
+            if a.name != "*":
+                ctx.aliases[a.asname or a.name] = f"{node.module}.{a.name}"
     # a star import binds names nobody can list: nothing
     return [a.asname or a.name for a in node.names if a.name != "*"]
+
+
+def _chain(node: ast.AST) -> Optional[tuple[str, ...]]:
+    """``("a", "b", "c")`` for the expression ``a.b.c``; None if it is not rooted at a name."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return tuple(reversed(parts))
+
+
+def _literal(node: Optional[ast.AST]) -> Optional[str]:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _is_environ(node: ast.AST) -> bool:
+    chain = _chain(node)
+    return chain is not None and chain[-1] == "environ"  # os.environ, or environ imported from os
+
+
+def _is_namespace(node: ast.AST, module_level: bool) -> bool:
+    """``globals()``, ``get_ipython().user_ns`` (and at module level ``vars()``/``locals()``): the cell's namespace."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.args and not node.keywords:
+        return node.func.id == "globals" or (module_level and node.func.id in ("vars", "locals"))
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr in ("user_ns", "user_global_ns")
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Name)
+        and node.value.func.id == "get_ipython"
+    )
+
+
+_COMPUTED_NAME = "it reaches the namespace by a computed name (`globals()[name]`)"
+_NAMESPACE_READS = frozenset({"get", "pop", "setdefault", "__getitem__", "__contains__"})
+
+
+def _note_env_call(ctx: _Context, node: ast.Call) -> None:
+    """``os.getenv("X")``, ``os.environ.get("X")`` / ``.setdefault`` / ``.pop``, ``os.putenv("X", v)``."""
+    func = node.func
+    name = _literal(node.args[0]) if node.args else None
+    if name is None:
+        return
+    chain = _chain(func)
+    if chain is None:
+        return
+    method = chain[-1]
+    if method == "getenv" or (method in ("get", "setdefault", "pop") and isinstance(func, ast.Attribute) and _is_environ(func.value)):
+        ctx.env_reads.add(name)
+        if method in ("setdefault", "pop"):
+            ctx.env_writes.add(name)
+    elif method == "putenv":
+        ctx.env_writes.add(name)
+
+
+def _namespace_call(node: ast.Call, module_level: bool) -> Optional[tuple[str, Optional[str]]]:
+    """(method, literal name or None) for ``globals().get(...)`` and friends, else None."""
+    func = node.func
+    if not (isinstance(func, ast.Attribute) and _is_namespace(func.value, module_level)):
+        return None
+    return func.attr, _literal(node.args[0]) if node.args else None
+
+
+def _note_membership(ctx: _Context, node: ast.Compare, load: Callable[[str], None], module_level: bool) -> None:
+    """``"X" in os.environ`` reads X from the environment; ``"x" in globals()`` reads x."""
+    name = _literal(node.left)
+    if name is None or len(node.ops) != 1 or not isinstance(node.ops[0], (ast.In, ast.NotIn)):
+        return
+    container = node.comparators[0]
+    if _is_environ(container):
+        ctx.env_reads.add(name)
+    elif _is_namespace(container, module_level):
+        ctx.guarded = True
+        load(name)
+
+
+_NAME_ERRORS = frozenset({"NameError", "UnboundLocalError", "Exception", "BaseException"})
+
+
+def _catches_name_error(handler: ast.ExceptHandler) -> bool:
+    if handler.type is None:
+        return True
+    types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return any(isinstance(t, ast.Name) and t.id in _NAME_ERRORS for t in types)
+
+
+def _out_index(node: ast.Subscript) -> Optional[str]:
+    """``_3`` for ``Out[3]``: a read of one past output, not of the whole history."""
+    if isinstance(node.value, ast.Name) and node.value.id in ("Out", "_oh") and isinstance(node.slice, ast.Constant):
+        index = node.slice.value
+        if type(index) is int and index >= 0:
+            return f"_{index}"
+    return None
+
+
+def _note_string(ctx: _Context, node: ast.Constant) -> None:
+    value = node.value
+    # Path-like only: a native reader (pyarrow, h5py) may open it where the audit hook can't see.
+    if type(value) is str and 0 < len(value) < 1024 and "\n" not in value:
+        ctx.strings.add(value)
 
 
 # Context managers known never to swallow an exception. For any other `with`,
@@ -247,6 +392,8 @@ class _MagicPlan:
     inline: list[list[ast.stmt]] = field(default_factory=list)  # code run in the caller's namespace
     private: list[ast.stmt] = field(default_factory=list)  # code run in a function of its own (timeit)
     binds: list[str] = field(default_factory=list)  # names the magic itself assigns (%%capture out)
+    env_reads: list[str] = field(default_factory=list)  # `%env X`
+    env_writes: list[str] = field(default_factory=list)  # `%env X=1`, `%set_env X 1`
 
 
 _MAGIC_METHODS = frozenset({"run_line_magic", "run_cell_magic", "system", "getoutput"})
@@ -378,6 +525,9 @@ def _magic_plan(method: str, args: tuple[str, ...]) -> _MagicPlan:
     name, pieces = args[0], args[1:]
     for a in pieces:
         plan.exprs.extend(_expansions(a))
+    if name in ("env", "set_env") and pieces and pieces[0].strip():
+        variable, sep, _ = pieces[0].strip().replace("=", " ", 1).partition(" ")
+        (plan.env_writes if sep or name == "set_env" else plan.env_reads).append(variable)
     if name in _NON_PYTHON_MAGICS:
         return plan
     if method == "run_cell_magic" and name == "capture" and pieces:
@@ -561,6 +711,9 @@ class _Scope:
         if isinstance(node.target, ast.Name):
             # local either way, but under `global x` it loads the module's x
             self.loads.add(node.target.id)
+        chain = _chain(node.target)
+        if chain is not None and len(chain) > 1:
+            self.ctx.attr_reads.add(chain)
         self.visit(node.target)
         self.visit(node.value)
 
@@ -581,6 +734,8 @@ class _Scope:
         self.bound.update(_record_imports(self.ctx, node))
 
     def _except_handler(self, node: ast.ExceptHandler) -> None:
+        if _catches_name_error(node):
+            self.ctx.guarded = True
         if node.type is not None:
             self.visit(node.type)
         if node.name:
@@ -615,13 +770,62 @@ class _Scope:
         code = _exec_call(node)
         if code is not None:
             _Flow(self.ctx, parent=self.resolve).run(code)
+        _note_env_call(self.ctx, node)
+        namespace = _namespace_call(node, module_level=False)
+        if namespace is not None:
+            method, name = namespace
+            self.ctx.guarded = True
+            if name is None or method not in _NAMESPACE_READS:
+                self.ctx.dynamic = self.ctx.dynamic or _COMPUTED_NAME
+            else:
+                self.gloads.add(name)  # the module's global, whatever the function's locals
+                if method in ("pop", "setdefault"):
+                    self.ctx.write(name)
         self.visit(node.func)
         self.visit_all(node.args)
         self.visit_all(node.keywords)
 
+    def _attribute(self, node: ast.Attribute) -> None:
+        chain = _chain(node)
+        if chain is None:
+            self.visit(node.value)
+            return
+        (self.ctx.attr_reads if type(node.ctx) is ast.Load else self.ctx.attr_writes).add(chain)
+        self.loads.add(chain[0])
+
+    def _subscript(self, node: ast.Subscript) -> None:
+        name = _literal(node.slice)
+        loading = type(node.ctx) is ast.Load
+        past = _out_index(node) if loading else None
+        if past is not None:
+            self.loads.add(past)
+            return
+        if _is_environ(node.value):
+            if name is not None:
+                (self.ctx.env_reads if loading else self.ctx.env_writes).add(name)
+        elif _is_namespace(node.value, module_level=False):
+            if name is None:
+                self.ctx.dynamic = self.ctx.dynamic or _COMPUTED_NAME
+            elif loading:
+                self.gloads.add(name)
+            else:
+                self.ctx.write(name)
+        self.visit(node.value)
+        self.visit(node.slice)
+
+    def _compare(self, node: ast.Compare) -> None:
+        _note_membership(self.ctx, node, lambda name: self.gloads.add(name), module_level=False)
+        self.visit(node.left)
+        self.visit_all(node.comparators)
+
+    def _constant(self, node: ast.Constant) -> None:
+        _note_string(self.ctx, node)
+
     def _magic(self, plan: _MagicPlan) -> None:
         # Inside a function, magics see the function's locals through the
         # calling frame, and what they bind does not become a local.
+        self.ctx.env_reads.update(plan.env_reads)
+        self.ctx.env_writes.update(plan.env_writes)
         self.visit_all(plan.exprs)
         self.loads |= plan.idents
         for stmts in plan.inline:
@@ -653,6 +857,10 @@ _SCOPE_HANDLERS: dict[type, Callable[[_Scope, ast.AST], None]] = {
     ast.MatchStar: _Scope._match_name,
     ast.MatchMapping: _Scope._match_mapping,
     ast.Call: _Scope._call,
+    ast.Attribute: _Scope._attribute,
+    ast.Subscript: _Scope._subscript,
+    ast.Compare: _Scope._compare,
+    ast.Constant: _Scope._constant,
 }  # type: ignore[dict-item]
 if hasattr(ast, "TypeAlias"):
     _SCOPE_HANDLERS[ast.TypeAlias] = _Scope._type_alias  # type: ignore[attr-defined]
@@ -786,6 +994,9 @@ class _Flow:
             self.expr(node.value)
             self.bind(target.id)
         else:
+            chain = _chain(target)
+            if chain is not None:
+                self.ctx.attr_reads.add(chain)  # `settings.N += 1` reads it first
             self.target(target)
             self.expr(node.value)
 
@@ -808,8 +1019,12 @@ class _Flow:
         elif isinstance(target, (ast.Tuple, ast.List)):
             for elt in target.elts:
                 self._del_target(elt)
+        elif isinstance(target, ast.Subscript):
+            self._subscript_effects(target, "del")
+            self.expr(target.value)
+            self.expr(target.slice)
         else:
-            self.target(target)  # del a[i] / del a.b: loads of a
+            self.target(target)  # del a.b: a load of a, and a write of a.b
 
     def target(self, node: ast.expr) -> None:
         t = type(node)
@@ -821,12 +1036,41 @@ class _Flow:
         elif t is ast.Starred:
             self.target(node.value)  # type: ignore[attr-defined]
         elif t is ast.Attribute:
-            self.expr(node.value)  # type: ignore[attr-defined]
+            chain = _chain(node)
+            if chain is None:
+                self.expr(node.value)  # type: ignore[attr-defined]
+            else:
+                self.ctx.attr_writes.add(chain)
+                self.load(chain[0])
         elif t is ast.Subscript:
+            self._subscript_effects(node, "store")  # type: ignore[arg-type]
             self.expr(node.value)  # type: ignore[attr-defined]
             self.expr(node.slice)  # type: ignore[attr-defined]
         else:
             self.expr(node)
+
+    def _subscript_effects(self, node: ast.Subscript, mode: str) -> None:
+        """``os.environ["X"]`` and ``globals()["x"]``: an environment variable, or a name of the cell's namespace."""
+        name = _literal(node.slice)
+        if _is_environ(node.value):
+            if name is not None:
+                (self.ctx.env_reads if mode == "load" else self.ctx.env_writes).add(name)
+            return
+        if not _is_namespace(node.value, module_level=self.parent is None):
+            return
+        if name is None:
+            self.ctx.dynamic = self.ctx.dynamic or _COMPUTED_NAME
+        elif self.parent is not None:  # a class body's globals() is the module's
+            if mode == "load":
+                self.nested_load(name, True)
+            elif mode == "store":
+                self.ctx.write(name)
+        elif mode == "load":
+            self.load(name)
+        elif mode == "store":
+            self.bind(name)
+        else:
+            self.unbind(name)
 
     def _import(self, node: ast.Import | ast.ImportFrom) -> None:
         for name in _record_imports(self.ctx, node):
@@ -949,6 +1193,8 @@ class _Flow:
         handler_start = _minus(entry, set(self.unbinds[mark:]))
         exits: list[_State] = []
         for handler in node.handlers:
+            if _catches_name_error(handler):
+                self.ctx.guarded = True
             self.state = _copy(handler_start)
             if handler.type is not None:
                 self.expr(handler.type)
@@ -1047,6 +1293,7 @@ class _Flow:
                 self.target(node)  # type: ignore[arg-type]
             return
         if t is ast.Constant:
+            _note_string(self.ctx, node)  # type: ignore[arg-type]
             return
         handler = _FLOW_EXPR_HANDLERS.get(t)
         if handler is not None:
@@ -1100,11 +1347,54 @@ class _Flow:
         self.exprs(node.args)
         for kw in node.keywords:
             self.expr(kw.value)
+        _note_env_call(self.ctx, node)
+        namespace = _namespace_call(node, module_level=self.parent is None)
+        if namespace is not None:
+            self._namespace_method(*namespace)
         code = _exec_call(node)
         if code is not None:
             self._inline(code)
 
+    def _namespace_method(self, method: str, name: Optional[str]) -> None:
+        self.ctx.guarded = True  # .get() / .pop() tell a missing name from a present one
+        if name is None or method not in _NAMESPACE_READS:
+            # globals().update(...), globals().items(), a computed name: nothing we can follow
+            self.ctx.dynamic = self.ctx.dynamic or _COMPUTED_NAME
+            return
+        if self.parent is not None:
+            self.nested_load(name, True)
+        else:
+            self.load(name)
+        if method == "pop":
+            self.unbind(name)
+        elif method == "setdefault":
+            self.ctx.write(name)  # may bind it: a write, not a definite binding
+
+    def _attribute(self, node: ast.Attribute) -> None:
+        chain = _chain(node)
+        if chain is None:
+            self.expr(node.value)
+            return
+        self.ctx.attr_reads.add(chain)
+        self.load(chain[0])
+
+    def _subscript(self, node: ast.Subscript) -> None:
+        past = _out_index(node)
+        if past is not None:
+            self.load(past)
+            return
+        self._subscript_effects(node, "load")
+        self.expr(node.value)
+        self.expr(node.slice)
+
+    def _compare(self, node: ast.Compare) -> None:
+        _note_membership(self.ctx, node, self.load if self.parent is None else lambda n: self.nested_load(n, True), module_level=self.parent is None)
+        self.expr(node.left)
+        self.exprs(node.comparators)
+
     def _magic(self, plan: _MagicPlan) -> None:
+        self.ctx.env_reads.update(plan.env_reads)
+        self.ctx.env_writes.update(plan.env_writes)
         # var_expand runs before the magic sees its arguments
         self.exprs(plan.exprs)
         for name in plan.idents:
@@ -1175,4 +1465,7 @@ _FLOW_EXPR_HANDLERS: dict[type, Callable[[_Flow, ast.AST], None]] = {
     ast.BoolOp: _Flow._bool_op,
     ast.Dict: _Flow._dict,
     ast.Call: _Flow._call,
+    ast.Attribute: _Flow._attribute,
+    ast.Subscript: _Flow._subscript,
+    ast.Compare: _Flow._compare,
 }  # type: ignore[dict-item]

@@ -46,6 +46,7 @@ class StageKey:
         inputs: Mapping[str, str],
         files: Mapping[str, str] | None = None,
         modules: Mapping[str, str] | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> StageKey:
         components: dict[str, str] = {
             "format": FORMAT_VERSION,
@@ -57,6 +58,11 @@ class StageKey:
         components.update({f"input:{name}": digest for name, digest in inputs.items()})
         components.update({f"file:{path}": digest for path, digest in (files or {}).items()})
         components.update(modules or {})
+        components.update(extra or {})
+        return cls.of(components)
+
+    @classmethod
+    def of(cls, components: Mapping[str, str]) -> StageKey:
         hasher = xxhash.xxh3_128()
         for name in sorted(components):
             # Length-prefixed so that no two different component maps can collide by concatenation.
@@ -64,4 +70,8 @@ class StageKey:
                 data = part.encode()
                 hasher.update(len(data).to_bytes(8, "little"))
                 hasher.update(data)
-        return cls(digest=hasher.hexdigest(), components=components)
+        return cls(digest=hasher.hexdigest(), components=dict(components))
+
+    def extended(self, extra: Mapping[str, str]) -> StageKey:
+        """This key with more components (state found to matter only once the cell ran)."""
+        return StageKey.of({**self.components, **extra})

@@ -41,7 +41,14 @@ def _phrase(component: str, old: str | None, new: str | None, descriptions: tupl
         if new is None:
             return f"package {name} no longer used"
         return f"package {name} {old} → {new}"
-    label = {"module": "module", "file": "file", "implicit": "implicit file", "input": "input"}.get(kind, kind)
+    if kind == "rng":
+        return f"{name} global random generator was reseeded or advanced" if old and new else f"{name} global random generator now keyed"
+    if kind == "aliases":
+        return f"aliasing among inputs changed ({old or 'none'} → {new or 'none'})"
+    label = {
+        "module": "module", "file": "file", "implicit": "implicit file", "input": "input",
+        "attr": "attribute", "env": "environment variable",
+    }.get(kind, kind)  # fmt: skip
     shown = f"`{name}`" if kind == "input" else name
     if old is None:
         return f"{label} {shown} is new"
@@ -67,7 +74,10 @@ def differences(
 ) -> list[str]:
     descriptions = (old_descriptions or {}, new_descriptions or {})
     changed = [c for c in set(old) | set(new) if old.get(c) != new.get(c)]
-    return [_phrase(c, old.get(c), new.get(c), descriptions) for c in sorted(changed, key=_sort_key)]
+    # A module attribute appears or vanishes from the key as its module is loaded or not: worth
+    # saying only when nothing else explains the miss.
+    telling = [c for c in changed if not (c.startswith("attr:") and (c not in old or c not in new))]
+    return [_phrase(c, old.get(c), new.get(c), descriptions) for c in sorted(telling or changed, key=_sort_key)]
 
 
 def summarize(phrases: list[str]) -> str:
@@ -110,6 +120,13 @@ CATALOGUE: tuple[Reason, ...] = (
            "a ``--deps`` file changed content, or a file appeared in or vanished from a declared folder or glob"),
     Reason(("implicit file config.yaml changed", "implicit file config.yaml is gone"),
            "a file the cell read while it last ran (seen by an audit hook) changed or vanished"),
+    Reason(("attribute settings.LR changed", "attribute np.mean changed"),
+           "an attribute of a module the cell reads has another value (set by another cell, or monkeypatched)"),
+    Reason(("environment variable DATA_DIR changed", "environment variable DATA_DIR is new"),
+           "an environment variable the cell reads by a literal name has another value"),
+    Reason(("numpy global random generator was reseeded or advanced",),
+           "the cell draws from `random` or numpy's legacy `np.random.*`, and another cell reseeded or drew from it"),
+    Reason(("aliasing among inputs changed (a=b → none)",), "two inputs were one object and now are two equal ones, or the reverse"),
     Reason(("module utils changed",), "a local module the cell imports changed, or one that it imports in turn"),
     Reason(("package numpy 2.1.0 → 2.2.0", "package polars is new (1.9.0)", "package scipy no longer used"),
            "an installed package the cell imports has another version"),

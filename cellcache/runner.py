@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from cellcache import config as _config
-from cellcache import errors, files, pagemap, reasons
+from cellcache import effects, errors, files, pagemap, reasons
 from cellcache.analysis import CellNames, analyze
 from cellcache.capture import recording, replay, show_marker
 from cellcache.report import format_seconds
@@ -32,6 +32,8 @@ from cellcache.store.manifest import FileDigest, Manifest, OutFile
 
 # IPython's own bookkeeping names: never inputs worth keying, never outputs worth restoring.
 _SHELL_NAME = re.compile(r"^(_+|_i+|_i?\d+|_ih|_oh|_dh|In|Out|get_ipython|exit|quit)$")
+# Of those, the ones that are never inputs: `_`, `_3`, `Out[3]` (read as `_3`) are past results a cell may use.
+_SHELL_PLUMBING = re.compile(r"^(_dh|get_ipython|exit|quit)$")
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class Session:
         self._transformed: dict[str, str] = {}
         self._warned = False  # one CacheWarning per cell: the first problem is the one worth reading
         self.writer = writer.Writer()  # a miss's blobs are written behind the user
+        self._draws: dict[str, set[str]] = {}  # step -> generators its code drew from unseen by the analysis
         # Set by `cellcache run` / `cellcache status` in the kernel they start.
         self.batch_report: Path | None = None
         self.force_all = False
@@ -174,7 +177,7 @@ class Session:
             # Let the shell report the error exactly as it would without the magic.
             return self._finish(self._plain(spec.name or "cell", body, started, "syntax error"))
         except (RecursionError, MemoryError):  # nested deeper than the analysis (or the parser) can follow
-            errors.warn(f"cellcache: step {spec.name or 'cell'!r} ran uncached: its code is nested too deeply to analyse.")
+            self._warn_once(f"cellcache: step {spec.name or 'cell'!r} ran uncached: its code is nested too deeply to analyse.")
             return self._finish(self._plain(spec.name or "cell", body, started, "code nested too deeply to analyse"))
         name = spec.name or self.cell_id or f"cell-{code[:8]}"
         if not self.enabled:
@@ -183,16 +186,20 @@ class Session:
             return self._finish(self._plain(name, body, started, reasons.STRATEGY_OFF))
 
         ns = self.shell.user_ns
-        read_names = sorted(n for n in names.reads if n in ns and n not in spec.ignore and not _SHELL_NAME.match(n))
+        read_names = sorted(n for n in names.reads if n in ns and n not in spec.ignore and not _SHELL_PLUMBING.match(n))
+        if names.dynamic:
+            self._warn_once(f"cellcache: step {name!r} ran uncached: {names.dynamic}. Spell the names it reads.")
+            return self._finish(self._plain(name, body, started, names.dynamic))
         try:
             inputs, descriptions = _component_inputs({n: ns[n] for n in read_names})
+            hidden = effects.observe(names, ns, {n: ns[n] for n in read_names}, self._draws.get(name, ()))
+            descriptions.update(hidden.descriptions)
         except _UnfingerprintableInput as exc:
             culprit = exc.name
-            warnings.warn(
+            self._warn_once(
                 f"cellcache: step {name!r} ran uncached: input `{culprit}` can't be fingerprinted ({exc.cause}). "
-                f"If it does not affect the result, leave it out of the key with `--ignore {culprit}`.",
-                CacheWarning,
-                stacklevel=2,
+                f"`--ignore {culprit}` would leave it out of the key: the cell would then never re-run when "
+                f"`{culprit}` changes, so use it only if `{culprit}` does not affect the result."
             )
             return self._finish(self._plain(name, body, started, f"input `{culprit}` can't be fingerprinted"))
         cwd = Path.cwd()
@@ -200,7 +207,12 @@ class Session:
         dep_paths = files.expand(spec.deps, cwd) if spec.deps else []
         file_digests = files.digests(dep_paths, cwd, self._stat_cache())
         key = StageKey.build(
-            strategy=spec.strategy, code=code, inputs=inputs, files=file_digests, modules=_module_components(names.imports)
+            strategy=spec.strategy,
+            code=code,
+            inputs=inputs,
+            files=file_digests,
+            modules=_module_components(names.imports),
+            extra=hidden.components,
         )
 
         miss_reason = reasons.FORCED if (spec.force or self.force_all) else None
@@ -215,7 +227,7 @@ class Session:
             return self._finish(self._stop_at_miss(name, key.digest, miss_reason))
         if spec.explain:
             print(f"cellcache: {name}: miss: {miss_reason}")
-        run = self._run_and_store(name, body, names, key, inputs, descriptions, miss_reason, started, spec, cwd, dep_paths)
+        run = self._run_and_store(name, body, names, key, inputs, descriptions, miss_reason, started, spec, cwd, dep_paths, hidden)
         return self._finish(run)
 
     # lookup ------------------------------------------------------------------
@@ -308,6 +320,7 @@ class Session:
         pagemap.remember(bundle["ns"], bundle.get("digests"))  # the next cell need not re-hash these maps
         for gone in manifest.deletes:
             ns.pop(gone, None)
+        effects.apply(bundle.get("record", {}).get("effects"), ns)
         reason = reasons.HIT_REMOTE if source == REMOTE else reasons.HIT
         if spec.explain:
             print(f"cellcache: {name}: {reason} (saved {format_seconds(manifest.seconds)})")
@@ -376,9 +389,11 @@ class Session:
         spec: StageSpec,
         cwd: Path,
         dep_paths: list[Path],
+        hidden: effects.Hidden | None = None,
     ) -> StepRun:
         ns = self.shell.user_ns
         before = {k: id(v) for k, v in ns.items()}
+        fx = effects.Effects(names, ns, {n: ns[n] for n in inputs if n in ns}, hidden or effects.Hidden())
         run_started = time.perf_counter()
         with recording(self.shell) as rec, files.OpenRecorder(exclude=[self.config.dir]) as opened:
             result = self._execute(body)
@@ -392,21 +407,30 @@ class Session:
             return self._fail_outer(name, key, exc, seconds, reason)
 
         def keep(n: str) -> bool:
-            return n not in spec.ignore and not _SHELL_NAME.match(n)
+            # Dunders are interpreter plumbing (`%run` leaves `__nonzero__`, `__builtin__` behind).
+            return n not in spec.ignore and not _SHELL_NAME.match(n) and not (len(n) > 4 and n[:2] == n[-2:] == "__")
 
         rebound = {k for k, v in ns.items() if before.get(k) != id(v)}
-        outputs = {n for n in (names.writes | rebound) if n in ns and keep(n)}
+        outputs = {n for n in (names.writes | rebound | fx.mutated_globals(ns)) if n in ns and keep(n)}
         for n in inputs:
             if n not in outputs and n in ns and _digest_changed(ns[n], inputs[n]):
                 outputs.add(n)  # mutated in place: the restored namespace must carry the new value
-        deletes = sorted(n for n in before if n not in ns and keep(n))
+        deletes = sorted(n for n in before.keys() | names.deletes if n not in ns and keep(n))  # replayed even if absent now
         values = {n: ns[n] for n in sorted(outputs)}
         result_name = None
         if result.result is not None:
             result_name = next((n for n, v in values.items() if v is result.result), None)
         declared = set(dep_paths) | set(out_paths)
         implicit = [p for p in opened.files_read() if p not in declared]
-        self._store_entry(name, key, descriptions, values, deletes, result_name, rec.as_record(), seconds, cwd, implicit, out_paths)
+        record = rec.as_record()
+        record["effects"] = fx.replay(ns)
+        unkeyed = fx.unkeyed_rngs()
+        if unkeyed:  # drew from a global generator through code the analysis can't see: key its state from now on
+            key = key.extended(unkeyed)
+            self._draws.setdefault(name, set()).update(c.partition(":")[2] for c in unkeyed)
+        rerun = fx.rerun_components(before, ns, values)
+        for entry_key in (key, key.extended(rerun)) if rerun else (key,):
+            self._store_entry(name, entry_key, descriptions, values, deletes, result_name, record, seconds, cwd, implicit, out_paths)
         self._record(name, key.digest, "miss", seconds, 0.0, reason)
         return StepRun(
             name=name, hit=False, key=key.digest, seconds=time.perf_counter() - started, saved_seconds=0.0, reason=reason, status="miss"
@@ -505,3 +529,4 @@ def _digest_changed(value: Any, digest: str) -> bool:
         return fingerprint(value).hex() != digest
     except Unfingerprintable:
         return True
+

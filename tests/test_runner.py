@@ -355,12 +355,12 @@ def test_live_output_appears_once_on_a_miss(counted):
 
 
 def test_force_reruns_and_replaces(counted):
-    run(counted, counting_cell("import random\ny = random.random()"))
+    run(counted, counting_cell("import time\ny = time.perf_counter_ns()"))
     first = counted.user_ns["y"]
-    run(counted, counting_cell("import random\ny = random.random()", "step --force"))
+    run(counted, counting_cell("import time\ny = time.perf_counter_ns()", "step --force"))
     forced = counted.user_ns["y"]
     assert executions(counted) == 2 and cellcache.last_run().reason == "forced (--force)"
-    run(counted, counting_cell("import random\ny = random.random()"))
+    run(counted, counting_cell("import time\ny = time.perf_counter_ns()"))
     assert executions(counted) == 2 and counted.user_ns["y"] == forced != first
 
 

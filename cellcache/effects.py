@@ -1,0 +1,417 @@
+"""What a cell reads and does beyond the names it binds: hidden state in the key, and its replay on a hit.
+
+The analysis (``cellcache.analysis``) says what the code names: attribute
+chains, environment variables, imports. This module resolves those names
+against the live namespace, because only values tell a module from a data
+object, or ``np.random.rand`` from ``np.mean``:
+
+- ``observe`` (every run, hit or miss): the key components beyond the
+  inputs. Module attributes the cell reads by their current value
+  (``settings.LR`` after another cell set it, ``np.mean`` after a monkey
+  patch), environment variables read by a literal name, the state of a
+  global random generator the cell draws from, and aliasing among inputs.
+- ``Effects`` (a miss only): snapshots taken before the run and compared
+  after it. Globals that a called notebook function mutated become outputs;
+  module attributes and environment variables the cell set, and the
+  generators it advanced, become a ``replay`` stored with the entry.
+- ``apply`` (a hit): sets what the run set.
+
+No shell and no store: the runner passes namespaces in and takes values out.
+"""
+from __future__ import annotations
+
+import dis
+import functools
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import BuiltinMethodType, CodeType, FunctionType, MethodType, ModuleType
+from typing import Any
+
+from cellcache.analysis import CellNames
+from cellcache.errors import Unfingerprintable
+from cellcache.fingerprint import describe, fingerprint
+
+RANDOM = "random"  # the stdlib's hidden Random instance behind random.random(), random.shuffle()...
+NUMPY = "numpy"  # numpy's legacy RandomState behind np.random.rand(), np.random.seed()...
+
+_UNSET = "unset"
+
+
+class _Absent:
+    """Stands for an attribute the run deleted (pickled by reference: identity survives a store)."""
+# numpy.random names that are not the legacy global generator: constructors of independent ones.
+_NUMPY_OWN_GENERATORS = frozenset(
+    {"default_rng", "Generator", "RandomState", "SeedSequence", "BitGenerator", "MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"}
+)
+# Values whose identity carries no state a cell could mutate: aliasing among them means nothing.
+_IMMUTABLE = (str, bytes, int, float, complex, bool, type(None), tuple, frozenset, range, ModuleType, type, FunctionType)
+
+
+@dataclass(frozen=True)
+class Hidden:
+    """The key's view of state beyond the inputs, as ``observe`` found it before the cell."""
+
+    components: dict[str, str] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)
+    rngs: frozenset[str] = frozenset()  # generators whose state is keyed
+
+
+def observe(names: CellNames, ns: Mapping[str, Any], inputs: Mapping[str, Any], rngs: Iterable[str] = ()) -> Hidden:
+    """Key components for what the cell can observe besides its inputs' values.
+
+    ``rngs``: generators to key whatever the code shows, because an earlier
+    run of the same code drew from them through code the analysis can't see.
+    """
+    components: dict[str, str] = {}
+    descriptions: dict[str, str] = {}
+    rngs = set(rngs)
+    for variable in sorted(names.env_reads):
+        value = os.environ.get(variable)
+        components[f"env:{variable}"] = _UNSET if value is None else fingerprint(value).hex()
+        descriptions[f"env:{variable}"] = "unset" if value is None else f"str len {len(value)}"
+    aliases = dict(names.aliases)
+    for chain in sorted(names.attr_reads):
+        found = _resolve_chain(chain, ns, aliases)
+        if found is None:
+            continue
+        value = found
+        generator = draws_from(value)
+        if generator is not None:
+            rngs.add(generator)
+            continue
+        label = f"attr:{'.'.join(chain)}"
+        try:
+            components[label] = fingerprint(value).hex()
+        except Unfingerprintable:
+            continue  # a stream, a lock: state no cell result is made of
+        descriptions[label] = describe(value)
+    for name, module in aliases.items():
+        # `from random import shuffle` draws as much as random.shuffle does
+        generator = draws_from(_resolve_dotted(module))
+        if generator is not None and name in names.reads | names.writes:
+            rngs.add(generator)
+    rngs |= _rngs_of_functions(inputs.values())
+    for generator in sorted(rngs):
+        state = rng_state(generator)
+        if state is not None:
+            components[f"rng:{generator}"] = fingerprint(state).hex()
+            descriptions[f"rng:{generator}"] = f"{generator} global generator state"
+    shared = aliasing(inputs)
+    if shared:
+        components["aliases"] = shared
+        descriptions["aliases"] = shared
+    return Hidden(components, descriptions, frozenset(rngs))
+
+
+def aliasing(values: Mapping[str, Any]) -> str:
+    """``"a=b"`` for inputs bound to one mutable object ("" if none): `b = a` is not two equal lists."""
+    groups: dict[int, list[str]] = {}
+    for name, value in values.items():
+        if not isinstance(value, _IMMUTABLE):
+            groups.setdefault(id(value), []).append(name)
+    return ";".join(sorted("=".join(sorted(group)) for group in groups.values() if len(group) > 1))
+
+
+# --------------------------------------------------------------------------
+# Random generators
+
+
+def draws_from(value: Any) -> str | None:
+    """The global generator a callable draws from: ``random.shuffle`` -> "random", ``np.random.rand`` -> "numpy"."""
+    owner = getattr(value, "__self__", None)
+    if owner is None or not isinstance(value, (MethodType, BuiltinMethodType)):
+        return None
+    random = sys.modules.get("random")
+    if random is not None and owner is getattr(random, "_inst", None):
+        return RANDOM
+    mtrand = sys.modules.get("numpy.random.mtrand")
+    if mtrand is not None and owner is getattr(mtrand, "_rand", None):
+        return NUMPY
+    return None
+
+
+def rng_state(generator: str) -> Any:
+    if generator == RANDOM:
+        random = sys.modules.get("random")
+        return random.getstate() if random is not None else None
+    np = sys.modules.get("numpy")
+    return np.random.get_state(legacy=False) if np is not None else None
+
+
+def set_rng_state(generator: str, state: Any) -> None:
+    if generator == RANDOM:
+        import random
+
+        random.setstate(state)
+    else:
+        import numpy as np
+
+        np.random.set_state(state)
+
+
+def _rngs_of_functions(values: Iterable[Any]) -> set[str]:
+    """Generators drawn from by notebook functions among the inputs, and by the functions they call.
+
+    Read from the code: a global that is the ``random`` module, one of its
+    functions, or numpy with ``random`` among the attribute names used.
+    """
+    found: set[str] = set()
+    seen: set[int] = set()
+    todo = [v for v in values if isinstance(v, FunctionType)]
+    while todo:
+        fn = todo.pop()
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        names, attributes = _code_names(fn.__code__)
+        namespace = fn.__globals__
+        for name in names:
+            value = namespace.get(name)
+            if value is None:
+                continue
+            generator = draws_from(value)
+            if generator is not None:
+                found.add(generator)
+            elif isinstance(value, ModuleType):
+                if value.__name__ == "random":
+                    found.add(RANDOM)
+                elif value.__name__ == "numpy" and "random" in attributes:
+                    found.add(NUMPY)
+                elif value.__name__ == "numpy.random" and attributes - _NUMPY_OWN_GENERATORS:
+                    found.add(NUMPY)
+            elif isinstance(value, FunctionType) and value.__module__ == "__main__":
+                todo.append(value)
+    return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _code_names(code: CodeType) -> tuple[frozenset[str], frozenset[str]]:
+    """(globals loaded, attribute names used) by a code object and the code nested in it."""
+    loads: set[str] = set()
+    attributes: set[str] = set()
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+            loads.add(instruction.argval)
+        elif instruction.opname in ("LOAD_ATTR", "LOAD_METHOD", "STORE_ATTR"):
+            attributes.add(instruction.argval)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            nested_loads, nested_attributes = _code_names(const)
+            loads |= nested_loads
+            attributes |= nested_attributes
+    return frozenset(loads), frozenset(attributes)
+
+
+# --------------------------------------------------------------------------
+# Around a run (the miss path)
+
+
+class Effects:
+    """Snapshots before a missed cell runs, compared with the namespace after it."""
+
+    def __init__(self, names: CellNames, ns: Mapping[str, Any], inputs: Mapping[str, Any], hidden: Hidden) -> None:
+        self.names = names
+        self.hidden = hidden
+        self.before = {generator: rng_state(generator) for generator in (RANDOM, NUMPY)}
+        aliases = dict(names.aliases)
+        # Chains of modules the cell imports for the first time: unkeyed now, keyed on a re-run.
+        self.unresolved = {c for c in names.attr_reads if c[0] in aliases and _resolve_chain(c, ns, aliases) is None}
+        # Globals a notebook function among the inputs may mutate without the cell naming them.
+        self.helper_globals = {
+            name: _digest_or_none(ns[name])
+            for name in sorted(reachable_globals(inputs.values(), ns))
+            if name not in inputs and name in ns
+        }
+
+    def rerun_components(self, before: Mapping[str, Any], ns: Mapping[str, Any], outputs: Mapping[str, Any]) -> dict[str, str]:
+        """The components a re-run in this kernel adds to the key, for state the run created itself.
+
+        Names the cell bound for itself (``self_bound``), and attributes of
+        modules it imported for the first time (which it did not set):
+        values that did not exist when the key was made, so the run could not
+        have depended on earlier ones. Filing the entry under the key with
+        them too makes a re-run with nothing changed a hit. Never for
+        generator states: a run consumes those.
+        """
+        extra: dict[str, str] = {}
+        try:
+            for name in self_bound(self.names, before, ns):
+                if name in outputs:
+                    extra[f"input:{name}"] = fingerprint(outputs[name]).hex()
+        except Unfingerprintable:
+            return {}
+        aliases = dict(self.names.aliases)
+        for chain in sorted(self.unresolved - self.names.attr_writes):
+            value = _resolve_chain(chain, ns, aliases)
+            if value is None or draws_from(value) is not None:
+                continue
+            try:
+                extra[f"attr:{'.'.join(chain)}"] = fingerprint(value).hex()
+            except Unfingerprintable:
+                continue
+        return extra
+
+    def mutated_globals(self, ns: Mapping[str, Any]) -> set[str]:
+        """Globals whose value a called function changed in place (a list appended to, a dict updated)."""
+        return {
+            name
+            for name, digest in self.helper_globals.items()
+            if name in ns and (digest is None or _digest_or_none(ns[name]) != digest)
+        }
+
+    def advanced(self) -> dict[str, Any]:
+        """The generators the run drew from: their states before the run."""
+        return {
+            generator: state
+            for generator, state in self.before.items()
+            if state is not None and not _same_state(state, rng_state(generator))
+        }
+
+    def unkeyed_rngs(self) -> dict[str, str]:
+        """Key components for generators the run advanced that the key did not include (``rng:...``)."""
+        return {
+            f"rng:{generator}": fingerprint(state).hex()
+            for generator, state in self.advanced().items()
+            if generator not in self.hidden.rngs
+        }
+
+    def replay(self, ns: Mapping[str, Any]) -> dict[str, Any]:
+        """What a hit must set again: attributes of modules, environment variables, generator states."""
+        aliases = dict(self.names.aliases)
+        attrs = []
+        for chain in sorted(self.names.attr_writes):
+            owner = _resolve_chain(chain[:-1], ns, aliases) if len(chain) > 1 else None
+            if owner is None or not _replayable_owner(chain, ns, aliases):
+                continue
+            attrs.append((chain, getattr(owner, chain[-1], _Absent)))
+        env = [(variable, os.environ.get(variable)) for variable in sorted(self.names.env_writes)]
+        rng = [(generator, rng_state(generator)) for generator in sorted(self.advanced())]
+        replay: dict[str, Any] = {}
+        if attrs:
+            replay["attrs"] = attrs
+        if env:
+            replay["env"] = env
+        if rng:
+            replay["rng"] = rng
+        return replay
+
+
+def apply(replay: Mapping[str, Any] | None, ns: Mapping[str, Any]) -> None:
+    """Set on a hit what the run set beyond its outputs (after the outputs are back: they hold the modules)."""
+    if not replay:
+        return
+    for chain, value in replay.get("attrs", ()):
+        owner = _resolve_chain(tuple(chain[:-1]), ns, {})
+        if owner is None:
+            continue
+        if value is _Absent:
+            if hasattr(owner, chain[-1]):
+                delattr(owner, chain[-1])
+        else:
+            setattr(owner, chain[-1], value)
+    for variable, value in replay.get("env", ()):
+        if value is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = value
+    for generator, state in replay.get("rng", ()):
+        set_rng_state(generator, state)
+
+
+def reachable_globals(values: Iterable[Any], ns: Mapping[str, Any]) -> set[str]:
+    """Names of ``ns`` that notebook functions among ``values`` load, transitively through the functions they call."""
+    found: set[str] = set()
+    seen: set[int] = set()
+    todo = [v for v in values if isinstance(v, FunctionType) and v.__globals__ is ns]
+    while todo:
+        fn = todo.pop()
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        names, _ = _code_names(fn.__code__)
+        for name in names:
+            value = ns.get(name)
+            if value is None and name not in ns:
+                continue
+            found.add(name)
+            if isinstance(value, FunctionType) and value.__globals__ is ns:
+                todo.append(value)
+    return found
+
+
+# --------------------------------------------------------------------------
+# Resolving names
+
+
+def _resolve_chain(chain: tuple[str, ...], ns: Mapping[str, Any], aliases: Mapping[str, str]) -> Any:
+    """The value of ``a.b.c`` if ``a`` is a module (in the namespace, or imported by the cell); else None.
+
+    Only modules: an attribute of any other object is part of that object's
+    own fingerprint, since the object is an input.
+    """
+    root = _root_module(chain[0], ns, aliases)
+    if root is None:
+        return None
+    value: Any = root
+    for part in chain[1:]:
+        if part == "environ":
+            return None  # environment variables are keyed one by one, by name
+        try:
+            value = getattr(value, part)
+        except Exception:  # noqa: BLE001 - a missing or failing attribute: the cell will see that for itself
+            return None
+    return value
+
+
+def _root_module(name: str, ns: Mapping[str, Any], aliases: Mapping[str, str]) -> ModuleType | None:
+    module = aliases.get(name)
+    if module is not None:
+        value = _resolve_dotted(module)
+        return value if isinstance(value, ModuleType) else None
+    value = ns.get(name)
+    return value if isinstance(value, ModuleType) else None
+
+
+def _replayable_owner(chain: tuple[str, ...], ns: Mapping[str, Any], aliases: Mapping[str, str]) -> bool:
+    return _root_module(chain[0], ns, aliases) is not None and "environ" not in chain
+
+
+def _resolve_dotted(dotted: str) -> Any:
+    """An already imported module, or an attribute of one (``random.shuffle``); never imports."""
+    module = sys.modules.get(dotted)
+    if module is not None:
+        return module
+    parent, _, attribute = dotted.rpartition(".")
+    owner = sys.modules.get(parent) if parent else None
+    return getattr(owner, attribute, None) if owner is not None else None
+
+
+def _digest_or_none(value: Any) -> str | None:
+    try:
+        return fingerprint(value).hex()
+    except Unfingerprintable:
+        return None
+
+
+def _same_state(a: Any, b: Any) -> bool:
+    try:
+        return fingerprint(a) == fingerprint(b)
+    except Unfingerprintable:
+        return False
+
+
+def self_bound(names: CellNames, before: Mapping[str, Any], ns: Mapping[str, Any]) -> list[str]:
+    """Names the cell may read but that it bound itself in this run, absent before it.
+
+    The run succeeded without them, so no path it took read them before
+    binding them: with the values it left, it would have taken the same
+    path. The entry then also holds for those values, and a re-run in the
+    same kernel, with nothing changed, is a hit (a `for` target read after
+    the loop, a star import, a global of a function the cell defines). Not
+    for code that tests for names (`except NameError`, `'x' in globals()`).
+    """
+    if names.guarded or names.dynamic:
+        return []
+    return sorted(n for n in names.reads if n not in before and n in ns)

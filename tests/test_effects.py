@@ -1,0 +1,376 @@
+"""Hidden state: what a cell reads and does beyond the names it binds (cellcache/effects.py).
+
+Each case changes the hidden state and expects a miss, and makes an
+irrelevant change that must still hit, in a real InteractiveShell; cases
+that need a fresh kernel run two processes on one store.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import cellcache
+from cellcache.analysis import analyze
+from cellcache.errors import CacheWarning
+from tests.conftest import run
+
+
+class Counter:
+    """Counts real executions of a cached body; fingerprints as a constant."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def append(self, _: int) -> None:
+        self.n += 1
+
+    def __reduce__(self):  # constant in the key and in the store
+        return (Counter, ())
+
+
+@pytest.fixture
+def counted(shell):
+    shell.user_ns["runs"] = Counter()
+    return shell
+
+
+def cached(body: str, step: str = "step") -> str:
+    return f"%%cached {step}\nruns.append(1)\n{body}"
+
+
+def runs(shell) -> int:
+    return shell.user_ns["runs"].n
+
+
+def hit() -> bool:
+    return cellcache.last_run().hit
+
+
+# --------------------------------------------------------------------------
+# 1. effects beyond the bound names
+
+
+def test_global_mutated_by_a_helper_is_keyed_and_restored(counted):
+    run(counted, "log = []\ndef helper(x):\n    log.append(x)\n    return x * 2")
+    cell = cached("y = helper(3)")
+    run(counted, cell)
+    assert counted.user_ns["log"] == [3] and runs(counted) == 1
+    counted.user_ns["log"] = []  # as before the first run: the same key
+    run(counted, cell)
+    assert hit() and runs(counted) == 1
+    assert counted.user_ns["log"] == [3]  # left as the run left it
+    counted.user_ns["log"] = ["other"]  # the helper reads it: another key
+    run(counted, cell)
+    assert not hit() and counted.user_ns["log"] == ["other", 3]
+
+
+def test_del_is_replayed_even_when_the_name_was_absent_at_store_time(counted):
+    cell = cached("tmp = 5\ny = tmp + 1\ndel tmp")
+    run(counted, cell)
+    assert "tmp" not in counted.user_ns
+    counted.user_ns["tmp"] = 99  # not an input: the cell binds it before reading it
+    run(counted, cell)
+    assert hit() and "tmp" not in counted.user_ns
+
+
+@pytest.mark.parametrize(
+    ("setup", "draw", "reseed"),
+    [
+        ("import random", "y = random.random()", "random.seed({n})"),
+        ("import numpy as np", "y = float(np.random.rand())", "np.random.seed({n})"),
+        ("from random import random as rnd", "y = rnd()", "import random; random.seed({n})"),
+        ("import numpy as np\ndef noise():\n    return float(np.random.normal())", "y = noise()", "np.random.seed({n})"),
+    ],
+    ids=["random", "numpy-legacy", "from-import", "through-a-helper"],
+)
+def test_global_rng_state_is_keyed_and_advanced_exactly_on_a_hit(counted, setup, draw, reseed):
+    run(counted, setup)
+    run(counted, reseed.format(n=1))
+    run(counted, cached(draw))
+    first = counted.user_ns["y"]
+    run(counted, "after_run = " + draw.partition("= ")[2])
+    run(counted, reseed.format(n=1))
+    run(counted, cached(draw))
+    assert hit() and counted.user_ns["y"] == first and runs(counted) == 1
+    run(counted, "after_hit = " + draw.partition("= ")[2])
+    assert counted.user_ns["after_hit"] == counted.user_ns["after_run"]  # advanced exactly as the run did
+    run(counted, reseed.format(n=2))
+    run(counted, cached(draw))
+    assert not hit() and counted.user_ns["y"] != first
+
+
+def test_rng_drawn_through_code_the_analysis_cannot_see_is_keyed_from_then_on(counted, workdir, monkeypatch):
+    (workdir / "drawer.py").write_text("import random\n\ndef draw():\n    return random.random()\n")
+    monkeypatch.syspath_prepend(str(workdir))
+    run(counted, "import random, drawer")
+    cell = cached("y = drawer.draw()")
+    run(counted, "random.seed(1)")
+    run(counted, cell)
+    first = counted.user_ns["y"]
+    run(counted, "random.seed(1)")
+    run(counted, cell)
+    assert hit() and counted.user_ns["y"] == first
+    run(counted, "random.seed(2)")
+    run(counted, cell)
+    assert not hit() and counted.user_ns["y"] != first
+    sys.modules.pop("drawer", None)
+
+
+@pytest.mark.parametrize(
+    "read",
+    ['os.environ["CC_TEST_VAR"]', 'os.getenv("CC_TEST_VAR", "")', 'os.environ.get("CC_TEST_VAR")'],
+)
+def test_environment_variables_read_by_literal_name_are_inputs(counted, monkeypatch, read):
+    monkeypatch.setenv("CC_TEST_VAR", "a")
+    run(counted, "import os")
+    cell = cached(f"y = {read}")
+    run(counted, cell)
+    monkeypatch.setenv("CC_OTHER_VAR", "irrelevant")
+    run(counted, cell)
+    assert hit()
+    monkeypatch.setenv("CC_TEST_VAR", "b")
+    run(counted, cell)
+    assert not hit() and counted.user_ns["y"] == "b"
+    assert "environment variable CC_TEST_VAR changed" in cellcache.last_run().reason
+
+
+def test_percent_env_read_is_an_input(counted, monkeypatch):
+    monkeypatch.setenv("CC_TEST_VAR", "a")
+    cell = cached("%env CC_TEST_VAR\ny = 1")
+    run(counted, cell)
+    run(counted, cell)
+    assert hit()
+    monkeypatch.setenv("CC_TEST_VAR", "b")
+    run(counted, cell)
+    assert not hit()
+
+
+# --------------------------------------------------------------------------
+# 2. runtime state the cell reads
+
+
+def test_module_attribute_set_by_another_cell_is_keyed(counted, workdir, monkeypatch):
+    (workdir / "settings_mod.py").write_text("LR = 0.1\nOTHER = 1\n")
+    monkeypatch.syspath_prepend(str(workdir))
+    cell = cached("import settings_mod\nlr = settings_mod.LR * 2")
+    run(counted, cell)
+    run(counted, cell)
+    assert hit()
+    run(counted, "settings_mod.OTHER = 2")  # an attribute the cell does not read
+    run(counted, cell)
+    assert hit()
+    run(counted, "settings_mod.LR = 0.5")
+    run(counted, cell)
+    assert not hit() and counted.user_ns["lr"] == 1.0
+    assert "attribute settings_mod.LR changed" in cellcache.last_run().reason
+    sys.modules.pop("settings_mod", None)
+
+
+def test_monkeypatched_library_function_is_keyed(counted):
+    run(counted, "import numpy as np\noriginal = np.mean")
+    cell = cached("y = float(np.mean([1.0, 3.0]))")
+    run(counted, cell)
+    run(counted, cell)
+    assert hit()
+    try:
+        run(counted, "np.mean = lambda values: 100.0")
+        run(counted, cell)
+        assert not hit() and counted.user_ns["y"] == 100.0
+    finally:
+        run(counted, "np.mean = original")
+
+
+def test_past_outputs_are_inputs(counted):
+    run(counted, "40 + 2")
+    number = counted.execution_count - 1
+    for cell in (cached("y = _ + 1", "underscore"), cached(f"y = _{number} + 1", "numbered"), cached(f"y = Out[{number}] + 1", "out")):
+        run(counted, cell)
+        assert counted.user_ns["y"] == 43
+        run(counted, "unrelated = 1")  # no output: `_` is unchanged
+        run(counted, cell)
+        assert hit(), cell
+    run(counted, "10")
+    run(counted, cached("y = _ + 1", "underscore"))
+    assert not hit() and counted.user_ns["y"] == 11
+
+
+def test_namespace_lookups_by_literal_name_are_reads(counted):
+    counted.user_ns["x"] = 1
+    for body in ('y = globals()["x"] + 1', 'y = get_ipython().user_ns["x"] + 1'):
+        counted.user_ns["x"] = 1
+        cell = cached(body, "ns")
+        run(counted, cell)
+        counted.user_ns["unrelated"] = 5
+        run(counted, cell)
+        assert hit()
+        counted.user_ns["x"] = 2
+        run(counted, cell)
+        assert not hit() and counted.user_ns["y"] == 3
+
+
+def test_namespace_lookup_by_computed_name_runs_uncached_with_a_warning(counted):
+    counted.user_ns.update(x=1, name="x")
+    with pytest.warns(CacheWarning, match=r"computed name"):
+        run(counted, cached("y = globals()[name] + 1"))
+    assert cellcache.last_run().status == "uncached" and counted.user_ns["y"] == 2
+
+
+def test_percent_run_binds_outputs_and_the_script_is_a_dep(counted, workdir):
+    (workdir / "script.py").write_text("made = 3\n")
+    cell = cached("%run script.py\nw = made + 1")
+    with_warnings = []
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(counted, cell)
+        with_warnings.extend(caught)
+    assert not [w for w in with_warnings if issubclass(w.category, CacheWarning)]  # IPython's plumbing is not stored
+    del counted.user_ns["made"], counted.user_ns["w"]
+    run(counted, cell)
+    assert hit() and counted.user_ns["made"] == 3 and counted.user_ns["w"] == 4
+    (workdir / "script.py").write_text("made = 4\n")
+    run(counted, cell)
+    assert not hit() and counted.user_ns["w"] == 5
+
+
+# --------------------------------------------------------------------------
+# 3. values: aliasing among inputs
+
+
+def test_aliasing_among_inputs_is_keyed_and_survives_a_restore(counted):
+    cell = cached("a.append(2)\nn = len(b)")
+    run(counted, "a = [1]\nb = a")
+    run(counted, cell)
+    assert counted.user_ns["n"] == 2
+    run(counted, "a = [1]\nb = a")
+    run(counted, cell)
+    assert hit() and counted.user_ns["a"] is counted.user_ns["b"] and counted.user_ns["a"] == [1, 2]
+    run(counted, "a = [1]\nb = [1]")  # equal values, not one object: another result
+    run(counted, cell)
+    assert not hit() and counted.user_ns["n"] == 1
+
+
+def test_ignore_hint_says_what_ignoring_costs(counted):
+    run(counted, "def gen():\n    yield 1\ng = gen()")
+    with pytest.warns(CacheWarning, match=r"--ignore g` would leave it out of the key: the cell would then never re-run"):
+        run(counted, cached("y = next(g)"))
+
+
+# --------------------------------------------------------------------------
+# 4. names the cell binds for itself
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "for i in range(3):\n    pass\nj = i",
+        "from math import *\nq = sqrt(4)",
+        "vals = [(m := k) for k in range(3)]\nlast = m",
+        "def f():\n    return base * 2\nbase = 3\nr = f()",
+    ],
+    ids=["for-target", "star-import", "walrus", "global-of-a-cell-function"],
+)
+def test_a_rerun_of_a_cell_that_binds_its_own_conditional_reads_is_a_hit(counted, body):
+    run(counted, cached(body))
+    run(counted, cached(body))
+    assert hit() and runs(counted) == 1
+
+
+def test_a_conditional_read_that_was_there_before_still_counts(counted):
+    cell = cached("if flag:\n    v = 10\nw = v + 1")
+    counted.user_ns.update(flag=False, v=1)
+    run(counted, cell)
+    assert counted.user_ns["w"] == 2
+    counted.user_ns["v"] = 5  # read: the branch did not bind it
+    run(counted, cell)
+    assert not hit() and counted.user_ns["w"] == 6
+
+
+def test_a_cell_testing_for_names_gets_no_second_key(counted):
+    names = analyze("try:\n    x\nexcept NameError:\n    x = 0\ny = x")
+    assert names.guarded
+    cell = cached("try:\n    print(x)\nexcept NameError:\n    pass\nx = 5")
+    run(counted, cell)
+    run(counted, cell)
+    assert not hit()  # with x present the body prints it: a real run differs
+
+
+# --------------------------------------------------------------------------
+# two kernels on one store
+
+KERNEL = """
+import json, sys
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+config = Config()
+config.HistoryManager.hist_file = ":memory:"
+shell = InteractiveShell.instance(config=config)
+shell.run_line_magic("load_ext", "cellcache")
+import cellcache
+for source in json.loads(sys.argv[1]):
+    shell.run_cell(source).raise_error()
+last = cellcache.last_run()
+print(json.dumps({"hit": last is not None and last.hit, "out": shell.user_ns.get("out")}))
+"""
+
+
+def kernel(workdir: Path, store_dir: Path, *cells: str) -> dict:
+    env = {**os.environ, "CELLCACHE_DIR": str(store_dir), "PYTHONPATH": os.pathsep.join([str(workdir), *sys.path])}
+    done = subprocess.run(
+        [sys.executable, "-c", KERNEL, json.dumps(list(cells))],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_attribute_writes_are_replayed_in_a_new_kernel(workdir, store_dir):
+    (workdir / "knobs.py").write_text("LR = 0.1\n")
+    cell = "%%cached knobs\nimport knobs\nimport pandas as pd\nknobs.LR = 0.5\npd.options.display.max_rows = 7\nx = 1"
+    check = "out = [knobs.LR, pd.options.display.max_rows]"
+    first = kernel(workdir, store_dir, cell, check)
+    second = kernel(workdir, store_dir, cell, check)
+    assert first["out"] == second["out"] == [0.5, 7]
+    fresh = kernel(workdir, store_dir, "import knobs, pandas as pd", check)
+    assert fresh["out"] != [0.5, 7]  # the values really come from the replay
+    assert kernel(workdir, store_dir, cell)["hit"]
+
+
+def test_environment_writes_are_replayed_in_a_new_kernel(workdir, store_dir):
+    cell = '%%cached envw\nimport os\nos.environ["CC_WRITTEN"] = "yes"\n%env CC_MAGIC=1\nx = 1'
+    check = 'out = [os.environ.get("CC_WRITTEN"), os.environ.get("CC_MAGIC")]'
+    kernel(workdir, store_dir, cell)
+    again = kernel(workdir, store_dir, cell, "import os", check)
+    assert again["out"] == ["yes", "1"]
+
+
+def test_rng_is_advanced_on_a_hit_in_a_new_kernel(workdir, store_dir):
+    seed = "import numpy as np\nnp.random.seed(3)"
+    cell = "%%cached draw\na = float(np.random.rand())"
+    after = "out = float(np.random.rand())"
+    first = kernel(workdir, store_dir, seed, cell, after)
+    second = kernel(workdir, store_dir, seed, cell, after)
+    assert not first["hit"] and second["hit"] and second["out"] == first["out"]
+
+
+def test_analysis_of_effects() -> None:
+    names = analyze(
+        textwrap.dedent(
+            """
+            import numpy as np, os
+            settings.LR = 0.5
+            y = settings.EPOCHS + np.mean(x) + os.environ["HOME"]
+            z = globals()["w"]
+            """
+        )
+    )
+    assert ("settings", "LR") in names.attr_writes and ("settings", "EPOCHS") in names.attr_reads
+    assert ("np", "mean") in names.attr_reads and names.env_reads == {"HOME"}
+    assert "w" in names.reads and names.dynamic is None
+    assert ("np", "numpy") in names.aliases
