@@ -31,7 +31,7 @@ from typing import Any
 
 from cellcache.analysis import CellNames
 from cellcache.errors import Unfingerprintable
-from cellcache.fingerprint import describe, fingerprint
+from cellcache.fingerprint import describe, fingerprint, fingerprints
 
 RANDOM = "random"  # the stdlib's hidden Random instance behind random.random(), random.shuffle()...
 NUMPY = "numpy"  # numpy's legacy RandomState behind np.random.rand(), np.random.seed()...
@@ -72,21 +72,20 @@ def observe(names: CellNames, ns: Mapping[str, Any], inputs: Mapping[str, Any], 
         components[f"env:{variable}"] = _UNSET if value is None else fingerprint(value).hex()
         descriptions[f"env:{variable}"] = "unset" if value is None else f"str len {len(value)}"
     aliases = dict(names.aliases)
+    attributes: dict[str, Any] = {}
     for chain in sorted(names.attr_reads):
-        found = _resolve_chain(chain, ns, aliases)
-        if found is None:
+        value = _resolve_chain(chain, ns, aliases)
+        if value is None:
             continue
-        value = found
         generator = draws_from(value)
         if generator is not None:
             rngs.add(generator)
-            continue
-        label = f"attr:{'.'.join(chain)}"
-        try:
-            components[label] = fingerprint(value).hex()
-        except Unfingerprintable:
-            continue  # a stream, a lock: state no cell result is made of
-        descriptions[label] = describe(value)
+        else:
+            attributes[f"attr:{'.'.join(chain)}"] = value
+    for (label, value), digest in zip(attributes.items(), fingerprints(list(attributes.values()))):
+        if digest is not None:  # else a stream, a lock: state no cell result is made of
+            components[label] = digest.hex()
+            descriptions[label] = describe(value)
     for name, module in aliases.items():
         # `from random import shuffle` draws as much as random.shuffle does
         generator = draws_from(_resolve_dotted(module))

@@ -27,6 +27,7 @@ __all__ = [
     "DIGEST_SIZE",
     "describe",
     "fingerprint",
+    "fingerprints",
     "is_local_module_file",
     "module_digest",
     "module_version",
@@ -41,6 +42,24 @@ def fingerprint(value: object) -> bytes:
         raise
     except Exception as exc:  # a failure anywhere means "no key", never a guess
         raise _unfingerprintable(value, exc) from exc
+
+
+def fingerprints(values: list[object]) -> list[bytes | None]:
+    """``fingerprint`` of each value, None where it raises; one walk shares what the values share.
+
+    Module versions, shared functions and classes are looked up and hashed
+    once for all of them: the cheap way to key many small values (the
+    attributes a cell reads from ``np``, say).
+    """
+    run = _Run()
+    digests: list[bytes | None] = []
+    for value in values:
+        try:
+            digests.append(run.root(value))
+        except Exception:  # noqa: BLE001 - Unfingerprintable or a failure inside: no digest, never a guess
+            run = _Run()  # a failed walk may leave half-made nodes behind
+            digests.append(None)
+    return digests
 
 
 def describe(value: object) -> str:

@@ -188,3 +188,14 @@ def test_describe_never_raises() -> None:
 
     assert describe(Weird()).endswith("Weird")
     assert describe(WeirdList()).endswith("WeirdList")
+
+
+def test_fingerprints_match_fingerprint_one_by_one() -> None:
+    import threading
+
+    from cellcache.fingerprint import fingerprints
+
+    values: list[object] = [np.mean, {"a": [1, 2]}, threading.Lock(), "x", np.arange(3)]
+    digests = fingerprints(values)
+    assert digests[2] is None  # a lock has no digest; the others are unaffected
+    assert [d for i, d in enumerate(digests) if i != 2] == [fingerprint(v) for i, v in enumerate(values) if i != 2]
