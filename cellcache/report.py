@@ -87,13 +87,14 @@ COLUMNS: tuple[Column, ...] = (
     Column("runs", "runs", True),
     Column("hits", "hits", True),
     Column("misses", "misses", True),
+    Column("errors", "errors", True),
     Column("hit_rate", "hit rate", True),
     Column("saved", "saved", True),
     Column("last_seconds", "last run", True),
     Column("last_age", "last age", True),
     Column("entries", "entries", True),
     Column("size", "size", True),
-    Column("reason", "last miss reason", False),
+    Column("reason", "last reason", False),
 )
 
 
@@ -105,6 +106,7 @@ class RowView:
     runs: str
     hits: str
     misses: str
+    errors: str
     hit_rate: str
     saved: str
     last_seconds: str
@@ -118,20 +120,50 @@ class RowView:
         return tuple(getattr(self, c.key) for c in COLUMNS)
 
 
-def row_view(row: StepStats, now: float | None = None) -> RowView:
+@dataclass(frozen=True)
+class StepErrors:
+    """How often a step failed, and the last failure's text (the index's runs with status "error")."""
+
+    count: int = 0
+    last: str | None = None
+
+
+def step_errors(store: object) -> dict[tuple[str, str], StepErrors]:
+    """``{(notebook, step): StepErrors}`` from the index's run history; empty if it can't be read.
+
+    StepStats does not carry errors (yet): read them here rather than widen the hit path's bookkeeping.
+    """
+    try:
+        db = store.index.db  # type: ignore[attr-defined]
+        counts = db.execute("SELECT notebook, step, count(*), max(id) FROM runs WHERE status='error' GROUP BY notebook, step").fetchall()
+        found = {}
+        for notebook, step, count, last_id in counts:
+            (reason,) = db.execute("SELECT reason FROM runs WHERE id=?", (last_id,)).fetchone()
+            found[(notebook, step)] = StepErrors(count=count, last=reason)
+        return found
+    except Exception:  # noqa: BLE001 - a missing column or a locked index only loses this column
+        return {}
+
+
+def row_view(row: StepStats, now: float | None = None, errors: StepErrors | None = None) -> RowView:
     now = time.time() if now is None else now
+    errors = errors or StepErrors()
+    reason = row.last_miss_reason or "-"
+    if row.last_status == "error" and errors.last:
+        reason = f"error: {errors.last}"  # a failing step must not look like one that never ran
     return RowView(
         name=row.name,
         runs=str(row.runs),
         hits=str(row.hits),
         misses=str(row.misses),
+        errors=str(errors.count),
         hit_rate=format_rate(row.hit_rate),
         saved=format_seconds(row.saved_seconds),
         last_seconds=format_seconds(row.last_seconds),
         last_age=format_age(row.last_run_at, now),
         entries=str(row.entries),
         size=format_size(row.size_bytes),
-        reason=row.last_miss_reason or "-",
+        reason=reason,
         bar=row.hit_rate or 0.0,
     )
 
@@ -154,7 +186,7 @@ SORT_OPTIONS: tuple[str, ...] = tuple(SORTS)
 def sort_rows(rows: Iterable[StepStats], by: str = "name") -> list[StepStats]:
     if by not in SORTS:
         raise ValueError(f"unknown sort {by!r}; choose one of {', '.join(SORT_OPTIONS)}")
-    by_name = sorted(rows, key=lambda r: r.name)
+    by_name = sorted(rows, key=lambda r: (r.name, group_key(r)))
     if by == "name":
         return by_name
     key = SORTS[by]
@@ -165,7 +197,20 @@ def sort_rows(rows: Iterable[StepStats], by: str = "name") -> list[StepStats]:
 def filter_rows(rows: Iterable[StepStats], text: str) -> list[StepStats]:
     """Steps whose name contains every word of ``text``, ignoring case; all of them for a blank filter."""
     words = text.lower().split()
-    return [r for r in rows if all(w in r.name.lower() for w in words)]
+    return [r for r in rows if all(w in _qualified(r).lower() for w in words)]
+
+
+def _qualified(row: StepStats) -> str:
+    return getattr(row, "qualified_name", row.name)
+
+
+def group_key(row: StepStats) -> str:
+    """The notebook a step belongs to ("" for a plain IPython session)."""
+    return getattr(row, "notebook", "") or ""
+
+
+def notebook_label(notebook: str) -> str:
+    return notebook or "(IPython sessions)"
 
 
 @dataclass(frozen=True)
@@ -184,6 +229,9 @@ class Selection:
 
 def select_rows(rows: Sequence[StepStats], text: str = "", by: str = "name", limit: int | None = None) -> Selection:
     matched = sort_rows(filter_rows(rows, text), by)
+    if len({group_key(r) for r in matched}) > 1:
+        # Steps of one notebook stay together, in the chosen order inside each group (sorted() is stable).
+        matched = sorted(matched, key=group_key)
     shown = matched if limit is None else matched[: max(limit, 0)]
     return Selection(shown=tuple(shown), matched=len(matched), total=len(rows))
 
@@ -198,14 +246,21 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
-def render_text(rows: Sequence[StepStats], location: str, width: int = 160, now: float | None = None) -> str:
+def render_text(
+    rows: Sequence[StepStats],
+    location: str,
+    width: int = 160,
+    now: float | None = None,
+    errors: dict[tuple[str, str], StepErrors] | None = None,
+) -> str:
     """The table ``%cellcache stats`` prints and the panel's plain-text repr.
 
     Columns are as wide as their widest cell; if the table is wider than
     ``width``, the miss reason and then the step name are clipped with "…".
     """
     now = time.time() if now is None else now
-    body = [row_view(r, now).cells() for r in rows]
+    errors = errors or {}
+    body = [row_view(r, now, errors.get((group_key(r), r.name))).cells() for r in rows]
     headers = tuple(c.header for c in COLUMNS)
     widths = [max(len(h), *(len(cells[i]) for cells in body)) if body else len(h) for i, h in enumerate(headers)]
     excess = sum(widths) + len(_GAP) * (len(widths) - 1) - width
@@ -249,3 +304,121 @@ def stats_table(rows: Sequence[StepStats], location: str, now: float | None = No
     table.caption = totals_line(rows, location)
     table.caption_justify = "left"
     return table
+
+
+# ---------------------------------------------------------------- one step's entries
+
+
+@dataclass(frozen=True)
+class EntryView:
+    """One stored entry of a step, as the panel lists it when its row is opened."""
+
+    key: str
+    variant: str
+    created: str  # "created 3.0 min ago"
+    size: str
+    hits: str  # "2 hits"
+    inputs: str  # what tells this entry apart from the step's others
+
+
+def distinguishing(components: Sequence[dict[str, str]], descriptions: Sequence[dict[str, str]]) -> list[str]:
+    """For each entry, the components whose value differs among the entries, in words."""
+    names = sorted({c for comps in components for c in comps})
+    varying = [c for c in names if len({comps.get(c) for comps in components}) > 1]
+    phrases = []
+    for comps, descs in zip(components, descriptions):
+        parts = []
+        for c in varying:
+            kind, _, name = c.partition(":")
+            value = comps.get(c)
+            if value is None:
+                parts.append(f"no {c}")
+            elif kind == "input":
+                parts.append(f"{name} = {descs.get(c) or value[:8]}")
+            elif kind == "code":
+                parts.append(f"code {value[:8]}")
+            else:
+                parts.append(f"{c} {value[:12]}")
+        phrases.append(", ".join(parts))
+    return phrases
+
+
+def entry_views(store: object, step: object, now: float | None = None) -> list[EntryView]:
+    """The entries of one step (a StepRef), newest first, with what tells them apart and their hits."""
+    now = time.time() if now is None else now
+    index = store.index  # type: ignore[attr-defined]
+    rows = sorted(index.entries(step), key=lambda r: r.created, reverse=True)
+    manifests = [store.manifest(r.key, getattr(r, "variant", None) or None) for r in rows]  # type: ignore[attr-defined]
+    components = [dict(m.components) if m is not None else {} for m in manifests]
+    descriptions = [dict(m.descriptions) if m is not None else {} for m in manifests]
+    apart = distinguishing(components, descriptions) if len(rows) > 1 else ["the only entry"] * len(rows)
+    try:
+        hits = dict(index.db.execute(
+            "SELECT key, count(*) FROM runs WHERE notebook=? AND step=? AND status='hit' GROUP BY key",
+            (getattr(step, "notebook", ""), getattr(step, "name", step)),
+        ).fetchall())  # fmt: skip
+    except Exception:  # noqa: BLE001 - an index without run history only loses the counts
+        hits = {}
+    return [
+        EntryView(
+            key=r.key,
+            variant=getattr(r, "variant", ""),
+            created=f"created {format_age(r.created, now)}",
+            size=format_size(r.size),
+            hits=f"{hits.get(r.key, 0)} hit{'s' if hits.get(r.key, 0) != 1 else ''}",
+            inputs=phrase or "same components (differs in files the cell read)",
+        )
+        for r, phrase in zip(rows, apart)
+    ]
+
+
+# ---------------------------------------------------------------- the HTML form
+
+_HTML_STYLE = (
+    "border-collapse:collapse;font-size:12px;font-family:var(--jp-ui-font-family,sans-serif);"
+    "color:var(--jp-ui-font-color1,inherit)"
+)
+
+
+def render_html(
+    rows: Sequence[StepStats],
+    location: str,
+    now: float | None = None,
+    errors: dict[tuple[str, str], StepErrors] | None = None,
+) -> str:
+    """The table as static HTML: what a saved notebook shows where the live panel was.
+
+    Plain markup with inline styles (a notebook viewer may drop ``<style>``);
+    grouped by notebook when steps come from more than one.
+    """
+    import html
+
+    now = time.time() if now is None else now
+    errors = errors or {}
+    cell = "padding:2px 8px;border-bottom:1px solid var(--jp-border-color2,#ddd);white-space:nowrap"
+    head = "".join(
+        f'<th style="{cell};text-align:{"right" if c.numeric else "left"}">{html.escape(c.header)}</th>' for c in COLUMNS
+    )
+    body: list[str] = []
+    grouped = len({group_key(r) for r in rows}) > 1
+    current: str | None = None
+    for r in rows:
+        if grouped and group_key(r) != current:
+            current = group_key(r)
+            body.append(f'<tr><th colspan="{len(COLUMNS)}" style="{cell};text-align:left">{html.escape(notebook_label(current))}</th></tr>')
+        cells = row_view(r, now, errors.get((group_key(r), r.name))).cells()
+        body.append(
+            "<tr>"
+            + "".join(
+                f'<td style="{cell};text-align:{"right" if c.numeric else "left"}">{html.escape(text)}</td>'
+                for c, text in zip(COLUMNS, cells)
+            )
+            + "</tr>"
+        )
+    if not rows:
+        body.append(f'<tr><td colspan="{len(COLUMNS)}" style="{cell}">no steps yet: run a %%cached cell</td></tr>')
+    return (
+        f'<div class="cellcache-table-html"><div><b>{html.escape(title_line(rows))}</b></div>'
+        f'<table style="{_HTML_STYLE}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        f"<div>{html.escape(totals_line(rows, location))}</div></div>"
+    )

@@ -399,7 +399,9 @@ class Session:
             result = self._execute(body)
         seconds = time.perf_counter() - run_started
         if not result.success:
-            self._record(name, key.digest, "error", seconds, 0.0, reason)
+            # The index keeps what failed, so the panel can show each step's last error.
+            error = result.error_in_exec or result.error_before_exec
+            self._record(name, key.digest, "error", seconds, 0.0, f"{type(error).__name__}: {error}" if error else reason)
             return StepRun(name=name, hit=False, key=key.digest, seconds=seconds, saved_seconds=0.0, reason=reason, status="error")
         try:
             out_paths = files.produced_outs(spec.outs, cwd)

@@ -27,13 +27,20 @@ from cellcache.report import (
     COLUMNS,
     SORT_OPTIONS,
     RowView,
+    StepErrors,
+    entry_views,
     format_seconds,
     format_size,
+    group_key,
+    notebook_label,
+    render_html,
     render_text,
     row_view,
     select_rows,
+    step_errors,
     totals_line,
 )
+from cellcache.store.base import StepRef
 from cellcache.store.index import StepStats
 
 if TYPE_CHECKING:
@@ -42,18 +49,18 @@ if TYPE_CHECKING:
 
 PAGE_SIZE = 25
 
-# Fixed column widths keep the per-row HBoxes aligned like a table. They add
-# up to ~800 px with the widgets' margins, which fits JupyterLab's output area
-# at 1280 px with the file browser open; the miss reason takes what is left
-# (clipped with "…", the full text in its tooltip), so the Invalidate button is
-# never pushed out of sight. Keys are cellcache.report.COLUMNS keys plus "bar"
-# and "button".
+# Fixed column widths keep the per-row HBoxes aligned like a table; the reason
+# takes what is left (clipped with "…", the full text in its tooltip). When the
+# panel is narrow, the less telling columns give way before the reason does:
+# see _CSS. Keys are cellcache.report.COLUMNS keys plus "toggle", "bar" and "button".
 _WIDTHS: dict[str, int] = {
+    "toggle": 28,
     "name": 120,
     "runs": 34,
     "hits": 34,
     "misses": 54,
-    "hit_rate": 40,
+    "errors": 48,
+    "hit_rate": 58,
     "bar": 48,
     "saved": 60,
     "last_seconds": 64,
@@ -63,9 +70,60 @@ _WIDTHS: dict[str, int] = {
     "button": 96,
 }
 _MARGIN = 4  # an ipywidget's default margin, both sides together
+_REASON_MIN = 200  # below this the whole table scrolls sideways, as one
 # The panel's headers where the text table's are too wide for the column.
-_SHORT_HEADERS = {"last_age": "age"}
+_SHORT_HEADERS = {"last_age": "age", "reason": "last reason"}
 _ERROR_COLOR = "#c62828"
+# The order in which columns give way as the panel narrows, with the panel width (px) under which each goes.
+# At 1280 px with JupyterLab's file browser open the output area is about 850 px wide, at 1024 px
+# without it about 880 px: both keep a reason column of 250 px or more.
+_GIVE_WAY: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1150, ("bar", "last_seconds")),
+    (1000, ("runs", "misses", "entries")),
+    (820, ("size", "last_age")),
+    (640, ("errors", "saved")),
+)
+
+# ipywidgets boxes scroll on their own (overflow: auto), which made each row scroll
+# sideways apart from the header. One stylesheet, scoped to the panel, makes the
+# table one scroll area and lets columns give way by the panel's own width
+# (a container query), whatever the window and side panels around it.
+_CSS = (
+    ".cellcache-panel{container-type:inline-size;container-name:cellcache}"
+    ".cellcache-panel .cellcache-table{overflow-x:auto;overflow-y:visible}"
+    ".cellcache-panel .cellcache-table .widget-box{overflow:visible}"
+    f".cellcache-panel .cellcache-row,.cellcache-panel .cellcache-header{{min-width:fit-content}}"
+    f".cellcache-panel .cellcache-col-reason{{min-width:{_REASON_MIN}px}}"
+    ".cellcache-panel .cellcache-table .widget-label{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}"
+    ".cellcache-panel .cellcache-group{font-weight:bold;margin-top:6px}"
+    ".cellcache-panel button.cellcache-toggle{padding:0}"
+    ".cellcache-panel .cellcache-entry-list{margin-left:30px;font-size:0.9em}"
+    ".cellcache-panel .cellcache-clear button,.cellcache-panel button.cellcache-clear{opacity:0.8}"
+    + "".join(
+        f"@container cellcache (max-width:{width}px){{"
+        + ",".join(f".cellcache-panel .cellcache-col-{key.replace('_', '-')}" for key in keys)
+        + "{display:none!important}}"
+        for width, keys in _GIVE_WAY
+    )
+)
+
+
+def _key(row: StepStats) -> str:
+    """A row's identity in the panel: ``NB:STEP``, or the bare name for a plain IPython session."""
+    return str(StepRef(group_key(row), row.name))
+
+
+def drop_entry(store: Any, ref: StepRef, key: str, variant: str) -> bool:
+    """Drop one entry of a step; False if it was not there.
+
+    The store has no public call for one entry yet (proposed: ``Store.drop_entry``), so this goes
+    through the local store's own dropping, which removes its blobs and index rows together.
+    """
+    rows = [r for r in store.index.entries(ref) if (r.key, r.variant) == (key, variant)]
+    if not rows:
+        return False
+    store._drop(rows)
+    return True
 
 
 def css_name(step: str) -> str:
@@ -99,11 +157,8 @@ class _Parts:
         self.layouts: dict[str, widgets.Layout] = {
             key: widgets.Layout(width=f"{width}px", min_width=f"{width}px", flex="0 0 auto") for key, width in _WIDTHS.items()
         }
-        # The reason grows into the room left and shrinks to nothing before anything else does.
-        self.layouts["reason"] = widgets.Layout(flex="1 1 0", min_width="0")
-        # The "hit rate" header spans the rate and its bar.
-        rate = _WIDTHS["hit_rate"] + _MARGIN + _WIDTHS["bar"]
-        self.rate_header_layout = widgets.Layout(width=f"{rate}px", min_width=f"{rate}px", flex="0 0 auto")
+        # The reason grows into the room left; the columns of _GIVE_WAY go before it shrinks below _REASON_MIN.
+        self.layouts["reason"] = widgets.Layout(flex="1 1 0", min_width=f"{_REASON_MIN}px")
         self.row_layout = widgets.Layout(align_items="center", width="100%")
         self.label_style = LabelStyle()
         self.header_style = LabelStyle(font_weight="bold")
@@ -111,7 +166,7 @@ class _Parts:
         self.button_style = widgets.ButtonStyle()
 
     def widgets(self) -> list[widgets.Widget]:
-        return [*self.layouts.values(), self.rate_header_layout, self.row_layout, self.label_style, self.header_style, self.bar_style, self.button_style]
+        return [*self.layouts.values(), self.row_layout, self.label_style, self.header_style, self.bar_style, self.button_style]
 
 
 class StepRow:
@@ -123,10 +178,20 @@ class StepRow:
     ``StepStats`` the row shows and ``view`` its formatted cells.
     """
 
-    def __init__(self, row: StepStats, view: RowView, parts: _Parts, on_invalidate: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        row: StepStats,
+        view: RowView,
+        parts: _Parts,
+        on_invalidate: Callable[[StepRef], None],
+        on_toggle: Callable[[StepRow], None] | None = None,
+    ) -> None:
         self.name = row.name
+        self.ref = StepRef(group_key(row), row.name)
         self.stats = row
         self.view = view
+        self.details: widgets.VBox | None = None  # the entry list, while the row is open
+        self.entry_buttons: dict[str, widgets.Button] = {}
         # Tooltips and CSS classes go into the constructors: set afterwards, each would be
         # one more state message per widget to the front end.
         tooltips = {"name": row.name, "reason": view.reason}
@@ -134,30 +199,41 @@ class StepRow:
             column.key: widgets.Label(
                 value=cell,
                 tooltip=tooltips.get(column.key),
-                _dom_classes=(f"cellcache-{column.key.replace('_', '-')}",),  # cellcache-runs, cellcache-last-age, ...
+                # cellcache-runs, cellcache-last-age, ... for tests; cellcache-col-* for the stylesheet
+                _dom_classes=(f"cellcache-{column.key.replace('_', '-')}", f"cellcache-col-{column.key.replace('_', '-')}"),
                 layout=parts.layouts[column.key],
                 style=parts.label_style,
             )
             for column, cell in zip(COLUMNS, view.cells())
         }
         self.rate_bar = widgets.FloatProgress(
-            value=view.bar, min=0.0, max=1.0, bar_style=_bar_style(row.hit_rate), layout=parts.layouts["bar"], style=parts.bar_style
+            value=view.bar, min=0.0, max=1.0, bar_style=_bar_style(row.hit_rate), layout=parts.layouts["bar"], style=parts.bar_style,
+            _dom_classes=("cellcache-col-bar",),
         )
+        self.toggle_button = widgets.Button(
+            description="▸",
+            tooltip=f"List the entries of step {row.name!r}",
+            _dom_classes=("cellcache-toggle", "cellcache-col-toggle"),
+            layout=parts.layouts["toggle"],
+            style=parts.button_style,
+        )
+        if on_toggle is not None:
+            self.toggle_button.on_click(lambda _button: on_toggle(self))
         self.invalidate_button = widgets.Button(
             description="Invalidate",
             tooltip=f"Invalidate step {row.name!r}: drop its stored entries, so it runs next time",
-            _dom_classes=("cellcache-invalidate",),
+            _dom_classes=("cellcache-invalidate", "cellcache-col-button"),
             layout=parts.layouts["button"],
             style=parts.button_style,
         )
         # The callback reaches the panel (its bound method), and the panel owns the row:
         # one cycle, collected with the panel.
-        self.invalidate_button.on_click(lambda _button: on_invalidate(self.name))
+        self.invalidate_button.on_click(lambda _button: on_invalidate(self.ref))
         cells: list[widgets.Widget] = [self.labels[c.key] for c in COLUMNS]
         rate_at = [c.key for c in COLUMNS].index("hit_rate") + 1
         cells.insert(rate_at, self.rate_bar)
         self.box = widgets.HBox(
-            [*cells, self.invalidate_button],
+            [self.toggle_button, *cells, self.invalidate_button],
             _dom_classes=("cellcache-row", f"cellcache-row-{css_name(row.name)}"),
             layout=parts.row_layout,
         )
@@ -174,8 +250,30 @@ class StepRow:
         self.rate_bar.value = view.bar
         self.rate_bar.bar_style = _bar_style(row.hit_rate)
 
+    @property
+    def is_open(self) -> bool:
+        return self.details is not None
+
     def widgets(self) -> list[widgets.Widget]:
-        return [*self.labels.values(), self.rate_bar, self.invalidate_button, self.box]
+        return [*self.labels.values(), self.rate_bar, self.toggle_button, self.invalidate_button, self.box, *self._detail_widgets()]
+
+    def _detail_widgets(self) -> list[widgets.Widget]:
+        if self.details is None:
+            return []
+        found: list[widgets.Widget] = []
+        stack: list[widgets.Widget] = [self.details]
+        while stack:
+            widget = stack.pop()
+            found.append(widget)
+            stack.extend(getattr(widget, "children", ()))
+        return found
+
+    def close_details(self) -> None:
+        for widget in self._detail_widgets():
+            widget.close()
+        self.details = None
+        self.entry_buttons = {}
+        self.toggle_button.description = "▸"
 
     def close(self) -> None:
         for widget in self.widgets():
@@ -257,10 +355,16 @@ class CachePanel(widgets.VBox):
             layout=widgets.Layout(width="190px"),
         )
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh", tooltip="Read the index again")
+        # Plain and last in the toolbar: the one action that can't be undone is not the loudest control.
         self.clear_button = widgets.Button(
-            description="Clear all", icon="trash", button_style="warning", tooltip="Drop every entry of every step (asks first)"
+            description="Clear all…",
+            tooltip="Drop every entry of every step (asks first)",
+            _dom_classes=("cellcache-clear",),
+            layout=widgets.Layout(width="auto", margin="2px 2px 2px auto"),
         )
-        toolbar = widgets.HBox([self.filter_text, self.sort_dropdown, self.refresh_button, self.clear_button])
+        toolbar = widgets.HBox(
+            [self.filter_text, self.sort_dropdown, self.refresh_button, self.clear_button], layout=widgets.Layout(width="100%")
+        )
         self.confirm_label = widgets.Label()
         self.confirm_button = widgets.Button(description="Yes, clear all", button_style="danger")
         self.cancel_button = widgets.Button(description="Cancel")
@@ -269,19 +373,25 @@ class CachePanel(widgets.VBox):
         )
         self.feedback = widgets.Label()
         self.feedback.add_class("cellcache-feedback")
-        self.header = widgets.HBox(self._header_cells(), layout=self._parts.row_layout)
+        self.style_html = widgets.HTML(f"<style>{_CSS}</style>", layout=widgets.Layout(height="0px", margin="0"))
+        self.header = widgets.HBox(self._header_cells(), layout=self._parts.row_layout, _dom_classes=("cellcache-header",))
         self.rows_box = widgets.VBox()
+        # One scroll area for the header and every row, so they can never drift apart.
+        self.table = widgets.VBox([self.header, self.rows_box], _dom_classes=("cellcache-table",), layout=widgets.Layout(width="100%"))
         self.empty_label = widgets.Label()
         self.more_button = widgets.Button(description="Show more", layout=widgets.Layout(display="none", width="auto"))
         self.totals = widgets.Label()
         self.totals.add_class("cellcache-totals")
+        self._groups: dict[str, widgets.HTML] = {}
+        self._errors: dict[tuple[str, str], StepErrors] = {}
+        self._snapshot_id: str | None = None
         self._own = [
             self.title, self.filter_text, self.sort_dropdown, self.refresh_button, self.clear_button, toolbar,
             self.confirm_label, self.confirm_button, self.cancel_button, self.confirm_box, self.feedback,
-            self.header, self.rows_box, self.empty_label, self.more_button, self.totals,
+            self.style_html, self.header, self.rows_box, self.table, self.empty_label, self.more_button, self.totals,
         ]  # fmt: skip
         self.children = [
-            self.title, toolbar, self.confirm_box, self.feedback, self.header, self.rows_box, self.more_button, self.totals,
+            self.style_html, self.title, toolbar, self.confirm_box, self.feedback, self.table, self.more_button, self.totals,
         ]  # fmt: skip
         self.add_class("cellcache-panel")
 
@@ -308,7 +418,7 @@ class CachePanel(widgets.VBox):
 
     @property
     def rows(self) -> dict[str, StepRow]:
-        """The rows shown, by step name, in display order (filtered, sorted, first page(s))."""
+        """The rows shown, by step name (``NB:STEP`` for a notebook's step), in display order."""
         return {name: self._row_cache[name] for name in self._shown}
 
     @property
@@ -327,13 +437,60 @@ class CachePanel(widgets.VBox):
 
     def text(self) -> str:
         """The plain-text table of every step: what ``%cellcache stats`` prints."""
-        return render_text(self._all, str(self.store.root), now=self._now)
+        return render_text(self._all, str(self.store.root), now=self._now, errors=self._errors)
+
+    def html(self) -> str:
+        """The table as static HTML: what a saved notebook shows without a kernel."""
+        return render_html(self._shown_rows(), str(self.store.root), now=self._now, errors=self._errors)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        # Jupyter renders the widget; a terminal IPython shows text/plain, the stats table.
+        # Jupyter renders the widget; a terminal IPython shows text/plain, the stats table;
+        # viewers without a widget manager (nbconvert, GitHub) take text/html.
         data = super()._repr_mimebundle_(**kwargs) or {}
         data["text/plain"] = self.text()
+        data["text/html"] = self.html()
         return data
+
+    def _snapshot_bundle(self) -> dict[str, str]:
+        # JupyterLab renders the widget view whenever a bundle has one, and shows "model not found"
+        # once the kernel is gone; so the HTML goes into an output of its own, before the widget.
+        # Its stylesheet hides it while the live panel follows it, and hides the dead widget's error
+        # once the panel is gone. (Where <style> is dropped, an untrusted notebook, both show.)
+        hide = (
+            ".jp-OutputArea-child:has(.cellcache-snapshot):has(+ .jp-OutputArea-child .cellcache-panel){display:none}"
+            ".jp-OutputArea-child:has(.cellcache-snapshot) + .jp-OutputArea-child:not(:has(.cellcache-panel))"
+            ":has(.jp-OutputArea-output.jupyter-widgets){display:none}"
+        )
+        return {
+            "text/html": f'<div class="cellcache-snapshot"><style>{hide}</style>{self.html()}</div>',
+            "text/plain": "cellcache panel (last table)",
+        }
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        if self.session is not None and _is_terminal(self.session.shell):
+            print(self.text())
+            return
+        if self._snapshot_id is None:
+            import uuid
+
+            self._snapshot_id = f"cellcache-panel-{uuid.uuid4().hex}"
+        display(self._snapshot_bundle(), raw=True, display_id=self._snapshot_id)
+        display(self._repr_mimebundle_(), raw=True)
+
+    def _update_snapshot(self) -> None:
+        if self._snapshot_id is None:
+            return
+        from IPython.display import update_display
+
+        try:
+            update_display(self._snapshot_bundle(), raw=True, display_id=self._snapshot_id)
+        except Exception:  # noqa: BLE001 - a snapshot that can't be updated keeps its last table
+            pass
+
+    def _shown_rows(self) -> list[StepStats]:
+        return [self._row_cache[name].stats for name in self._shown if name in self._row_cache]
 
     # ------------------------------------------------------------------ view
 
@@ -345,25 +502,34 @@ class CachePanel(widgets.VBox):
             self._say(f"Could not read the index: {exc}", error=True)
             return False
         self._all = rows
+        self._errors = step_errors(self.store)
         self._now = time.time()
         self._render()
+        self._update_snapshot()
         return True
 
     def _render(self) -> None:
         selection = select_rows(self._all, self.filter_text.value, self.sort_dropdown.value, self._limit)
-        alive = {r.name for r in self._all}
+        alive = {_key(r) for r in self._all}
         for gone in [name for name in self._row_cache if name not in alive]:
             self._row_cache.pop(gone).close()
-        boxes = []
+        grouped = len({group_key(r) for r in selection.shown}) > 1
+        boxes: list[widgets.Widget] = []
+        current: str | None = None
         for row in selection.shown:
-            view = row_view(row, self._now)
-            cached = self._row_cache.get(row.name)
+            if grouped and group_key(row) != current:
+                current = group_key(row)
+                boxes.append(self._group_label(current))
+            view = row_view(row, self._now, self._errors.get((group_key(row), row.name)))
+            cached = self._row_cache.get(_key(row))
             if cached is None:
-                cached = self._row_cache[row.name] = StepRow(row, view, self._parts, self._invalidate)
+                cached = self._row_cache[_key(row)] = StepRow(row, view, self._parts, self._invalidate, self._toggle)
             else:
                 cached.update(row, view)
             boxes.append(cached.box)
-        self._shown = [row.name for row in selection.shown]
+            if cached.details is not None:
+                boxes.append(cached.details)
+        self._shown = [_key(row) for row in selection.shown]
 
         if not self._all:
             self.empty_label.value = "No steps yet: run a %%cached cell."
@@ -387,14 +553,27 @@ class CachePanel(widgets.VBox):
         self.title.value = title
         self.totals.value = totals_line(self._all, str(self.store.root))
 
+    def _group_label(self, notebook: str) -> widgets.HTML:
+        import html
+
+        label = self._groups.get(notebook)
+        if label is None:
+            label = self._groups[notebook] = widgets.HTML(
+                html.escape(notebook_label(notebook)), _dom_classes=("cellcache-group",)
+            )
+        return label
+
     def _header_cells(self) -> list[widgets.Widget]:
         parts = self._parts
-        cells: list[widgets.Widget] = []
+        cells: list[widgets.Widget] = [widgets.Label("", layout=parts.layouts["toggle"], _dom_classes=("cellcache-col-toggle",))]
         for column in COLUMNS:
-            layout = parts.rate_header_layout if column.key == "hit_rate" else parts.layouts[column.key]
             header = _SHORT_HEADERS.get(column.key, column.header)
-            cells.append(widgets.Label(header, layout=layout, style=parts.header_style))
-        cells.append(widgets.Label("", layout=parts.layouts["button"], style=parts.header_style))
+            css = f"cellcache-col-{column.key.replace('_', '-')}"
+            cells.append(widgets.Label(header, layout=parts.layouts[column.key], style=parts.header_style, _dom_classes=(css,)))
+            if column.key == "hit_rate":
+                # The bar's column has no header of its own; an empty cell keeps the header in line with the rows.
+                cells.append(widgets.Label("", layout=parts.layouts["bar"], _dom_classes=("cellcache-col-bar",)))
+        cells.append(widgets.Label("", layout=parts.layouts["button"], style=parts.header_style, _dom_classes=("cellcache-col-button",)))
         self._header_labels = cells
         return cells
 
@@ -416,15 +595,72 @@ class CachePanel(widgets.VBox):
         if self.refresh():
             self._say(f"Refreshed at {time.strftime('%H:%M:%S', time.localtime(self._now))}: {len(self._all)} steps.")
 
-    def _invalidate(self, name: str) -> None:
+    def _invalidate(self, ref: StepRef | str) -> None:
+        name = str(ref)
         try:
-            dropped = self.store.invalidate(name)
+            dropped = self.store.invalidate(ref)
         except Exception as exc:  # noqa: BLE001 - report it in the panel; the store is unchanged or half-dropped
             self._say(f"Could not invalidate {name!r}: {exc}", error=True)
             self.refresh()
             return
+        row = self._row_cache.get(name)
+        if row is not None and row.is_open:
+            row.close_details()
         self.refresh()
         self._say(f"Invalidated {name!r}: {_entries(dropped)} dropped; it runs next time.")
+
+    def _toggle(self, row: StepRow) -> None:
+        if row.is_open:
+            row.close_details()
+        else:
+            self._open(row)
+        self._render()
+
+    def _open(self, row: StepRow) -> None:
+        """List the step's entries under its row: created, size, what tells them apart, hits; each with Invalidate."""
+        try:
+            views = entry_views(self.store, row.ref, self._now)
+        except Exception as exc:  # noqa: BLE001 - a broken index only costs the list
+            self._say(f"Could not list the entries of {str(row.ref)!r}: {exc}", error=True)
+            return
+        lines: list[widgets.Widget] = []
+        buttons: dict[str, widgets.Button] = {}
+        for view in views:
+            button = widgets.Button(
+                description="Invalidate",
+                tooltip=f"Drop this entry ({view.key[:12]}) only",
+                _dom_classes=("cellcache-entry-invalidate",),
+                layout=widgets.Layout(width="90px"),
+            )
+            button.on_click(lambda _b, v=view: self._invalidate_entry(row, v.key, v.variant))
+            buttons[f"{view.key}/{view.variant}"] = button
+            text = f"{view.created} · {view.size} · {view.hits} · {view.inputs}"
+            lines.append(
+                widgets.HBox(
+                    [widgets.Label(text, tooltip=view.inputs, layout=widgets.Layout(flex="1 1 0", min_width="0")), button],
+                    _dom_classes=("cellcache-entry",),
+                )
+            )
+        if not lines:
+            lines.append(widgets.Label("no stored entries (the next run stores one)"))
+        row.details = widgets.VBox(lines, _dom_classes=("cellcache-entry-list",))
+        row.entry_buttons = buttons
+        row.toggle_button.description = "▾"
+
+    def _invalidate_entry(self, row: StepRow, key: str, variant: str) -> None:
+        try:
+            dropped = drop_entry(self.store, row.ref, key, variant)
+        except Exception as exc:  # noqa: BLE001
+            self._say(f"Could not drop the entry {key[:12]}: {exc}", error=True)
+            return
+        row.close_details()
+        self.refresh()
+        if dropped:
+            fresh = self._row_cache.get(str(row.ref))
+            if fresh is not None:
+                self._open(fresh)
+                self._render()
+        self._say(f"Dropped entry {key[:12]} of {str(row.ref)!r}." if dropped else f"Entry {key[:12]} was already gone.")
 
     def _ask_clear(self) -> None:
         self.refresh()  # the question must name what is in the store now
@@ -496,7 +732,7 @@ class CachePanel(widgets.VBox):
         doomed: list[widgets.Widget] = []
         for row in getattr(self, "_row_cache", {}).values():
             doomed.extend(row.widgets())
-        for widget in [*getattr(self, "_own", []), *getattr(self, "_header_labels", []), self]:
+        for widget in [*getattr(self, "_own", []), *getattr(self, "_header_labels", []), *getattr(self, "_groups", {}).values(), self]:
             # Layouts and styles are widgets too (closing one twice, when shared, is harmless).
             doomed.extend(p for p in (getattr(widget, "layout", None), getattr(widget, "style", None)) if p is not None)
             if widget is not self:

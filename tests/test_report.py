@@ -16,6 +16,9 @@ from cellcache.report import (
     format_rate,
     format_seconds,
     format_size,
+    StepErrors,
+    distinguishing,
+    render_html,
     render_text,
     row_view,
     select_rows,
@@ -92,13 +95,46 @@ def test_columns_show_every_cell_of_a_row_view():
     assert [c.key for c in COLUMNS] == [k for k in (f.name for f in dataclasses.fields(RowView)) if k in cells]
 
 
+def test_a_failing_step_shows_its_errors_and_last_error():
+    row = step("fit", misses=2, last_status="error", last_miss_reason="code changed")
+    view = row_view(row, NOW, StepErrors(count=2, last="ValueError: boom"))
+    assert (view.errors, view.reason) == ("2", "error: ValueError: boom")
+    # Once it succeeds again, the reason is the miss reason; the count stays.
+    ok = row_view(dataclasses.replace(row, last_status="miss"), NOW, StepErrors(count=2, last="ValueError: boom"))
+    assert (ok.errors, ok.reason) == ("2", "code changed")
+
+
+def test_distinguishing_names_only_what_differs():
+    comps = [{"code": "aa", "input:lr": "1", "input:n": "9"}, {"code": "aa", "input:lr": "2", "input:n": "9"}]
+    descs = [{"input:lr": "float 0.05"}, {"input:lr": "float 0.1"}]
+    assert distinguishing(comps, descs) == ["lr = float 0.05", "lr = float 0.1"]
+    assert distinguishing([{"code": "aa"}, {"code": "bb"}], [{}, {}]) == ["code aa", "code bb"]
+
+
+def test_html_table_groups_by_notebook_and_escapes():
+    rows = [dataclasses.replace(step("load<x>"), notebook="a.ipynb"), dataclasses.replace(step("load"), notebook="b.ipynb")]
+    page = render_html(rows, "/store")
+    assert page.count("<tr>") == 5 and "load&lt;x&gt;" in page and "load<x>" not in page
+    assert page.index("a.ipynb") < page.index("load&lt;x&gt;") < page.index("b.ipynb")
+
+
+def test_selection_keeps_each_notebooks_steps_together():
+    rows = [
+        dataclasses.replace(step("b"), notebook="one.ipynb"),
+        dataclasses.replace(step("a"), notebook="two.ipynb"),
+        dataclasses.replace(step("c"), notebook="one.ipynb"),
+    ]
+    shown = select_rows(rows).shown
+    assert [(r.notebook, r.name) for r in shown] == [("one.ipynb", "b"), ("one.ipynb", "c"), ("two.ipynb", "a")]
+
+
 def test_row_view_formats_every_cell():
     row = step(
         "features", hits=3, misses=1, saved=90.0, size=5_000_000, entries=2,
         last_seconds=0.25, last_run_at=NOW - 30, last_status="hit", last_miss_reason="code changed",
     )  # fmt: skip
     view = row_view(row, NOW)
-    assert view.cells() == ("features", "4", "3", "1", "75%", "90.0 s", "250 ms", "30.0 s ago", "2", "5.0 MB", "code changed")
+    assert view.cells() == ("features", "4", "3", "1", "0", "75%", "90.0 s", "250 ms", "30.0 s ago", "2", "5.0 MB", "code changed")
     assert view.bar == 0.75
     never = row_view(step("never"), NOW)
     assert (never.hit_rate, never.bar, never.last_age, never.reason) == ("-", 0.0, "-", "-")
@@ -154,11 +190,11 @@ def test_render_text_shows_every_row_and_the_totals():
     text = render_text(rows, "/store/.cellcache", now=NOW)
     lines = text.splitlines()
     assert lines[0] == "cellcache: 4 steps"
-    assert lines[1].split() == ["step", "runs", "hits", "misses", "hit", "rate", "saved", "last", "run", "last", "age", "entries", "size", "last", "miss", "reason"]
+    assert lines[1].split() == ["step", "runs", "hits", "misses", "errors", "hit", "rate", "saved", "last", "run", "last", "age", "entries", "size", "last", "reason"]
     assert set(lines[2]) == {"─", " "}
     body = lines[3:-1]
     assert [line.split()[0] for line in body] == ["features", "fit_model", "load", "never_looked_up"]
-    assert body[0].split() == ["features", "4", "3", "1", "75%", "90.0", "s", "-", "-", "2", "5.0", "MB", "-"]
+    assert body[0].split() == ["features", "4", "3", "1", "0", "75%", "90.0", "s", "-", "-", "2", "5.0", "MB", "-"]
     assert lines[-1] == totals_line(rows, "/store/.cellcache")
     # Numbers are right-aligned under their header.
     assert lines[1].index("entries") + len("entries") == body[0].index(" 2 ") + 2

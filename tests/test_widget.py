@@ -333,9 +333,15 @@ def test_plain_text_repr_is_the_stats_table(three_steps, panels, monkeypatch):
     with capture_output() as out:
         run(shell, "%cellcache stats")
     assert out.stdout.rstrip("\n") == bundle["text/plain"]
-    # What IPython itself shows for the object (a terminal uses text/plain only).
-    formatted, _ = shell.display_formatter.format(panel)
-    assert formatted["text/plain"] == bundle["text/plain"]
+    # What IPython itself shows for the object: the HTML snapshot first, then the widget with text/plain.
+    from IPython.display import display
+
+    with capture_output() as shown_out:
+        display(panel)
+    snapshot, widget_view = shown_out.outputs
+    assert widget_view.data["text/plain"] == bundle["text/plain"]
+    assert "application/vnd.jupyter.widget-view+json" in widget_view.data
+    assert 'class="cellcache-snapshot"' in snapshot.data["text/html"]
     assert all(name in bundle["text/plain"] for name in ("load", "clean", "fit"))
 
 
@@ -353,3 +359,104 @@ def test_panel_without_a_session_reads_the_configured_store(three_steps, panels,
     panel = CachePanel(store)
     panels.append(panel)
     assert panel.session is None and shown(panel) == ["clean", "fit", "load"]
+
+
+# --------------------------------------------------------------------------- errors, notebooks, entries, saved form
+
+
+def test_a_failing_step_shows_its_error_count_and_last_error(shell, panels):
+    shell.user_ns["n"] = 1
+    run(shell, "%%cached fit\nmodel = n * 2")
+    shell.run_cell("%%cached fit\nraise ValueError('boom in fit')")  # another key; it fails
+    panel = open_panel(shell, panels)
+    labels = {k: v.value for k, v in panel.rows["fit"].labels.items()}
+    assert labels["errors"] == "1"
+    assert labels["reason"] == "error: ValueError: boom in fit"
+    assert "boom in fit" in panel.html() and "boom in fit" in panel.text()
+
+
+def test_steps_are_grouped_by_notebook(shell, panels, monkeypatch):
+    session = session_of(shell)
+    shell.user_ns["n"] = 1
+    for notebook in ("b.ipynb", "a.ipynb"):
+        monkeypatch.setattr(session, "notebook", notebook, raising=False)
+        run(shell, f"%%cached load\ndata_{notebook[0]} = n")
+    panel = open_panel(shell, panels)
+    assert list(panel.rows) == ["a.ipynb:load", "b.ipynb:load"]
+    children = panel.rows_box.children
+    groups = [c.value for c in children if "cellcache-group" in c._dom_classes]
+    assert groups == ["a.ipynb", "b.ipynb"]
+    assert children.index(panel.rows["a.ipynb:load"].box) < children.index(panel._groups["b.ipynb"])
+    # Each row's Invalidate drops its own notebook's step only.
+    panel.rows["a.ipynb:load"].invalidate_button.click()
+    entries = {f"{s.notebook}:{s.name}": s.entries for s in session.store.step_rows()}
+    assert entries == {"a.ipynb:load": 0, "b.ipynb:load": 1}
+
+
+def test_an_opened_row_lists_entries_and_invalidates_one(shell, panels):
+    for lr in (0.05, 0.1):
+        shell.user_ns["lr"] = lr
+        run(shell, "%%cached fit\nmodel = lr * 2")
+    run(shell, "%%cached fit\nmodel = lr * 2")  # a hit of the lr=0.1 entry
+    panel = open_panel(shell, panels)
+    row = panel.rows["fit"]
+    row.toggle_button.click()
+    assert row.is_open and row.details in panel.rows_box.children
+    lines = [box.children[0].value for box in row.details.children]
+    assert len(lines) == 2
+    newest, oldest = lines
+    assert "lr = float" in newest and "1 hit" in newest and "0 hits" in oldest and newest != oldest
+    # Drop the older entry only: the step keeps one, and lr=0.05 is a miss again.
+    list(row.entry_buttons.values())[1].click()
+    assert session_of(shell).store.step_rows()[0].entries == 1
+    assert len(panel.rows["fit"].details.children) == 1
+    shell.user_ns["lr"] = 0.05
+    run(shell, "%%cached fit\nmodel = lr * 2")
+    assert not cellcache.last_run().hit
+    shell.user_ns["lr"] = 0.1
+    run(shell, "%%cached fit\nmodel = lr * 2")
+    assert cellcache.last_run().hit
+    row.toggle_button.click()
+    assert not panel.rows["fit"].is_open
+
+
+def test_clear_all_is_not_the_loudest_control(three_steps, panels):
+    panel = open_panel(three_steps, panels)
+    assert panel.clear_button.button_style == "" and panel.clear_button.icon == ""
+    assert panel.confirm_button.button_style == "danger"  # the loud one is the confirmation
+
+
+def test_header_and_rows_share_one_table_and_the_same_column_classes(three_steps, panels):
+    panel = open_panel(three_steps, panels)
+    assert panel.header in panel.table.children and panel.rows_box in panel.table.children
+    header = [c._dom_classes[-1] for c in panel.header.children]
+    for row in panel.rows.values():
+        cols = [next(k for k in c._dom_classes if k.startswith("cellcache-col-")) for c in row.box.children]
+        assert cols == header
+        assert [c.layout.width for c in row.box.children] == [c.layout.width for c in panel.header.children]
+
+
+def test_the_saved_form_is_an_html_table_kept_up_to_date(three_steps, panels):
+    from IPython.display import display
+
+    shell = three_steps
+    panel = open_panel(shell, panels)
+    updates: list[dict] = []
+    publish = shell.display_pub.publish
+
+    def spy(data=None, metadata=None, *args, **kwargs):
+        if kwargs.get("update") or kwargs.get("transient"):
+            updates.append({"data": data, **kwargs})
+        return publish(data, metadata, *args, **kwargs)
+
+    shell.display_pub.publish = spy
+    try:
+        with capture_output() as out:
+            display(panel)
+        snapshot = out.outputs[0].data["text/html"]
+        assert all(f">{name}<" in snapshot for name in ("load", "clean", "fit"))
+        updates.clear()
+        cached(shell, "report", "summary = 1")  # a live refresh: the saved form follows
+        assert any(u.get("update") and ">report<" in u["data"]["text/html"] for u in updates)
+    finally:
+        shell.display_pub.publish = publish
