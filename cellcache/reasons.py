@@ -111,6 +111,8 @@ class Reason:
 # checks that every reason constant above is listed here.
 CATALOGUE: tuple[Reason, ...] = (
     Reason((HIT,), "the entry for this key exists, its implicit files are unchanged, and its ttl has not expired"),
+    Reason((HIT_REMOTE,), "no local entry, but a trusted signer's entry on the shared store: its signature and blob hashes "
+           "were checked, it was copied into the local store, and the next hit is local"),
     Reason((FIRST_RUN,), "the step has no earlier entry to compare with"),
     Reason(("code changed",), "the normalized code differs (comments and layout never count)"),
     Reason(("input `df` changed (DataFrame 100x3 → DataFrame 120x3)",),

@@ -325,7 +325,7 @@ class Session:
         if spec.explain:
             print(f"cellcache: {name}: {reason} (saved {format_seconds(manifest.seconds)})")
         if self._shows_marker():
-            show_marker(self.shell, name, manifest.seconds)
+            show_marker(self.shell, name, manifest.seconds, remote=source == REMOTE)
         replay(self.shell, bundle.get("record", {}), ns.get(manifest.result_name) if manifest.result_name else None)
         seconds = time.perf_counter() - started
         saved = max(manifest.seconds - seconds, 0.0)
