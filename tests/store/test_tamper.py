@@ -36,6 +36,7 @@ def _bundle_blob(store: LocalStore) -> Path:
 
 def test_flipped_blob_is_a_miss_and_quarantined(shell, local):
     run(shell, SUM_CELL)
+    cellcache.api.active.writer.flush()  # a large bundle is written behind the user
     blob = _bundle_blob(local)
     data = bytearray(blob.read_bytes())
     middle = len(data) // 2
@@ -45,6 +46,7 @@ def test_flipped_blob_is_a_miss_and_quarantined(shell, local):
     messages = run_counting_warnings(shell, SUM_CELL)
     assert len(messages) == 1 and "does not match its digest" in messages[0]
     assert cellcache.last_run().status == "miss" and shell.user_ns["total"] == EXPECTED
+    cellcache.api.active.writer.flush()
     assert list((local.root / "quarantine").iterdir()), "the bad blob is kept aside for verify to report"
     report = local.verify()
     assert report.broken == () and report.reclaimable >= len(data)  # the re-run rewrote the sound blob
