@@ -1,23 +1,32 @@
 """Execute notebooks in batch with the extension preloaded: the logic behind ``cellcache run`` and ``status``.
 
-Each notebook runs in its own real kernel through nbclient. Before the first
-cell, a silent setup snippet loads cellcache in the kernel and switches its
-Session to batch mode: the Session then appends one JSON line per ``%%cached``
-cell to a report file private to this run. After every cell we read the new
-lines to classify the cell:
+A batch is a list of jobs, one per (notebook, parameters) pair. Each job runs
+in its own real kernel through nbclient; jobs run one at a time, in a local
+pool (``jobs``), or on a Dask cluster (``executor``). Before the first cell, a
+silent setup snippet loads cellcache in the kernel and switches its Session to
+batch mode: the Session then appends one JSON line per ``%%cached`` cell to a
+report file private to this job, and every ``CacheWarning`` the kernel shows is
+copied there too. After every cell we read the new lines to classify the cell:
 
 - a line with status ``hit`` / ``miss`` / ``error`` gives that status;
 - ``uncached`` (a ``%%cached`` cell that ran plainly: strategy off, cellcache
   disabled, an input that can't be fingerprinted) is reported as ``plain``,
   because that is what happened: the body ran and nothing was stored;
-- ``would-run`` (restore-only mode) is the cell where ``status`` stopped;
+- ``would-run`` (restore-only mode, ``status``) is a cached cell that would run;
 - a code cell with no line is ``plain``, or ``error`` if it failed.
 
 A failed execution always wins over the report: a hit whose replay raised is
-an ``error``.
+an ``error``. After a failure (or Ctrl-C) every later code cell is ``not run``.
+
+``status`` never executes a cached body. At the first step that would run it
+keeps going: the cells' reads and writes (``cellcache.analysis`` on the
+transformed source) tell which later cells read what a would-run step writes,
+directly or through other cells; those are not executed at all, and are
+reported as ``would run: reads w from fit`` (cached) or ``not run`` (plain).
+Every other cell runs or is restored as usual.
 
 Cell indexes count from 0 over all cells of the notebook, markdown included,
-as nbformat and nbclient count them.
+as nbformat and nbclient count them; an injected-parameters cell counts too.
 """
 from __future__ import annotations
 
@@ -26,13 +35,15 @@ import json
 import os
 import re
 import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from cellcache import config as _config
+from cellcache import sweep as _sweep
 from cellcache.errors import BatchError
 from cellcache.store.atomic import atomic_write_bytes
 
@@ -47,8 +58,10 @@ HIT = "hit"
 MISS = "miss"
 PLAIN = "plain"
 ERROR = "error"
-WOULD_RUN = "would-run"  # `status` only: the first cached cell that would miss
-AFTER_MISS = "after-miss"  # `status` only: every code cell after it
+NOT_RUN = "not run"  # after a failure or Ctrl-C; in `status`, a plain cell that reads a would-run step's outputs
+INTERRUPTED = "interrupted"  # the cell that was running when the run was stopped
+WOULD_RUN = "would-run"  # `status` only: a cached cell that would run
+AFTER_MISS = "after-miss"  # kept for readers of older JSON; `status` no longer stops at a miss
 
 # The Session's StepRun.status -> the cell's status in a batch result.
 _FROM_SESSION = {"hit": HIT, "miss": MISS, "error": ERROR, "uncached": PLAIN, "would-run": WOULD_RUN}
@@ -57,48 +70,84 @@ NOTEBOOK_ENV = _config.NOTEBOOK_ENV
 
 _CACHED_LINE = re.compile(r"^%%cached(?=\s|$)(.*)$")
 _STOP_AT_MISS = "StopAtMiss"
+_DASK_HINT = "the Dask executor needs the dask extra: pip install 'cellcache[dask]'"
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How to execute: one value shared by every notebook of a batch."""
+    """How to execute: one value shared by every job of a batch."""
 
     force: bool = False  # every cached cell re-runs and its entry is replaced
-    restore_only: bool = False  # `status`: restore hits, stop at the first miss without running it
+    restore_only: bool = False  # `status`: restore hits, never run a cached body
     inplace: bool = False  # write the executed notebook over its source
-    output_dir: Path | None = None  # or write it into this folder, under its own name
+    output_dir: Path | None = None  # or write it into this folder, under its own (or its parameters') name
     timeout: float | None = None  # seconds per cell; None: no limit
     kernel: str | None = None  # kernel name; None: the notebook's own kernelspec (python3 if none)
     allow_errors: bool = False  # keep executing after a failing cell
-    jobs: int = 1  # notebooks executed at once, each in its own kernel
+    jobs: int = 1  # jobs executed at once, each in its own kernel
     startup_timeout: float = 60.0
+    store_dir: Path | None = None  # the store every kernel uses; None: found from each notebook's project
+    log_output: bool = False  # stream the cells' output to the listener as it comes
+    executor: str | None = None  # "dask://HOST:PORT": run the jobs on that Dask cluster
+
+
+@dataclass(frozen=True)
+class Job:
+    """One notebook with one set of parameters: the unit that gets a kernel of its own."""
+
+    path: Path
+    parameters: _sweep.Combination = field(default_factory=_sweep.Combination)
+    output: Path | None = None  # where the executed notebook goes, if anywhere
+
+    @property
+    def label(self) -> str:
+        params = self.parameters.label()
+        return f"{self.path} [{params}]" if params else str(self.path)
 
 
 @dataclass(frozen=True)
 class CellResult:
     index: int
     step: str | None  # the step name for a %%cached cell, None for a plain one
-    status: str  # hit, miss, plain, error; and for `status`: would-run, after-miss
+    status: str  # hit, miss, plain, error, not run, interrupted; and for `status`: would-run
     seconds: float
     saved_seconds: float
     error: str | None = None  # "ename: evalue" when status is error
-    reason: str | None = None  # why a cached cell hit, missed or would run
+    reason: str | None = None  # why a cached cell hit, missed or would run; why a cell was not run
+    warnings: tuple[str, ...] = ()  # the CacheWarnings the kernel showed while this cell ran
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "step": self.step,
+            "status": self.status,
+            "seconds": round(self.seconds, 6),
+            "saved_seconds": round(self.saved_seconds, 6),
+            "reason": self.reason,
+            "error": self.error,
+            "warnings": list(self.warnings),
+        }
 
 
 @dataclass(frozen=True)
 class NotebookResult:
     path: Path
     cells: tuple[CellResult, ...]
-    error: str | None = None  # why the notebook stopped early (a failed cell, a dead kernel), if it did
+    error: str | None = None  # why the notebook stopped early (a failed cell, a dead kernel, Ctrl-C), if it did
     output: Path | None = None  # where the executed notebook was written, if it was
+    parameters: _sweep.Combination = field(default_factory=_sweep.Combination)
+    interrupted: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(c.status == status for c in self.cells)
 
     @property
     def hits(self) -> int:
-        return sum(c.status == HIT for c in self.cells)
+        return self.count(HIT)
 
     @property
     def misses(self) -> int:
-        return sum(c.status == MISS for c in self.cells)
+        return self.count(MISS)
 
     @property
     def saved_seconds(self) -> float:
@@ -112,20 +161,72 @@ class NotebookResult:
     def ok(self) -> bool:
         return self.error is None and not self.failed_cells
 
+    @property
+    def label(self) -> str:
+        return Job(self.path, self.parameters).label
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "parameters": self.parameters.to_json(),
+            "output": str(self.output) if self.output else None,
+            "error": self.error,
+            "interrupted": self.interrupted,
+            "cells": [c.to_json() for c in self.cells],
+        }
+
+
+_COUNTED = (HIT, MISS, PLAIN, ERROR, NOT_RUN, WOULD_RUN)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """A whole `cellcache run` or `status`: every job, the store they used, and how it ended."""
+
+    notebooks: tuple[NotebookResult, ...]
+    store: Path | None
+    interrupted: bool = False
+    notes: tuple[str, ...] = ()  # things the user should know about the run as a whole
+
+    def counts(self) -> dict[str, int]:
+        totals = {status: sum(r.count(status) for r in self.notebooks) for status in _COUNTED}
+        totals[NOT_RUN] += sum(r.count(INTERRUPTED) for r in self.notebooks)
+        return totals
+
+    @property
+    def saved_seconds(self) -> float:
+        return sum(r.saved_seconds for r in self.notebooks)
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(r.ok for r in self.notebooks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "store": str(self.store) if self.store else None,
+            "interrupted": self.interrupted,
+            "notes": list(self.notes),
+            "summary": {**{k.replace(" ", "_").replace("-", "_"): v for k, v in self.counts().items()}, "saved_seconds": round(self.saved_seconds, 6)},
+            "notebooks": [r.to_json() for r in self.notebooks],
+        }
+
 
 class Listener:
     """Progress callbacks; the CLI draws them with rich. Called from worker threads when jobs > 1."""
 
-    def notebook_started(self, path: Path, code_cells: int) -> None:
+    def notebook_started(self, job: Job, code_cells: int) -> None:
         pass
 
-    def cell_started(self, path: Path, index: int, step: str | None) -> None:
+    def cell_started(self, job: Job, index: int, step: str | None) -> None:
         pass
 
-    def cell_finished(self, path: Path, result: CellResult) -> None:
+    def cell_output(self, job: Job, index: int, text: str) -> None:
+        """A piece of a cell's output, as it comes (only with ``log_output``)."""
+
+    def cell_finished(self, job: Job, result: CellResult) -> None:
         pass
 
-    def notebook_finished(self, result: NotebookResult) -> None:
+    def notebook_finished(self, job: Job, result: NotebookResult) -> None:
         pass
 
 
@@ -210,28 +311,73 @@ def _runnable(cell: NotebookNode) -> bool:
 # one notebook ------------------------------------------------------------------
 
 
+def cell_names(source: str) -> Any | None:
+    """What a cell reads and writes, as the kernel will see it: the body of a ``%%cached`` cell, else the
+    whole cell, after IPython's transform (so magics and ``!`` lines are calls, not syntax errors).
+
+    None when the cell is not valid Python even then: the caller treats it as reading everything.
+    """
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    from cellcache.analysis import analyze
+
+    body = source
+    first = _first_line(source)
+    if first is not None and _CACHED_LINE.match(first[1]):
+        body = "\n".join(source.split("\n")[first[0] + 1 :])
+    try:
+        return analyze(TransformerManager().transform_cell(body))
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+
+
 def read_notebook(path: Path) -> NotebookNode:
+    """Read and validate a notebook: a malformed one is a usage error with the reason, never a traceback later."""
     import nbformat
 
     try:
-        return nbformat.read(path, as_version=4)
+        nb = nbformat.read(path, as_version=4)
     except FileNotFoundError:
         raise BatchError(f"notebook {str(path)!r} does not exist") from None
     except Exception as exc:  # noqa: BLE001 - nbformat raises several kinds for a file that is not a notebook
         raise BatchError(f"{path} is not a readable notebook: {exc}") from None
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) if getattr(exc, "absolute_path", None) else "the notebook"
+        raise BatchError(f"{path} is not a valid notebook: {where}: {exc.message}") from None
+    return nb
 
 
-def kernel_env(nb_dir: Path, env: dict[str, str] | None = None, notebook: Path | None = None) -> dict[str, str]:
+def notebooks_in(paths: Iterable[Path | str]) -> list[Path]:
+    """Notebook arguments as given, a folder standing for its notebooks in name order (not recursing)."""
+    found: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            inside = sorted(p for p in path.glob("*.ipynb") if p.is_file() and not p.name.startswith("."))
+            if not inside:
+                raise BatchError(f"the folder {str(path)!r} holds no notebook (*.ipynb)")
+            found.extend(inside)
+        else:
+            found.append(path)
+    return found
+
+
+def kernel_env(
+    nb_dir: Path, env: dict[str, str] | None = None, notebook: Path | None = None, store_dir: Path | None = None
+) -> dict[str, str]:
     """The kernel's environment, with the store resolved exactly once, here.
 
     The store is resolved as a kernel started in the notebook's folder would
-    resolve it (CELLCACHE_DIR, pyproject, default), and passed as an absolute
-    path, so a relative CELLCACHE_DIR can't come out differently in two places.
-    The notebook's path goes where Jupyter Server puts it, so the kernel's
-    steps belong to the source notebook (not to an output copy).
+    resolve it (CELLCACHE_DIR against the project root, pyproject, default),
+    and passed as an absolute path, so a relative CELLCACHE_DIR can't come out
+    differently in two places. The notebook's path goes where Jupyter Server
+    puts it, so the kernel's steps belong to the source notebook (not to an
+    output copy, nor to one combination of a sweep).
     """
     env = dict(os.environ if env is None else env)
-    env["CELLCACHE_DIR"] = str(_config.resolve(cwd=nb_dir, env=env).dir)
+    env["CELLCACHE_DIR"] = str(Path(store_dir).resolve() if store_dir else _config.resolve(cwd=nb_dir, env=env).dir)
     if notebook is not None:
         env[NOTEBOOK_ENV] = str(Path(notebook).resolve())
     return env
@@ -241,12 +387,54 @@ def _setup_code(report: Path | None, force: bool, restore_only: bool) -> str:
     # load_ipython_extension, not %load_ext: IPython's extension manager would then answer a
     # notebook's own `%load_ext cellcache` with "already loaded" in the cell's output. Called
     # directly, the notebook's %load_ext loads it once more, which the extension makes a silent no-op.
-    return (
-        "import cellcache as _cc\n"
-        "_cc.load_ipython_extension(get_ipython())\n"
-        f"get_ipython()._cellcache_session.configure_batch(report={str(report) if report else None!r}, force={force!r}, restore_only={restore_only!r})\n"
-        "del _cc\n"
-    )
+    lines = ["import cellcache as _cc", "_cc.load_ipython_extension(get_ipython())"]
+    if report is not None:
+        lines += [
+            "import cellcache.batch as _ccb",
+            f"_ccb.report_warnings({str(report)!r})",
+            "del _ccb",
+            f"get_ipython()._cellcache_session.configure_batch(report={str(report)!r}, force={force!r}, restore_only={restore_only!r})",
+        ]
+    lines.append("del _cc")
+    return "\n".join(lines) + "\n"
+
+
+def report_warnings(report: str) -> None:
+    """In the kernel: copy every CacheWarning shown into the job's report, and still show it as usual.
+
+    "always" for CacheWarning only: the default filter shows a message once per place, and in a
+    batch each of them belongs in the table.
+    """
+    import warnings
+
+    from cellcache.errors import CacheWarning
+
+    shown = warnings.showwarning
+
+    def showwarning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: str | None = None) -> None:
+        if isinstance(category, type) and issubclass(category, CacheWarning):
+            try:
+                with open(report, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"warning": str(message)}) + "\n")
+            except OSError:
+                pass  # the report is a courtesy; the warning is still shown below
+        shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning
+    warnings.simplefilter("always", CacheWarning)
+
+
+async def setup_kernel(client: Any, report: Path | None = None, force: bool = False, restore_only: bool = False) -> None:
+    """Load cellcache in the kernel of an nbclient client, silently, before its first cell."""
+    kc = client.kc
+    if kc is None:
+        raise _SetupFailed("no kernel client")
+    code = _setup_code(report, force, restore_only)
+    msg_id = kc.execute(code, silent=True, store_history=False)
+    reply = await client.async_wait_for_reply(msg_id)
+    content = (reply or {}).get("content", {})
+    if content.get("status") != "ok":
+        raise _SetupFailed(f"{content.get('ename', 'error')}: {content.get('evalue', 'no reply')}")
 
 
 def kernel_config() -> Config:
@@ -263,17 +451,30 @@ def kernel_config() -> Config:
     return config
 
 
-async def setup_kernel(client: Any, report: Path | None = None, force: bool = False, restore_only: bool = False) -> None:
-    """Load cellcache in the kernel of an nbclient client, silently, before its first cell."""
-    kc = client.kc
-    if kc is None:
-        raise _SetupFailed("no kernel client")
-    code = _setup_code(report, force, restore_only)
-    msg_id = kc.execute(code, silent=True, store_history=False)
-    reply = await client.async_wait_for_reply(msg_id)
-    content = (reply or {}).get("content", {})
-    if content.get("status") != "ok":
-        raise _SetupFailed(f"{content.get('ename', 'error')}: {content.get('evalue', 'no reply')}")
+def _client_class() -> type:
+    """nbclient's client, plus a hook on every output message (for --log-output)."""
+    from nbclient import NotebookClient
+
+    class _Client(NotebookClient):  # type: ignore[misc, valid-type]
+        on_output: Callable[[int, Any], None] | None = None
+
+        def output(self, outs: Any, msg: Any, display_id: Any, cell_index: int) -> Any:
+            out = super().output(outs, msg, display_id, cell_index)
+            if out is not None and self.on_output is not None:
+                self.on_output(cell_index, out)
+            return out
+
+    return _Client
+
+
+def _output_text(out: Any) -> str:
+    if out.get("output_type") == "stream":
+        return "".join(out.get("text", ""))
+    if out.get("output_type") == "error":
+        return f"{out.get('ename')}: {out.get('evalue')}\n"
+    data = out.get("data", {})
+    text = data.get("text/plain")
+    return "".join(text) + "\n" if text else ""
 
 
 async def flush_kernel(client: Any) -> None:
@@ -285,11 +486,16 @@ async def flush_kernel(client: Any) -> None:
     await client.async_wait_for_reply(kc.execute(code, silent=True, store_history=False))
 
 
-class _NotebookRun:
-    """The state of one notebook's execution, fed by nbclient's hooks."""
+class _Stopped(Exception):
+    """Raised from a hook to stop a notebook (a real failure during `status`, which runs with errors allowed)."""
 
-    def __init__(self, path: Path, nb: NotebookNode, options: RunOptions, listener: Listener, report: Path) -> None:
-        self.path = path
+
+class _NotebookRun:
+    """The state of one job's execution, fed by nbclient's hooks."""
+
+    def __init__(self, job: Job, nb: NotebookNode, options: RunOptions, listener: Listener, report: Path) -> None:
+        self.job = job
+        self.path = job.path
         self.nb = nb
         self.options = options
         self.listener = listener
@@ -300,24 +506,31 @@ class _NotebookRun:
         self.started = 0.0
         self.step: str | None = None
         self.originals: dict[int, str] = {}
-        from nbclient import NotebookClient
+        # `status`: names a would-run step (or a cell downstream of one) writes -> that step; cells skipped for it.
+        self.tainted: dict[str, str] = {}
+        self.skipped: dict[int, tuple[str, str, bool]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.user_stopped = False
 
         timeout = options.timeout
-        self.client = NotebookClient(
+        self.client = _client_class()(
             nb,
             kernel_name=options.kernel or "",
             # timeout_func, not timeout: nbclient's `timeout` trait only takes whole seconds.
             timeout_func=(lambda cell: timeout) if timeout else None,
             startup_timeout=int(max(options.startup_timeout, 1)),
-            # `status` must stop at the first failure, which is how it stops at the first miss.
-            allow_errors=options.allow_errors and not options.restore_only,
-            resources={"metadata": {"path": str(path.parent)}},
+            # `status` keeps going past a would-run step (StopAtMiss); a real failure stops it from _after_cell.
+            allow_errors=options.allow_errors or options.restore_only,
+            resources={"metadata": {"path": str(job.path.parent)}},
             on_notebook_start=self._setup,
             on_cell_execute=self._before_cell,
             on_cell_executed=self._cell_executed,
             config=kernel_config(),
         )
         self.last_code = max((i for i, c in enumerate(nb.cells) if _runnable(c)), default=-1)
+        if options.log_output:
+            self.client.on_output = lambda index, out: self.listener.cell_output(job, index, _output_text(out))
 
     async def _setup(self, notebook: NotebookNode) -> None:
         await setup_kernel(self.client, self.report, self.options.force, self.options.restore_only)
@@ -326,10 +539,16 @@ class _NotebookRun:
         self.current = cell_index
         self.step = step_hint(cell)
         sent = source_for_kernel(cell)
+        if self.options.restore_only and self.tainted:
+            names = cell_names(cell.source)
+            reads = sorted(self.tainted) if names is None else sorted(n for n in names.reads if n in self.tainted)
+            if reads:
+                self.skipped[cell_index] = (reads[0], self.tainted[reads[0]], is_cached(cell.source))
+                sent = "pass"  # never executed: it reads what a would-run step would change
         if sent != cell.source:
             self.originals[cell_index] = cell.source
             cell.source = sent
-        self.listener.cell_started(self.path, cell_index, self.step)
+        self.listener.cell_started(self.job, cell_index, self.step)
         self.started = time.perf_counter()
 
     def _after_cell(self, cell: NotebookNode, cell_index: int, execute_reply: dict[str, Any] | None) -> None:
@@ -338,13 +557,32 @@ class _NotebookRun:
         content = (execute_reply or {}).get("content", {})
         failed = content.get("status") == "error"
         error = f"{content.get('ename', 'Error')}: {content.get('evalue', '')}" if failed else None
-        self._add(self._classify(cell_index, seconds, error, content.get("ename") if failed else None))
+        result = self._classify(cell_index, seconds, error, content.get("ename") if failed else None)
+        if cell_index in self.skipped:
+            cell.outputs = []
+            cell.execution_count = None
+        self._add(result)
+        if self.options.restore_only:
+            if result.status in (WOULD_RUN, NOT_RUN):
+                self._taint(cell, result)
+            elif result.status == ERROR and not self.options.allow_errors:
+                raise _Stopped(result.error)
 
     async def _cell_executed(self, cell: NotebookNode, cell_index: int, execute_reply: dict[str, Any] | None) -> None:
-        self._after_cell(cell, cell_index, execute_reply)
+        try:
+            self._after_cell(cell, cell_index, execute_reply)
+        except _Stopped:
+            await flush_kernel(self.client)
+            raise
         failed = (execute_reply or {}).get("content", {}).get("status") == "error"
         if cell_index == self.last_code or (failed and not self.client.allow_errors):
             await flush_kernel(self.client)
+
+    def _taint(self, cell: NotebookNode, result: CellResult) -> None:
+        names = cell_names(cell.source)
+        origin = self.skipped[result.index][1] if result.index in self.skipped else (result.step or f"cell {result.index}")
+        for name in (names.writes | names.deletes) if names is not None else ():
+            self.tainted.setdefault(name, origin)
 
     def _restore_source(self, index: int) -> None:
         if index in self.originals:
@@ -360,60 +598,110 @@ class _NotebookRun:
         # Only whole lines: the Session writes each line at once, but never trust a torn tail.
         complete = data[: data.rfind(b"\n") + 1]
         self.offset += len(complete)
-        return [json.loads(line) for line in complete.splitlines() if line.strip()]
+        lines = []
+        for line in complete.splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                continue  # a line we cannot read describes nothing we can report
+        return lines
 
     def _classify(self, index: int, seconds: float, error: str | None, ename: str | None) -> CellResult:
         lines = self._new_lines()
-        if not lines:
-            return CellResult(index, None, ERROR if error else PLAIN, seconds, 0.0, error)
-        run = lines[-1]  # one %%cached per cell; a cell that calls the magic twice is described by its last step
-        saved = sum(float(line.get("saved_seconds") or 0.0) for line in lines)
+        warned = tuple(str(line["warning"]) for line in lines if "warning" in line)
+        runs = [line for line in lines if "warning" not in line]
+        if index in self.skipped:
+            name, origin, cached = self.skipped[index]
+            status = WOULD_RUN if cached else NOT_RUN
+            return CellResult(index, self.step, status, 0.0, 0.0, None, f"reads {name} from {origin}", warned)
+        if not runs:
+            return CellResult(index, None, ERROR if error else PLAIN, seconds, 0.0, error, error, warned)
+        run = runs[-1]  # one %%cached per cell; a cell that calls the magic twice is described by its last step
+        saved = sum(float(line.get("saved_seconds") or 0.0) for line in runs)
         status = _FROM_SESSION.get(run.get("status"), PLAIN)
+        reason = run.get("reason")
         if ename == _STOP_AT_MISS or status == WOULD_RUN:
-            return CellResult(index, run.get("name"), WOULD_RUN, 0.0, 0.0, None, run.get("reason"))
+            return CellResult(index, run.get("name"), WOULD_RUN, 0.0, 0.0, None, reason, warned)
         if error is not None:
-            status = ERROR
-        return CellResult(index, run.get("name"), status, seconds, saved if status == HIT else 0.0, error, run.get("reason"))
+            status, reason = ERROR, error
+        elif status == HIT:
+            remote = "remote, " if (reason or "").startswith("hit (remote)") else ""
+            reason = f"hit ({remote}saved {_seconds(saved)})"
+        return CellResult(index, run.get("name"), status, seconds, saved if status == HIT else 0.0, error, reason, warned)
 
     def _add(self, result: CellResult) -> None:
         self.results.append(result)
-        self.listener.cell_finished(self.path, result)
+        self.listener.cell_finished(self.job, result)
 
     async def execute(self, env: dict[str, str]) -> str | None:
         """Run every cell; return why the notebook stopped early, or None."""
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
         # The kernel's own stdout/stderr (shutdown noise from ipykernel and zmq, among others) would
         # land on the user's terminal; it goes to a log, quoted only when the kernel itself fails.
         log_path = self.report.with_name("kernel.log")
         with open(log_path, "wb") as log:
             return await self._execute(env, log, log_path)
 
+    def stop(self) -> None:
+        """Ctrl-C, from another thread: interrupt the running cell, then end the job (the kernel is shut down)."""
+        self.user_stopped = True
+        loop, task = self.loop, self.task
+        if loop is None or task is None:
+            return
+
+        async def interrupt_then_cancel() -> None:
+            km = self.client.km
+            try:
+                if km is not None and self.current is not None:
+                    await asyncio.wait_for(asyncio.ensure_future(km.interrupt_kernel()), 5)
+            except Exception:  # noqa: BLE001 - a kernel that can't be interrupted is shut down all the same
+                pass
+            task.cancel()
+
+        try:
+            loop.call_soon_threadsafe(lambda: loop.create_task(interrupt_then_cancel()))
+        except RuntimeError:
+            pass  # the loop already finished: nothing left to stop
+
     async def _execute(self, env: dict[str, str], log: Any, log_path: Path) -> str | None:
         from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
         try:
+            if self.user_stopped:
+                raise asyncio.CancelledError
             await self.client.async_execute(env=env, stdout=log, stderr=log)
             return None
-        except CellExecutionError as exc:
-            if exc.ename == _STOP_AT_MISS:
-                self._after_stop()
-                return None
-            failed = self.results[-1] if self.results else None
-            step = f" (step {failed.step})" if failed is not None and failed.step else ""
-            where = f"cell {failed.index}{step}" if failed is not None else "a cell"
-            return f"{where} failed: {exc.ename}: {exc.evalue}"
+        except asyncio.CancelledError:
+            return self._interrupted_by_user()
+        except _Stopped:
+            return self._failure_message()
+        except CellExecutionError:
+            return self._failure_message()
         except CellTimeoutError:
             return self._interrupted(f"timed out after {self.options.timeout:g} s")
         except DeadKernelError:
+            if self.user_stopped:
+                return self._interrupted_by_user()
             return self._interrupted("the kernel died" + _tail(log_path))
         except _SetupFailed as exc:
             return f"the kernel could not load cellcache: {exc}"
         except Exception as exc:  # noqa: BLE001 - a kernel that can't start, a broken connection: report, don't crash the batch
+            if self.user_stopped:
+                return self._interrupted_by_user()
             if self.current is not None:
                 return self._interrupted(f"{type(exc).__name__}: {exc}")
             return f"the kernel did not start: {type(exc).__name__}: {exc}{_tail(log_path)}"
         finally:
             for index in list(self.originals):
                 self._restore_source(index)
+
+    def _failure_message(self) -> str:
+        failed = next((r for r in reversed(self.results) if r.status == ERROR), None)
+        if failed is None:
+            return "a cell failed"
+        step = f" (step {failed.step})" if failed.step else ""
+        return f"cell {failed.index}{step} failed: {failed.error}"
 
     def _interrupted(self, why: str) -> str:
         """A cell that never got its reply: record it as the failure it is."""
@@ -423,21 +711,37 @@ class _NotebookRun:
         if not self.results or self.results[-1].index != index:
             seconds = time.perf_counter() - self.started
             self._new_lines()  # skip whatever the cell managed to report
-            self._add(CellResult(index, self.step, ERROR, seconds, 0.0, why))
+            self._add(CellResult(index, self.step, ERROR, seconds, 0.0, why, why))
         step = f" (step {self.step})" if self.step else ""
         return f"cell {index}{step} failed: {why}"
 
-    def _after_stop(self) -> None:
-        """`status` stopped at a miss: every later code cell is reported, not run."""
+    def _interrupted_by_user(self) -> str:
+        index = self.current
+        if index is not None and (not self.results or self.results[-1].index != index):
+            seconds = time.perf_counter() - self.started
+            self._new_lines()
+            self._add(CellResult(index, self.step, INTERRUPTED, seconds, 0.0, None, "interrupted (Ctrl-C)"))
+        return "interrupted"
+
+    def finish(self, why: str | None) -> None:
+        """Every runnable cell without a result after a stop is listed as not run, with the reason."""
+        if why is None:
+            return
         done = {r.index for r in self.results}
-        last = self.results[-1].index if self.results else -1
+        reason = "interrupted" if self.user_stopped else "after " + why.split(":")[0]
         for index, cell in enumerate(self.nb.cells):
-            if index > last and index not in done and _runnable(cell):
-                self._add(CellResult(index, step_hint(cell), AFTER_MISS, 0.0, 0.0))
+            if index not in done and _runnable(cell) and (not self.results or index > self.results[-1].index):
+                self._add(CellResult(index, step_hint(cell), NOT_RUN, 0.0, 0.0, None, reason))
 
 
 class _SetupFailed(Exception):
     pass
+
+
+def _seconds(value: float) -> str:
+    from cellcache.report import format_seconds
+
+    return format_seconds(value)
 
 
 def _tail(log_path: Path, lines: int = 15) -> str:
@@ -446,16 +750,6 @@ def _tail(log_path: Path, lines: int = 15) -> str:
     except OSError:
         return ""
     return ("\nkernel log (last lines):\n" + "\n".join(text.splitlines()[-lines:])) if text else ""
-
-
-def output_path(path: Path, options: RunOptions) -> Path | None:
-    if options.restore_only:
-        return None  # `status` never writes a notebook
-    if options.inplace:
-        return path
-    if options.output_dir is not None:
-        return options.output_dir / path.name
-    return None
 
 
 def _run_to_completion(coroutine: Any) -> Any:
@@ -469,33 +763,92 @@ def _run_to_completion(coroutine: Any) -> Any:
         return pool.submit(asyncio.run, coroutine).result()
 
 
-def run_notebook(path: Path, options: RunOptions = RunOptions(), listener: Listener | None = None) -> NotebookResult:
-    """Execute one notebook in a fresh kernel and describe every code cell that ran."""
+# the running jobs, so that Ctrl-C in the main thread can stop them
+_ACTIVE: dict[int, _NotebookRun] = {}
+_ACTIVE_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+def run_job(job: Job, options: RunOptions = RunOptions(), listener: Listener | None = None) -> NotebookResult:
+    """Execute one job in a fresh kernel and describe every code cell. Also what a Dask worker runs."""
     import nbformat
 
     listener = listener or Listener()
-    path = Path(path)
-    nb = read_notebook(path)
-    listener.notebook_started(path, sum(_runnable(c) for c in nb.cells))
-    env = kernel_env(path.parent.resolve(), notebook=path)
+    path = Path(job.path)
+    nb = _sweep.inject(read_notebook(path), job.parameters.as_dict())
+    listener.notebook_started(job, sum(_runnable(c) for c in nb.cells))
+    env = kernel_env(path.parent.resolve(), notebook=path, store_dir=options.store_dir)
     with tempfile.TemporaryDirectory(prefix="cellcache-run-") as tmp:
-        run = _NotebookRun(path, nb, options, listener, Path(tmp) / "report.jsonl")
-        error = _run_to_completion(run.execute(env))
-    out = output_path(path, options)
+        run = _NotebookRun(job, nb, options, listener, Path(tmp) / "report.jsonl")
+        with _ACTIVE_LOCK:
+            _ACTIVE[id(run)] = run
+            if _STOPPING.is_set():
+                run.user_stopped = True
+        try:
+            error = _run_to_completion(run.execute(env))
+        finally:
+            with _ACTIVE_LOCK:
+                _ACTIVE.pop(id(run), None)
+        run.finish(error)
+    out = job.output
     if out is not None:
         # Written even after a failure, as papermill does: the traceback is in the cell's outputs.
         # Atomic, so an interrupted write never leaves a truncated notebook (least of all with --inplace).
         try:
+            out.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(out, nbformat.writes(nb).encode("utf-8"))
         except OSError as exc:
             error = error or f"the executed notebook could not be written to {out}: {exc}"
             out = None
-    result = NotebookResult(path=path, cells=tuple(run.results), error=error, output=out)
-    listener.notebook_finished(result)
+    result = NotebookResult(
+        path=path,
+        cells=tuple(run.results),
+        error=error,
+        output=out,
+        parameters=job.parameters,
+        interrupted=run.user_stopped,
+    )
+    listener.notebook_finished(job, result)
     return result
 
 
+def run_notebook(path: Path, options: RunOptions = RunOptions(), listener: Listener | None = None) -> NotebookResult:
+    """Execute one notebook, without parameters."""
+    path = Path(path)
+    return run_job(Job(path, output=output_path(path, options)), options, listener)
+
+
 # a batch -----------------------------------------------------------------------
+
+
+def output_path(path: Path, options: RunOptions, combination: _sweep.Combination | None = None) -> Path | None:
+    if options.restore_only:
+        return None  # `status` never writes a notebook
+    if options.inplace:
+        return path
+    if options.output_dir is not None:
+        name = _sweep.output_name(path, combination) if combination is not None and combination.swept else path.name
+        return options.output_dir / name
+    return None
+
+
+def plan(
+    paths: Sequence[Path], options: RunOptions, combinations: Sequence[_sweep.Combination] | None = None
+) -> list[Job]:
+    """The jobs of a batch: every notebook with every combination of parameters, with its output path."""
+    combos = list(combinations or [_sweep.Combination()])
+    if len(combos) > 1 and options.inplace:
+        raise BatchError(f"--inplace with a sweep would write {len(combos)} runs over one notebook: use --output-dir")
+    jobs = [Job(Path(p), combo, output_path(Path(p), options, combo)) for p in paths for combo in combos]
+    seen: dict[Path, Job] = {}
+    for job in jobs:
+        if job.output is None or options.inplace:
+            continue
+        target = job.output.resolve()
+        if target in seen:
+            raise BatchError(f"{seen[target].label} and {job.label} would both be written to {job.output}")
+        seen[target] = job
+    return jobs
 
 
 def check(paths: Sequence[Path], options: RunOptions) -> None:
@@ -506,14 +859,11 @@ def check(paths: Sequence[Path], options: RunOptions) -> None:
         raise BatchError("--inplace and --output-dir exclude each other: choose one")
     if options.jobs < 1:
         raise BatchError(f"--jobs must be at least 1, not {options.jobs}")
+    if options.executor is not None:
+        dask_address(options.executor)
     asked = {Path(p): read_notebook(Path(p)).metadata.get("kernelspec", {}).get("name") for p in paths}
     if options.output_dir is not None:
-        seen: dict[str, Path] = {}
-        for path in paths:
-            name = Path(path).name
-            if name in seen and Path(path).resolve() != seen[name].resolve():
-                raise BatchError(f"{seen[name]} and {path} would both be written to {options.output_dir / name}")
-            seen[name] = Path(path)
+        plan(paths, options)
     _check_kernels(asked, options.kernel)
 
 
@@ -537,59 +887,230 @@ def _check_kernels(asked: dict[Path, str | None], kernel: str | None) -> None:
             raise BatchError(f"{path} asks for kernel {name!r}, which is not installed (installed: {known}); choose one with --kernel") from None
 
 
-def run_notebooks(
-    paths: Iterable[Path | str], options: RunOptions = RunOptions(), listener: Listener | None = None
-) -> list[NotebookResult]:
-    """Execute notebooks, ``options.jobs`` at a time; results come back in the order given.
+def dask_address(executor: str) -> str:
+    """``dask://HOST:PORT`` -> the scheduler address distributed connects to."""
+    scheme, sep, rest = executor.partition("://")
+    if scheme != "dask" or not sep or not rest:
+        raise BatchError(f"--executor {executor!r}: give the Dask scheduler as dask://HOST:PORT")
+    return f"tcp://{rest}"
 
-    Each worker thread drives its own kernel with its own event loop; the kernels
-    share the store, which is safe by construction (SQLite WAL, atomic renames).
+
+def _waves(jobs: Sequence[Job]) -> list[list[int]]:
+    """The first job of each notebook first, then the rest, when jobs run in parallel.
+
+    Without this, every combination of a sweep would start at once, each miss the
+    shared upstream steps, and run them all; after the first wave they are hits.
     """
-    paths = [Path(p) for p in paths]
+    first: list[int] = []
+    rest: list[int] = []
+    seen: set[Path] = set()
+    for i, job in enumerate(jobs):
+        key = Path(job.path).resolve()
+        (rest if key in seen else first).append(i)
+        seen.add(key)
+    return [first, rest] if rest else [first]
+
+
+def _not_started(job: Job, reason: str) -> NotebookResult:
+    try:
+        cells = read_notebook(job.path).cells
+    except BatchError:
+        cells = []
+    rows = tuple(CellResult(i, step_hint(c), NOT_RUN, 0.0, 0.0, None, reason) for i, c in enumerate(cells) if _runnable(c))
+    return NotebookResult(job.path, rows, error=reason, parameters=job.parameters, interrupted=True)
+
+
+def _stop_all() -> None:
+    _STOPPING.set()
+    with _ACTIVE_LOCK:
+        runs = list(_ACTIVE.values())
+    for run in runs:
+        run.stop()
+
+
+def _wait_all(futures: Sequence[Future[Any]], limit: float) -> None:
+    deadline = time.monotonic() + limit
+    pending = [f for f in futures if not f.done()]
+    while pending and time.monotonic() < deadline:
+        try:
+            wait(pending, timeout=0.5)
+        except KeyboardInterrupt:
+            _stop_all()  # a second Ctrl-C: the same again, the kernels are already on their way out
+        pending = [f for f in pending if not f.done()]
+
+
+def _run_local(jobs: Sequence[Job], options: RunOptions, listener: Listener, results: list[NotebookResult | None]) -> bool:
+    """Run the jobs in worker threads; the main thread only waits, so Ctrl-C reaches it. True if interrupted."""
+    parallel = min(options.jobs, len(jobs))
+    waves = _waves(jobs) if parallel > 1 else [list(range(len(jobs)))]
+    with ThreadPoolExecutor(max_workers=max(parallel, 1), thread_name_prefix="cellcache-run") as pool:
+        for wave in waves:
+            futures: dict[Future[NotebookResult], int] = {}
+            if parallel > 1:
+                for i in wave:
+                    futures[pool.submit(run_job, jobs[i], options, listener)] = i
+            try:
+                if parallel > 1:
+                    pending = set(futures)
+                    while pending:
+                        done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                        for f in done:
+                            results[futures[f]] = f.result()
+                else:
+                    for i in wave:  # one at a time, in order; still in a worker thread
+                        future = pool.submit(run_job, jobs[i], options, listener)
+                        futures[future] = i
+                        while not future.done():
+                            wait([future], timeout=0.5)
+                        results[i] = future.result()
+            except KeyboardInterrupt:
+                _stop_all()
+                for f in futures:
+                    f.cancel()
+                _wait_all(list(futures), limit=60.0)
+                for f, i in futures.items():
+                    if f.done() and not f.cancelled() and f.exception() is None:
+                        results[i] = f.result()
+                return True
+    return False
+
+
+def _run_on_dask(jobs: Sequence[Job], options: RunOptions, listener: Listener, results: list[NotebookResult | None]) -> bool:
+    """Each job to a worker of an existing cluster, through ``Client.get_executor()``. True if interrupted."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise BatchError(_DASK_HINT) from None
+    address = dask_address(options.executor or "")
+    try:
+        client = Client(address, timeout=10, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise BatchError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    on_worker = replace(options, executor=None, jobs=1, log_output=False)
+    try:
+        executor = client.get_executor(pure=False)
+        for wave in _waves(jobs):
+            futures: dict[Future[NotebookResult], int] = {}
+            for i in wave:
+                listener.notebook_started(jobs[i], _code_cells(jobs[i]))
+                futures[executor.submit(run_job, jobs[i], on_worker)] = i
+            try:
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        i = futures[f]
+                        try:
+                            result = f.result()
+                        except Exception as exc:  # noqa: BLE001 - a lost worker is this job's failure, not the batch's
+                            result = replace(_not_started(jobs[i], f"the Dask worker failed: {type(exc).__name__}: {exc}"), interrupted=False)
+                        results[i] = result
+                        for cell in result.cells:
+                            listener.cell_finished(jobs[i], cell)
+                        listener.notebook_finished(jobs[i], result)
+            except KeyboardInterrupt:
+                for f in futures:
+                    f.cancel()
+                return True
+    finally:
+        client.close()
+    return False
+
+
+def _code_cells(job: Job) -> int:
+    try:
+        nb = _sweep.inject(read_notebook(job.path), job.parameters.as_dict())
+    except BatchError:
+        return 0
+    return sum(_runnable(c) for c in nb.cells)
+
+
+def _store_of(jobs: Sequence[Job], options: RunOptions) -> tuple[Path | None, list[str]]:
+    if options.store_dir is not None:
+        return Path(options.store_dir).resolve(), []
+    stores = {}
+    for job in jobs:
+        stores.setdefault(_config.resolve(cwd=Path(job.path).parent.resolve()).dir, job.path)
+    if len(stores) == 1:
+        return next(iter(stores)), []
+    return next(iter(stores)), [
+        "the notebooks belong to different projects, with one store each: " + ", ".join(str(s) for s in stores)
+    ]
+
+
+def run_batch(jobs: Sequence[Job], options: RunOptions = RunOptions(), listener: Listener | None = None) -> BatchResult:
+    """Execute jobs (see ``plan``); results come back in the order given, and Ctrl-C ends it cleanly.
+
+    On Ctrl-C the running cells are interrupted and their kernels shut down;
+    finished entries stay in the store, and the result says ``interrupted``.
+    """
+    listener = listener or Listener()
+    jobs = list(jobs)
+    store, notes = _store_of(jobs, options)
+    if options.executor is not None and not _config.resolve(cwd=Path(jobs[0].path).parent.resolve()).remote:
+        notes.append(
+            f"no remote store is configured: the workers share only what one filesystem holds (the store at {store}); "
+            "set CELLCACHE_REMOTE for workers on several machines"
+        )
+    results: list[NotebookResult | None] = [None] * len(jobs)
+    _STOPPING.clear()
+    try:
+        runner = _run_on_dask if options.executor is not None else _run_local
+        interrupted = runner(jobs, options, listener, results)
+    finally:
+        _STOPPING.clear()
+    final = tuple(r if r is not None else _not_started(jobs[i], "interrupted before it started") for i, r in enumerate(results))
+    return BatchResult(notebooks=final, store=store, interrupted=interrupted, notes=tuple(notes))
+
+
+def run_notebooks(
+    paths: Iterable[Path | str],
+    options: RunOptions = RunOptions(),
+    listener: Listener | None = None,
+    combinations: Sequence[_sweep.Combination] | None = None,
+) -> list[NotebookResult]:
+    """Execute notebooks (each with every combination of parameters), ``options.jobs`` at a time."""
+    paths = notebooks_in(paths)
     check(paths, options)
-    if options.jobs == 1 or len(paths) == 1:
-        return [run_notebook(p, options, listener) for p in paths]
-    with ThreadPoolExecutor(max_workers=min(options.jobs, len(paths)), thread_name_prefix="cellcache-run") as pool:
-        return list(pool.map(lambda p: run_notebook(p, options, listener), paths))
+    return list(run_batch(plan(paths, options, combinations), options, listener).notebooks)
+
+
+def status_options(options: RunOptions) -> RunOptions:
+    return replace(options, restore_only=True, force=False, inplace=False, output_dir=None)
 
 
 def status_notebooks(
     paths: Iterable[Path | str], options: RunOptions = RunOptions(), listener: Listener | None = None
 ) -> list[NotebookResult]:
-    """Restore-only runs: plain cells run, hits are restored, each notebook stops at its first miss."""
-    return run_notebooks(paths, replace(options, restore_only=True, force=False, inplace=False, output_dir=None), listener)
+    """Restore-only runs: plain cells run, hits are restored, no cached body is ever executed."""
+    return run_notebooks(paths, status_options(options), listener)
 
 
-def to_json(results: Sequence[NotebookResult], with_reasons: bool = False) -> dict[str, Any]:
-    """The ``--json`` document: ``{"notebooks": [{"path", "error", "cells": [...]}]}``."""
-
-    def cell(c: CellResult) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "index": c.index,
-            "step": c.step,
-            "status": c.status,
-            "seconds": round(c.seconds, 6),
-            "saved_seconds": round(c.saved_seconds, 6),
-        }
-        if with_reasons:
-            data["reason"] = c.reason
-        return data
-
-    return {"notebooks": [{"path": str(r.path), "error": r.error, "cells": [cell(c) for c in r.cells]} for r in results]}
+def to_json(results: Sequence[NotebookResult], with_reasons: bool = True) -> dict[str, Any]:
+    """The ``--json`` document of a list of results (``BatchResult.to_json`` adds the store and a summary)."""
+    return {"notebooks": [r.to_json() for r in results]}
 
 
 __all__ = [
     "AFTER_MISS",
+    "BatchResult",
     "CellResult",
     "ERROR",
     "HIT",
+    "INTERRUPTED",
+    "Job",
     "Listener",
     "MISS",
+    "NOT_RUN",
     "NotebookResult",
     "PLAIN",
     "RunOptions",
     "WOULD_RUN",
     "check",
+    "notebooks_in",
+    "plan",
+    "run_batch",
+    "run_job",
     "run_notebook",
     "run_notebooks",
     "status_notebooks",

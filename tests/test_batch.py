@@ -53,16 +53,16 @@ class Recorder(batch.Listener):
     def __init__(self) -> None:
         self.events: list[tuple] = []
 
-    def notebook_started(self, path: Path, code_cells: int) -> None:
+    def notebook_started(self, job: batch.Job, code_cells: int) -> None:
         self.events.append(("notebook", code_cells))
 
-    def cell_started(self, path: Path, index: int, step: str | None) -> None:
+    def cell_started(self, job: batch.Job, index: int, step: str | None) -> None:
         self.events.append(("start", index, step))
 
-    def cell_finished(self, path: Path, result: batch.CellResult) -> None:
+    def cell_finished(self, job: batch.Job, result: batch.CellResult) -> None:
         self.events.append(("done", result.index, result.status))
 
-    def notebook_finished(self, result: batch.NotebookResult) -> None:
+    def notebook_finished(self, job: batch.Job, result: batch.NotebookResult) -> None:
         self.events.append(("finished", result.ok))
 
 
@@ -201,35 +201,48 @@ def test_editing_a_parameter_reruns_only_the_steps_downstream(tmp_path: Path, st
 
 
 @pytest.mark.kernel
-def test_status_restores_hits_and_stops_at_the_first_miss_without_running_it(tmp_path: Path, store: Path) -> None:
+def test_status_lists_two_independent_stale_branches_and_runs_no_cached_body(tmp_path: Path, store: Path) -> None:
     log = "def log(what):\n    with open('ran.log', 'a') as f:\n        f.write(what + '\\n')"
     cells = [
-        log + "\nseed = 1\nlog('params')",
+        log + "\nseed = 1\nrate = 0.5\nlog('params')",
         "%%cached stable\nstable = 5\nlog('stable')",
-        "%%cached seeded\nvalue = seed * stable\nlog('seeded')",
-        "%%cached later\nlater = value + 1\nlog('later')",
+        "%%cached seeded\nvalue = seed * stable\nlog('seeded')",  # branch 1 goes stale here
+        "%%cached rated\nscaled = rate * 10\nlog('rated')",  # branch 2, independent of branch 1
+        "%%cached later\nlater = value + 1\nlog('later')",  # downstream of seeded, directly
+        "shown = later * 2\nlog('plain-downstream')",  # a plain cell downstream: not executed
+        "%%cached through\nfinal = shown + scaled\nlog('through')",  # downstream of both, through the plain cell
+        "%%cached untouched\nkept = stable + 1\nlog('untouched')",  # after the stale steps, but reads none of them
         "log('after')",
     ]
     nb = write_nb(tmp_path / "s.ipynb", *cells)
     [filled] = batch.run_notebooks([nb])
-    assert filled.ok
+    assert filled.ok, filled.error
     ran = tmp_path / "ran.log"
-    assert ran.read_text().split() == ["params", "stable", "seeded", "later", "after"]
+    assert len(ran.read_text().split()) == 9
 
-    write_nb(nb, cells[0].replace("seed = 1", "seed = 2"), *cells[1:])
+    write_nb(nb, cells[0].replace("seed = 1", "seed = 2").replace("rate = 0.5", "rate = 0.25"), *cells[1:])
     ran.unlink()
     [status] = batch.status_notebooks([nb])
-    assert ran.read_text().split() == ["params"], "plain cells before the miss run; no cached body and nothing after it does"
+    assert ran.read_text().split() == ["params", "after"], "no cached body, and no plain cell downstream of a stale step"
     assert status.ok and status.output is None
     assert statuses(status) == {
         0: (None, "plain"),
         1: ("stable", "hit"),
         2: ("seeded", "would-run"),
-        3: ("later", "after-miss"),
-        4: (None, "after-miss"),
+        3: ("rated", "would-run"),
+        4: ("later", "would-run"),
+        5: (None, "not run"),
+        6: ("through", "would-run"),
+        7: ("untouched", "hit"),
+        8: (None, "plain"),
     }
-    assert "input `seed` changed" in status.cells[2].reason
-    assert json.loads(json.dumps(batch.to_json([status], with_reasons=True)))["notebooks"][0]["cells"][2]["reason"].startswith("input")
+    reasons = {c.index: c.reason for c in status.cells}
+    assert "input `seed` changed" in reasons[2] and "input `rate` changed" in reasons[3]
+    assert reasons[4] == "reads value from seeded"
+    assert reasons[5] == "reads later from seeded"
+    assert reasons[6] in ("reads scaled from rated", "reads shown from seeded")
+    cells_json = json.loads(json.dumps(batch.to_json([status])))["notebooks"][0]["cells"]
+    assert [c["status"] for c in cells_json].count("would-run") == 4
 
 
 @pytest.mark.kernel
@@ -301,7 +314,8 @@ def test_a_failing_cell_stops_the_notebook_unless_errors_are_allowed(tmp_path: P
     nb = write_nb(tmp_path / "bad.ipynb", "x = 1", "%%cached boom\nraise ValueError('bad input')", "y = 2")
     [stopped] = batch.run_notebooks([nb])
     assert not stopped.ok
-    assert statuses(stopped) == {0: (None, "plain"), 1: ("boom", "error")}
+    assert statuses(stopped) == {0: (None, "plain"), 1: ("boom", "error"), 2: (None, "not run")}
+    assert stopped.cells[2].reason == "after cell 1 (step boom) failed"
     assert stopped.cells[1].error == "ValueError: bad input"
     assert stopped.error == "cell 1 (step boom) failed: ValueError: bad input"
 
@@ -317,7 +331,7 @@ def test_a_failing_cell_stops_the_notebook_unless_errors_are_allowed(tmp_path: P
 def test_a_cell_over_the_timeout_fails_with_its_index(tmp_path: Path, store: Path) -> None:
     nb = write_nb(tmp_path / "slow.ipynb", "x = 1", "%%cached nap\nimport time\ntime.sleep(30)", "y = 2")
     [result] = batch.run_notebooks([nb], RunOptions(timeout=1))
-    assert statuses(result) == {0: (None, "plain"), 1: ("nap", "error")}
+    assert statuses(result) == {0: (None, "plain"), 1: ("nap", "error"), 2: (None, "not run")}
     assert result.error == "cell 1 (step nap) failed: timed out after 1 s"
     assert result.cells[1].seconds < 10
 

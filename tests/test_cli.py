@@ -65,9 +65,14 @@ def listed_steps(cli: CliRunner, *args: str) -> list[str]:
 # arguments and usage errors: no kernel -------------------------------------------------
 
 
-def test_every_command_has_help(cli: CliRunner) -> None:
-    assert cli.invoke(main, ["--help"]).exit_code == 0
-    assert set(main.commands) == {"run", "status", "stats", "ls", "invalidate", "clear", "gc", "verify", "keys", "push", "pull", "remote"}
+def test_every_command_has_help_and_its_whole_description_in_the_overview(cli: CliRunner) -> None:
+    overview = cli.invoke(main, ["--help"], terminal_width=80)
+    assert overview.exit_code == 0
+    assert set(main.commands) >= {"run", "status", "stats", "ls", "show", "invalidate", "clear", "gc", "verify"}
+    for name, command in main.commands.items():
+        first = " ".join((command.help or "").split("\n\n")[0].split())
+        assert len(first) > 20 and f"{name}  " in overview.output
+        assert first in " ".join(overview.output.split()), f"{name}'s description is cut in `cellcache --help`"
     for name in main.commands:
         result = cli.invoke(main, [name, "--help"])
         assert result.exit_code == 0, name
@@ -78,8 +83,17 @@ def test_every_command_has_help(cli: CliRunner) -> None:
     ("args", "message"),
     [
         (["run", "missing.ipynb"], "'missing.ipynb' does not exist"),
+        (["invalidate", "--notebook", "x.ipynb", "nope"], "nope"),
         (["status", "missing.ipynb"], "'missing.ipynb' does not exist"),
-        (["run"], "Missing argument 'NB.ipynb...'"),
+        (["run"], "Missing argument 'NB.ipynb|DIR...'"),
+        (["run", "-p", "lr", "0.1", "--inplace", "-p", "lr", "0.2", "ok.ipynb"], "--inplace with a sweep"),
+        (["run", "-p", "not-a-name", "1", "ok.ipynb"], "must be a Python identifier"),
+        (["run", "-y", "[1, 2]", "ok.ipynb"], "-y YAML must be a YAML mapping"),
+        (["run", "--executor", "tcp://host:1", "ok.ipynb"], "give the Dask scheduler as dask://HOST:PORT"),
+        (["run", "emptydir"], "holds no notebook"),
+        (["run", "malformed.ipynb"], "malformed.ipynb is not a valid notebook: cells/0"),
+        (["clear", "--json"], "clear --json cannot ask for confirmation: add --yes"),
+        (["show", "ab"], "too short"),
         (["run", "--bogus", "ok.ipynb"], "No such option '--bogus'"),
         (["run", "--jobs", "0", "ok.ipynb"], "0 is not in the range x>=1"),
         (["run", "--timeout", "-1", "ok.ipynb"], "--timeout"),
@@ -89,7 +103,7 @@ def test_every_command_has_help(cli: CliRunner) -> None:
         (["gc"], "give --max-size, --older-than or both"),
         (["gc", "--max-size", "5XB"], "invalid size '5XB'"),
         (["gc", "--older-than", "soon"], "invalid duration 'soon'"),
-        (["invalidate"], "Missing argument 'STEP'"),
+        (["invalidate"], "Missing argument '[NB:]STEP'"),
     ],
 )
 def test_usage_errors_exit_2_with_a_message_and_no_traceback(
@@ -98,6 +112,11 @@ def test_usage_errors_exit_2_with_a_message_and_no_traceback(
     monkeypatch.chdir(tmp_path)
     write_nb(tmp_path / "ok.ipynb", "x = 1")
     (tmp_path / "junk.ipynb").write_text("{ not a notebook")
+    (tmp_path / "emptydir").mkdir()
+    # issue 13: a cell without cell_type, or with a number as its source, is a message, not a traceback
+    (tmp_path / "malformed.ipynb").write_text(
+        json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{"id": "a", "metadata": {}, "source": 3}]})
+    )
     result = cli.invoke(main, args)
     assert result.exit_code == 2, result.output
     assert message in result.output
@@ -117,7 +136,7 @@ def test_a_bad_setting_in_pyproject_is_a_usage_error(cli: CliRunner, tmp_path: P
 def test_a_missing_notebook_from_the_real_entry_point(tmp_path: Path, store: Path) -> None:
     done = cellcache("run", "nowhere.ipynb", cwd=tmp_path)
     assert done.returncode == 2
-    assert "Error: Invalid value for 'NB.ipynb...': File 'nowhere.ipynb' does not exist." in done.stderr
+    assert "Error: Invalid value for 'NB.ipynb|DIR...': Path 'nowhere.ipynb' does not exist." in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     assert done.stdout == ""
 
@@ -171,9 +190,13 @@ def test_invalidate_drops_one_step(cli: CliRunner, filled: dict[str, Manifest]) 
     assert "(0 entries dropped)" in cli.invoke(main, ["invalidate", "bravo"]).output
 
 
-def test_clear_drops_everything(cli: CliRunner, filled: dict[str, Manifest], store: Path) -> None:
-    result = cli.invoke(main, ["clear"])
+def test_clear_asks_first_and_then_drops_everything(cli: CliRunner, filled: dict[str, Manifest], store: Path) -> None:
+    declined = cli.invoke(main, ["clear"], input="n\n")
+    assert declined.exit_code == 1 and "Drop 3 entries from the store at" in declined.output
+    assert listed_steps(cli) == ["alpha", "bravo", "charlie"], "nothing dropped without a yes"
+    result = cli.invoke(main, ["clear"], input="y\n")
     assert result.exit_code == 0 and "(3 entries dropped)" in result.output
+    assert json.loads(cli.invoke(main, ["clear", "--yes", "--json"]).output) == {"store": str(store.resolve()), "dropped": 0}
     assert listed_steps(cli) == []
     assert not [p for p in store.rglob("*") if p.is_file() and "blobs" in p.parts]
 
@@ -230,15 +253,16 @@ def test_run_prints_a_table_then_status_reports_what_would_run(cli: CliRunner, t
     assert str(nb) in table
     assert re.search(r"│ +1 │ square +│ miss", table) and re.search(r"│ +2 │ plus +│ miss", table)
     assert re.search(r"│ +3 │ - +│ plain", table)
-    assert table.rstrip().endswith("0 hits, 2 misses, 0 ms saved in 1 notebook")
+    assert re.search(r"│ +1 │ square +│ miss +│ .* │ +- +│ first run of this step", table)
+    assert " ".join(table.split()).endswith(f"0 hits, 2 misses, 0 errors, 0 not run, 0 ms saved in 1 notebook; store {store.resolve()}")
 
     write_nb(nb, "n = 6", *cells[1:])
     status = cli.invoke(main, ["status", str(nb)])
     assert status.exit_code == 0, status.output
-    assert re.search(r"│ +1 │ square +│ would run +│ input `n` changed", status.output)
-    assert re.search(r"│ +2 │ plus +│ after a miss", status.output)
-    assert re.search(r"│ +3 │ - +│ after a miss", status.output)
-    assert "0 hits; 1 of 1 notebook would run from a miss" in status.output
+    assert re.search(r"│ +1 │ square +│ would run +│ .*│ input `n` changed", status.output)
+    assert re.search(r"│ +2 │ plus +│ would run +│ .*│ reads sq from square", status.output)
+    assert re.search(r"│ +3 │ - +│ not run +│ .*│ reads plus from square", status.output)
+    assert "2 would run, 0 hits, 0 errors, 1 not run in 1 notebook" in " ".join(status.output.split())
 
 
 @pytest.mark.kernel
@@ -252,11 +276,15 @@ def test_json_output_and_a_failing_cell_from_the_real_entry_point(tmp_path: Path
     assert [n["path"] for n in report["notebooks"]] == [str(good), str(bad)]
     good_cells, bad_cells = (n["cells"] for n in report["notebooks"])
     assert [(c["index"], c["step"], c["status"]) for c in good_cells] == [(0, None, "plain"), (1, "twice", "miss")]
-    assert [(c["index"], c["step"], c["status"]) for c in bad_cells] == [(0, None, "plain"), (1, "boom", "error")]
+    assert [(c["index"], c["step"], c["status"]) for c in bad_cells] == [(0, None, "plain"), (1, "boom", "error"), (2, None, "not run")]
+    assert bad_cells[2]["reason"] == "after cell 1 (step boom) failed"
     for cell in good_cells + bad_cells:
-        assert set(cell) == {"index", "step", "status", "seconds", "saved_seconds"}
+        assert set(cell) == {"index", "step", "status", "seconds", "saved_seconds", "reason", "error", "warnings"}
         assert cell["seconds"] >= 0 and cell["saved_seconds"] == 0
+    assert bad_cells[1]["error"] == "ValueError: bad input"
     assert report["notebooks"][0]["error"] is None
+    assert report["summary"] == {"hit": 0, "miss": 1, "plain": 2, "error": 1, "not_run": 1, "would_run": 0, "saved_seconds": 0}
+    assert report["store"] == str(store.resolve())
     assert f"cellcache: {bad}: cell 1 (step boom) failed: ValueError: bad input" in done.stderr
     assert "Traceback" not in done.stderr
 
