@@ -139,7 +139,7 @@ def test_check_refuses_what_cannot_work(tmp_path: Path) -> None:
 PIPELINE = (
     "md:# a pipeline",
     "import os\nn = 3\nprint(os.getcwd())",
-    "%%cached total\nimport time\ntime.sleep(0.3)\ntotal = sum(range(n + 1))\nprint('computed', total)\ntotal",
+    "%%cached total\nimport time\ntime.sleep(0.6)\ntotal = sum(range(n + 1))\nprint('computed', total)\ntotal",
     "%%cached double\ndoubled = 2 * total",
     "print('doubled', doubled)",
 )
@@ -163,8 +163,8 @@ def test_second_run_is_all_hits_and_the_written_notebook_keeps_the_outputs(tmp_p
     assert statuses(second) == {1: (None, "plain"), 2: ("total", "hit"), 3: ("double", "hit"), 4: (None, "plain")}
     assert (second.hits, second.misses) == (2, 0)
     total = second.cells[1]
-    assert total.saved_seconds > 0.2, "the 0.3 s sleep was saved"
-    assert total.seconds < 0.3
+    assert total.saved_seconds > 0.3, "the 0.6 s sleep was saved (less the time a hit takes on a busy machine)"
+    assert total.seconds < 0.6
     assert second.output == tmp_path / "out" / "pipe.ipynb"
     written = nbformat.read(second.output, as_version=4)
     assert outputs_text(written.cells[1]).strip() == str(tmp_path), "the kernel runs in the notebook's folder"
