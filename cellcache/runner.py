@@ -10,7 +10,6 @@ import json
 import re
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -21,7 +20,7 @@ from cellcache.analysis import CellNames, analyze
 from cellcache.capture import recording, replay, show_marker
 from cellcache.report import format_seconds
 from cellcache.config import Config
-from cellcache.errors import CacheError, CacheWarning, OutNotProduced, StoreError, Unfingerprintable, warn
+from cellcache.errors import CacheError, OutNotProduced, StoreError, Unfingerprintable, warn
 from cellcache.fingerprint import describe, fingerprint, module_digest, module_version
 from cellcache.key import StageKey, code_digest
 from cellcache.spec import StageSpec
@@ -522,7 +521,7 @@ class Session:
             try:
                 listener(run)
             except Exception as exc:  # noqa: BLE001 - a broken panel must not break the cell
-                warnings.warn(f"cellcache: a listener failed: {exc}", CacheWarning, stacklevel=2)
+                warn(f"cellcache: a listener failed: {exc}")
         return run
 
 
