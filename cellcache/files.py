@@ -1,8 +1,12 @@
 """Files in the key: declared deps, declared outs, and files a cell reads.
 
-Digests go through a stat cache keyed by (path, size, mtime_ns, inode), so
-an unchanged large file is never read twice. Implicit deps are seen through
-an audit hook that is installed once and stays inert outside a missed cell.
+Digests go through a stat cache keyed by (path, size, change time, inode),
+so an unchanged large file is never read twice. Implicit deps are seen
+through an audit hook that is installed once and stays inert outside a
+missed cell: the files the cell (and the threads it starts) open for
+reading, the folders it lists and the glob patterns it matches, and the
+existing files its string literals and string inputs name, which native
+readers (pyarrow, h5py) open where the hook can't see.
 """
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ import sys
 import sysconfig
 import threading
 from pathlib import Path
-from typing import Iterable, Protocol, Sequence
+from typing import Iterable, Protocol, Sequence, Union
+
+import xxhash
 
 from cellcache.errors import DepNotFound, OutNotProduced
 from cellcache.store.format import file_digest
@@ -67,7 +73,10 @@ def expand(patterns: Sequence[str], cwd: Path) -> list[Path]:
 
 def digest(path: Path, cache: StatCache | None) -> str:
     st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    # The change time too: a rewrite that puts size and mtime back (os.utime,
+    # rsync -t, a restore) still moves ctime, which no user call can set.
+    changed = max(st.st_mtime_ns, st.st_ctime_ns)
+    key = (str(path), st.st_size, changed, st.st_ino)
     if cache is not None:
         known = cache.cached_digest(*key)
         if known is not None:
@@ -81,13 +90,55 @@ def digest(path: Path, cache: StatCache | None) -> str:
     return value
 
 
-def digests(paths: Iterable[Path], cwd: Path, cache: StatCache | None) -> dict[str, str]:
-    return {display_path(p, cwd): digest(p, cache) for p in paths}
+class Listing:
+    """A folder listing or a glob match set the cell made: an implicit dep on the names it saw."""
+
+    DIR, GLOB = "dir ", "glob "  # how a listing is shown among the implicit files of a manifest
+
+    def __init__(self, kind: str, target: str, recursive: bool = False) -> None:
+        self.kind, self.target, self.recursive = kind, target, recursive
+
+    def shown(self, cwd: Path) -> str:
+        return self.kind + display_path(Path(self.target), cwd) + ("**" if self.recursive and self.kind == self.DIR else "")
+
+    @classmethod
+    def parse(cls, shown: str, cwd: Path) -> Listing | None:
+        for kind in (cls.DIR, cls.GLOB):
+            if shown.startswith(kind):
+                target = shown[len(kind):]
+                return cls(kind, str(_resolve(target, cwd)), recursive="**" in target)
+        return None
+
+    def digest(self) -> str:
+        if self.kind == self.DIR:
+            names = sorted(os.listdir(self.target))
+        else:
+            names = sorted(glob.glob(self.target, recursive=self.recursive))
+        return xxhash.xxh3_128_hexdigest("\0".join(names).encode("utf-8", "surrogateescape"))
+
+
+Dep = Union[Path, Listing]
+
+
+def digests(paths: Iterable[Dep], cwd: Path, cache: StatCache | None) -> dict[str, str]:
+    found = {}
+    for p in paths:
+        if isinstance(p, Listing):
+            try:
+                found[p.shown(cwd)] = p.digest()
+            except OSError:
+                continue  # listed, then removed by the cell: nothing to depend on
+        else:
+            found[display_path(p, cwd)] = digest(p, cache)
+    return found
 
 
 def current_digest(shown: str, cwd: Path, cache: StatCache | None) -> str | None:
-    """The digest a recorded file has now; None if it is gone."""
+    """The digest a recorded file (or listing) has now; None if it is gone."""
     try:
+        listing = Listing.parse(shown, cwd)
+        if listing is not None:
+            return listing.digest()
         return digest(_resolve(shown, cwd), cache)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
         return None
@@ -110,14 +161,24 @@ def _excluded_roots(extra: Iterable[Path]) -> tuple[str, ...]:
     roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     roots |= {sys.prefix, sys.base_prefix, sys.exec_prefix, "/proc", "/dev", "/sys", "/usr/lib", "/usr/share", "/etc"}
     home = Path.home()
-    # Tool caches and settings change on their own; a cell is not about them.
-    roots |= {str(home / ".cache"), str(home / ".ipython"), str(home / ".jupyter"), str(home / ".local"), str(home / ".config")}
-    for name in ("IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "MPLCONFIGDIR", "XDG_CACHE_HOME"):
+    # Tool caches and settings change on their own; a cell is not about them. Only named
+    # ones: the rest of ~/.cache often holds data sets (huggingface, torch hub, pooch...).
+    roots |= {str(home / ".ipython"), str(home / ".jupyter"), str(home / ".local"), str(home / ".config")}
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache")
+    roots |= {str(cache_home / tool) for tool in _TOOL_CACHES}
+    for name in ("IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "MPLCONFIGDIR", "NUMBA_CACHE_DIR"):
         if os.environ.get(name):
             roots.add(os.environ[name])
     roots |= {str(p) for p in extra}
     return tuple(os.path.realpath(r).rstrip("/") + "/" for r in roots if r)
 
+
+_TOOL_CACHES = (
+    "matplotlib", "fontconfig", "pip", "numba", "ipython", "jedi", "pypoetry", "uv", "black", "mypy", "ruff",
+    "pre-commit", "mesa_shader_cache", "pycache", "typeshed", "yarn", "node-gyp", "ms-playwright", "thumbnails",
+)  # fmt: skip
+_LIST_EVENTS = frozenset({"os.listdir", "os.scandir"})
+_GLOB_EVENTS = frozenset({"glob.glob", "glob.glob/2", "pathlib.Path.glob", "pathlib.Path.rglob"})
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
@@ -126,7 +187,12 @@ class _Recording:
     def __init__(self) -> None:
         self.read: set[str] = set()
         self.written: set[str] = set()
+        self.listed: set[str] = set()
+        self.globs: set[tuple[str, bool]] = set()
         self.thread = threading.get_ident()
+        # Threads alive before the cell (the kernel's own: heartbeat, history, iopub) are not the
+        # cell's; any thread started while it runs is (ThreadPoolExecutor, joblib's threading backend).
+        self.foreign = {t.ident for t in threading.enumerate()} - {self.thread}
 
 
 _active: _Recording | None = None
@@ -135,10 +201,14 @@ _hook_installed = False
 
 def _audit(event: str, args: tuple) -> None:
     # Called for every audit event in the process once installed: the inert path is one comparison.
-    if event != "open" or _active is None:
+    if _active is None:
         return
     recording = _active
-    if threading.get_ident() != recording.thread:
+    if event != "open":
+        if event in _LIST_EVENTS or event in _GLOB_EVENTS:
+            _listing(recording, event, args)
+        return
+    if threading.get_ident() in recording.foreign:
         return
     path, mode, flags = args
     if isinstance(path, int) or path is None:
@@ -146,6 +216,24 @@ def _audit(event: str, args: tuple) -> None:
     path = os.fsdecode(path)
     writes = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & _WRITE_FLAGS)
     (recording.written if writes else recording.read).add(os.path.abspath(path))
+
+
+def _listing(recording: _Recording, event: str, args: tuple) -> None:
+    if threading.get_ident() in recording.foreign:
+        return
+    if event in _LIST_EVENTS:
+        path = args[0]
+        if isinstance(path, int):
+            return
+        recording.listed.add(os.path.abspath(os.fsdecode(path if path is not None else ".")))
+    elif event.startswith("pathlib"):
+        recording.globs.add((os.path.abspath(os.path.join(os.fsdecode(args[0]), args[1])), event.endswith("rglob") or "**" in args[1]))
+    else:
+        pattern, recursive = args[0], bool(args[1])
+        root = args[2] if len(args) > 2 and args[2] is not None else None
+        if isinstance(pattern, (str, bytes)):
+            pattern = os.fsdecode(pattern)
+            recording.globs.add((os.path.abspath(os.path.join(os.fsdecode(root), pattern) if root else pattern), recursive))
 
 
 class OpenRecorder:
@@ -168,13 +256,52 @@ class OpenRecorder:
         global _active
         _active = None
 
-    def files_read(self) -> list[Path]:
-        """Regular files read and not written by the block, outside the excluded roots."""
+    def files_read(self, named: Iterable[object] = ()) -> list[Dep]:
+        """Regular files read and not written by the block, outside the excluded roots; then its listings.
+
+        ``named``: strings (and paths) the cell holds. Those that name an
+        existing file it did not write count as read: a native reader opens
+        them where the hook can't see.
+        """
         assert self._recording is not None
-        kept = []
-        for path in sorted(self._recording.read - self._recording.written):
-            real = os.path.realpath(path)
-            if real.startswith(self._exclude) or path.endswith((".pyc", ".pyo")) or not os.path.isfile(path):
+        recording = self._recording
+        candidates = set(recording.read)
+        for value in named:
+            if isinstance(value, (str, os.PathLike)):
+                try:
+                    if os.path.isfile(value):
+                        candidates.add(os.path.abspath(value))
+                except (OSError, ValueError, TypeError):
+                    continue
+        kept: list[Dep] = []
+        for path in sorted(candidates - recording.written):
+            if self._excluded(path) or path.endswith((".pyc", ".pyo")) or not os.path.isfile(path):
                 continue
             kept.append(Path(path))
+        globbed = [(pattern, recursive) for pattern, recursive in sorted(recording.globs) if not self._excluded(pattern)]
+        bases = [_glob_base(pattern) for pattern, _ in globbed]
+        for folder in sorted(recording.listed):
+            # a glob lists the folders it walks: the match set is the dep, not every name there
+            if self._excluded(folder) or not os.path.isdir(folder) or any(_within(folder, base) for base in bases):
+                continue
+            kept.append(Listing(Listing.DIR, folder))
+        kept.extend(Listing(Listing.GLOB, pattern, recursive) for pattern, recursive in globbed)
         return kept
+
+    def _excluded(self, path: str) -> bool:
+        return os.path.realpath(path).startswith(self._exclude) or os.path.realpath(path) + "/" in self._exclude
+
+
+def _glob_base(pattern: str) -> str:
+    """The folder a glob pattern starts matching in: its longest prefix without magic characters."""
+    parts = pattern.split(os.sep)
+    fixed = []
+    for part in parts:
+        if _GLOB_CHARS & set(part):
+            break
+        fixed.append(part)
+    return os.sep.join(fixed) or os.sep
+
+
+def _within(folder: str, base: str) -> bool:
+    return folder == base or folder.startswith(base.rstrip(os.sep) + os.sep)

@@ -7,6 +7,7 @@ shell, so it behaves exactly as without the magic) and store what it bound.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -422,7 +423,8 @@ class Session:
         if result.result is not None:
             result_name = next((n for n, v in values.items() if v is result.result), None)
         declared = set(dep_paths) | set(out_paths)
-        implicit = [p for p in opened.files_read() if p not in declared]
+        named = [*names.strings, *(ns[n] for n in inputs if isinstance(ns.get(n), (str, os.PathLike)))]
+        implicit = [p for p in opened.files_read(named) if p not in declared]
         record = rec.as_record()
         record["effects"] = fx.replay(ns)
         unkeyed = fx.unkeyed_rngs()

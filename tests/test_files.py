@@ -319,3 +319,139 @@ def test_system_library_and_store_files_are_not_implicit_deps(counted, workdir, 
     manifest = max((store_dir / "entries").glob("*/*/*.json"), key=lambda p: p.stat().st_mtime)
     implicit = json.loads(manifest.read_bytes().split(b"\n", 1)[1])["implicit"]
     assert [d["path"] for d in implicit] == ["mine.txt"]
+
+
+# ---------------------------------------------------------------- hidden file deps
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "with ThreadPoolExecutor(2) as pool:\n    text = list(pool.map(lambda p: open(p).read(), ['t.txt']))[0]\ndel pool",
+        "from joblib import Parallel, delayed\n"
+        "text = Parallel(n_jobs=2, backend='threading')(delayed(lambda p: open(p).read())(p) for p in ['t.txt'])[0]",
+    ],
+    ids=["ThreadPoolExecutor", "joblib-threading"],
+)
+def test_files_read_by_threads_the_cell_starts_are_implicit_deps(counted, workdir, body):
+    name = "threads_" + str(len(body))
+    (workdir / "t.txt").write_text("one")
+    # the path is built, not written as a literal, so only the threads' opens can reveal it
+    cell = counting_cell(body.replace("'t.txt'", "'t' + '.txt'"), name)
+    run(counted, cell)
+    run(counted, cell)
+    assert executions(counted) == 1
+    (workdir / "t.txt").write_text("two")
+    run(counted, cell)
+    assert executions(counted) == 2 and counted.user_ns["text"] == "two"
+    assert reason() == "implicit file t.txt changed"
+
+
+@pytest.mark.parametrize(
+    "listing",
+    [
+        "sorted(glob.glob('data/*.csv'))",
+        "sorted(os.listdir('data'))",
+        "sorted(e.name for e in os.scandir('data'))",
+        "sorted(str(p) for p in pathlib.Path('data').glob('*.csv'))",
+        "sorted(p.name for p in pathlib.Path('data').iterdir())",
+    ],
+    ids=["glob", "listdir", "scandir", "Path.glob", "Path.iterdir"],
+)
+def test_directory_listings_are_implicit_deps(counted, workdir, listing):
+    (workdir / "data").mkdir()
+    (workdir / "data" / "a.csv").write_text("1")
+    cell = counting_cell(f"import glob, os, pathlib\nnames = {listing}", "lister")
+    run(counted, cell)
+    run(counted, cell)
+    assert executions(counted) == 1
+    (workdir / "data" / "b.csv").write_text("2")  # a new match
+    run(counted, cell)
+    assert executions(counted) == 2 and len(counted.user_ns["names"]) == 2
+    (workdir / "data" / "b.csv").unlink()  # a removed match: back to the first listing, whose entry holds
+    run(counted, cell)
+    assert executions(counted) == 2 and len(counted.user_ns["names"]) == 1
+
+
+def test_a_glob_depends_on_its_matches_not_on_every_name_in_the_folder(counted, workdir):
+    (workdir / "data").mkdir()
+    (workdir / "data" / "a.csv").write_text("1")
+    cell = counting_cell("import glob\nnames = glob.glob('data/*.csv')", "globber")
+    run(counted, cell)
+    (workdir / "data" / "notes.txt").write_text("irrelevant")
+    run(counted, cell)
+    assert executions(counted) == 1
+
+
+def test_files_named_by_literals_and_string_inputs_are_deps_for_native_readers(counted, workdir):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"v": [1, 2]}), workdir / "t.parquet")
+    cell = counting_cell("import pyarrow.parquet as pq\ntotal = pq.read_table('t.parquet').column('v').to_pylist()", "arrow")
+    run(counted, cell)
+    run(counted, cell)
+    assert executions(counted) == 1
+    pq.write_table(pa.table({"v": [1, 2, 3]}), workdir / "t.parquet")
+    run(counted, cell)
+    assert executions(counted) == 2 and counted.user_ns["total"] == [1, 2, 3]
+    counted.user_ns["source"] = str(workdir / "t.parquet")
+    by_input = counting_cell("import pyarrow.parquet as pq\nn = pq.read_metadata(source).num_rows", "arrow_input")
+    run(counted, by_input)
+    pq.write_table(pa.table({"v": [1]}), workdir / "t.parquet")
+    run(counted, by_input)
+    assert executions(counted) == 4 and counted.user_ns["n"] == 1
+
+
+def test_a_rewrite_that_restores_size_and_mtime_is_seen(counted, workdir):
+    import time
+
+    path = workdir / "same.txt"
+    path.write_text("aaaa")
+    cell = counting_cell("v = open('same.txt').read()", "ctime")
+    run(counted, cell)
+    stat = path.stat()
+    time.sleep(0.01)
+    path.write_text("bbbb")  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same mtime
+    run(counted, cell)
+    assert executions(counted) == 2 and counted.user_ns["v"] == "bbbb"
+
+
+def test_only_named_tool_caches_are_left_out(counted, workdir, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / ".cache" / "datasets").mkdir(parents=True)
+    (home / ".cache" / "matplotlib").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    (home / ".cache" / "datasets" / "d.csv").write_text("1")
+    (home / ".cache" / "matplotlib" / "fontlist.json").write_text("{}")
+    path = ' + '.join(["__import__('os').path.expanduser('~/.cache/')", "'{}'"])
+    cell = counting_cell(
+        f"data = open({path.format('datasets/d.csv')}).read()\nfonts = open({path.format('matplotlib/fontlist.json')}).read()",
+        "home_cache",
+    )
+    run(counted, cell)
+    (home / ".cache" / "matplotlib" / "fontlist.json").write_text('{"rebuilt": 1}')
+    run(counted, cell)
+    assert executions(counted) == 1  # a tool's cache is not the cell's business
+    (home / ".cache" / "datasets" / "d.csv").write_text("2")
+    run(counted, cell)
+    assert executions(counted) == 2 and counted.user_ns["data"] == "2"
+
+
+def test_switching_a_data_file_back_hits_the_earlier_variant(counted, workdir):
+    path = workdir / "input.txt"
+    cell = counting_cell("v = open('input.txt').read()", "variants")
+    path.write_text("first")
+    run(counted, cell)
+    path.write_text("second")
+    run(counted, cell)
+    assert executions(counted) == 2
+    path.write_text("first")
+    run(counted, cell)
+    assert executions(counted) == 2 and counted.user_ns["v"] == "first"
+    path.write_text("second")
+    run(counted, cell)
+    assert executions(counted) == 2 and counted.user_ns["v"] == "second"
