@@ -9,15 +9,17 @@ in ``sys.modules``, so a kernel that never imported them pays nothing.
 """
 from __future__ import annotations
 
+import operator
 import pickle
 import sys
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 import xxhash
 
 from cellcache import pagemap
-from cellcache.fingerprint._base import Kinds, _ref, _str_digest
+from cellcache.fingerprint._base import Kinds, _hash, _ref, _str_digest
 
 # Non-contiguous arrays are copied at most this many bytes at a time.
 _CHUNK_BYTES = 16 << 20
@@ -165,6 +167,8 @@ class ValueKinds(Kinds):
         elif isinstance(values, pd.arrays.NumpyExtensionArray):
             # StringArray (pandas' python-storage "str"): an object ndarray.
             hasher.update(b"ndarray" + self.object_values_digest(np.asarray(values)))
+        elif (strings := _arrow_strings_digest(values)) is not None:
+            hasher.update(b"arrow-strings" + strings)  # pandas 3's default str: over its Arrow buffers
         else:
             # Arrow-backed, interval, sparse and third-party arrays: their
             # values as Python objects, which with the dtype define them.
@@ -186,12 +190,74 @@ class ValueKinds(Kinds):
         """Object column values: a fast-mode pickle when they are scalars only."""
         pd = sys.modules["pandas"]
         flat = values.reshape(-1)
+        strings = _exact_strings_digest(flat)
+        if strings is not None:
+            return _hash(b"Os", pickle.dumps(values.shape, protocol=5), strings)
         fast = pd.api.types.infer_dtype(flat, skipna=True) in _SCALAR_KINDS
         hasher = xxhash.xxh3_128(b"O" + (b"f" if fast else b"g"))
         hasher.update(pickle.dumps(values.shape, protocol=5))
         for start in range(0, len(flat), _CHUNK_ITEMS):
             hasher.update(self.pickle_digest(flat[start : start + _CHUNK_ITEMS].tolist(), fast=fast))
         return hasher.digest()
+
+
+def _arrow_string_buffers_digest(array: Any) -> bytes:
+    """One Arrow (large_)string array by its values: lengths as int64 offsets from 0, then the UTF-8 bytes.
+
+    Not by its raw buffers: chunking, a slice's offset, the offsets' width and
+    the bytes under a null slot are layout, not value.
+    """
+    np = sys.modules["numpy"]
+    hasher = xxhash.xxh3_128(b"A")
+    n, nulls = len(array), array.null_count
+    hasher.update(pickle.dumps((n, nulls), protocol=5))
+    if not n:
+        return hasher.digest()
+    if nulls:
+        import pyarrow.compute as pc
+
+        hasher.update(_array_digest(array.is_null().to_numpy(zero_copy_only=False)))
+        array = pc.fill_null(array, "")
+    width = np.int64 if array.type.id == sys.modules["pyarrow"].large_string().id else np.int32
+    offsets = np.frombuffer(array.buffers()[1], dtype=width)[array.offset : array.offset + n + 1]
+    start, end = int(offsets[0]), int(offsets[-1])
+    if start or width is not np.int64:
+        offsets = offsets.astype(np.int64) - start
+    hasher.update(offsets)
+    data = array.buffers()[2]
+    if data is not None and end > start:
+        hasher.update(memoryview(data)[start:end])
+    return hasher.digest()
+
+
+def _arrow_strings_digest(values: Any) -> bytes | None:
+    """An Arrow-backed pandas string array, or None if ``values`` is not one."""
+    pa = sys.modules.get("pyarrow")
+    chunked = getattr(values, "_pa_array", None)
+    if pa is None or chunked is None or not isinstance(chunked, pa.ChunkedArray):
+        return None
+    if not (pa.types.is_string(chunked.type) or pa.types.is_large_string(chunked.type)):
+        return None
+    array = chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
+    return _arrow_string_buffers_digest(array)
+
+
+def _exact_strings_digest(flat: Any) -> bytes | None:
+    """An object column of exact ``str``s only, through Arrow's encoder; None for anything else.
+
+    Exact: a str subclass, None or NaN pickles differently from the text it
+    holds, so any of them sends the column back to the pickle route.
+    """
+    items = flat.tolist()
+    if not items or not all(map(operator.is_, map(type, items), repeat(str))):
+        return None
+    try:
+        import pyarrow as pa
+
+        array = pa.array(items, type=pa.large_string())
+    except Exception:  # noqa: BLE001 - lone surrogates and the like: the pickle route takes them
+        return None
+    return _arrow_string_buffers_digest(array)
 
 
 def _buffer_safe(dtype: Any) -> bool:
