@@ -99,6 +99,15 @@ def explain_miss(
     return summarize(phrases) if phrases else "no stored entry for this key"
 
 
+def slower_hit(restore_seconds: float, run_seconds: float | None) -> str | None:
+    """"restoring costs 99 ms, running 94 ms" when a hit costs more than running the cell did; else None."""
+    if run_seconds is None or restore_seconds <= run_seconds:
+        return None
+    from cellcache.report import format_seconds  # report sits above reasons
+
+    return f"restoring costs {format_seconds(restore_seconds)}, running {format_seconds(run_seconds)}"
+
+
 @dataclass(frozen=True)
 class Reason:
     """One kind of reason, as the reference docs list it."""
@@ -113,6 +122,8 @@ CATALOGUE: tuple[Reason, ...] = (
     Reason((HIT,), "the entry for this key exists, its implicit files are unchanged, and its ttl has not expired"),
     Reason((HIT_REMOTE,), "no local entry, but a trusted signer's entry on the shared store: its signature and blob hashes "
            "were checked, it was copied into the local store, and the next hit is local"),
+    Reason((f"{HIT}; restoring costs 99 ms, running 94 ms",),
+           "a hit that cost more than running the cell did: the step may be cheaper without ``%%cached``"),
     Reason((FIRST_RUN,), "the step has no earlier entry to compare with"),
     Reason(("code changed",), "the normalized code differs (comments and layout never count)"),
     Reason(("input `df` changed (DataFrame 100x3 → DataFrame 120x3)",),

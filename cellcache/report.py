@@ -283,6 +283,7 @@ def render_text(
     out.extend(line(cells) for cells in body)
     if not body:
         out.append("(no steps yet: run a %%cached cell)")
+    out.extend(f"hint: {r.qualified_name}: {r.slower_hit}; it may be cheaper without %%cached" for r in rows if r.slower_hit)
     out.append(totals_line(rows, location))
     return "\n".join(out)
 

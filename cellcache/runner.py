@@ -72,9 +72,10 @@ class _UnfingerprintableInput(Exception):
 
 def _component_inputs(values: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
     digests, descriptions = {}, {}
+    seen: dict[int, str] = {}  # two names bound to one object: one fingerprint (the values stay alive in `values`)
     for name, value in values.items():
         try:
-            digests[name] = fingerprint(value).hex()
+            digests[name] = seen.get(id(value)) or seen.setdefault(id(value), fingerprint(value).hex())
         except Unfingerprintable as exc:
             raise _UnfingerprintableInput(name, exc) from exc
         descriptions[f"input:{name}"] = describe(value)
@@ -329,6 +330,11 @@ class Session:
         replay(self.shell, bundle.get("record", {}), ns.get(manifest.result_name) if manifest.result_name else None)
         seconds = time.perf_counter() - started
         saved = max(manifest.seconds - seconds, 0.0)
+        slower = reasons.slower_hit(seconds, manifest.seconds)
+        if slower:  # the cache costs this step more than it saves: say so where the user looks
+            reason = f"{reason}; {slower}"
+            if spec.explain:
+                print(f"cellcache: {name}: {slower}")
         self._record(name, manifest.key, "hit", seconds, saved, reason, source)
         return StepRun(name=name, hit=True, key=manifest.key, seconds=seconds, saved_seconds=saved, reason=reason, status="hit")
 
