@@ -164,9 +164,9 @@ def bench_local_hit(tmp: Path, fingerprint: str, repeat: int) -> tuple[float, fl
     for _ in range(repeat):
         for fn, out in ((with_remote, ta), (without, tb)):
             start = time.perf_counter()
-            for _ in range(50):
+            for _ in range(30):
                 fn()
-            out.append((time.perf_counter() - start) / 50)
+            out.append((time.perf_counter() - start) / 30)
     return min(ta), min(tb)
 
 
@@ -224,7 +224,7 @@ def main() -> None:
             hit, cat = bench_remote_hit(tmp, Path(info.path), info.fingerprint, size, repeat)
             print(f"remote hit of a {size >> 20} MB output / raw s3fs cat of its bytes: {hit / cat:.2f}x "
                   f"({hit:.2f}s vs {cat:.2f}s; bar <= 1.3x)")
-            with_remote, without = bench_local_hit(tmp, info.fingerprint, 5 if args.quick else 9)
+            with_remote, without = bench_local_hit(tmp, info.fingerprint, 7 if args.quick else 15)
             print(f"local hit with the remote configured / without: {with_remote / without:.3f}x "
                   f"({with_remote * 1e3:.2f} ms vs {without * 1e3:.2f} ms; bar <= 1.05x)")
             push, put = bench_push(tmp, Path(info.path), repeat)

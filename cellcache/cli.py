@@ -453,8 +453,9 @@ def run(
 
 @main.command()
 @_notebooks_argument
+@click.option("--remote", "with_remote", is_flag=True, help="Also look in the shared remote: steps it holds are fetched, checked and count as hits.")
 @_kernel_options
-def status(notebooks: tuple[Path, ...], **kw: Any) -> None:
+def status(notebooks: tuple[Path, ...], with_remote: bool, **kw: Any) -> None:
     """Show every cached step that would run, and why, without running any cached cell.
 
     Plain cells run (cached cells may need their values) and hits are
@@ -476,7 +477,9 @@ def status(notebooks: tuple[Path, ...], **kw: Any) -> None:
         executor=kw["executor"],
     )
     combos = _combinations(kw["params"], kw["params_yaml"], kw["params_files"], kw["grid"])
-    _finish(_execute(notebooks, batch.status_options(options), combos), kw["as_json"], restore_only=True)
+    with _remote_cli.remote_in_kernels(with_remote):
+        result = _execute(notebooks, batch.status_options(options), combos)
+    _finish(result, kw["as_json"], restore_only=True)
 
 
 # the store -----------------------------------------------------------------------

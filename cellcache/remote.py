@@ -14,6 +14,7 @@ miss, and its bytes are never unpickled.
 """
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -50,9 +51,12 @@ def open_remote(config: Config, *, sign: bool = False) -> RemoteStore | None:
     )
 
 
+OFFLINE_ENV = "CELLCACHE_OFFLINE"  # set by `cellcache status` (without --remote) for its kernels
+
+
 def build_store(config: Config, local: Store) -> Store:
     """What a session uses: the local store alone, or the local store in front of the remote."""
-    if not config.remote:
+    if not config.remote or os.environ.get(OFFLINE_ENV):
         return local
     try:
         remote = open_remote(config)

@@ -6,9 +6,11 @@ Glue only: parse, call ``cellcache.remote`` / ``cellcache.keys``, print.
 from __future__ import annotations
 
 import json
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import click
 
@@ -32,6 +34,21 @@ def _echo_json(value: Any) -> None:
 
 def _plural(n: int, word: str, plural: str | None = None) -> str:
     return f"{n} {word if n == 1 else (plural or word + 's')}"
+
+
+@contextmanager
+def remote_in_kernels(enabled: bool) -> Iterator[None]:
+    """`status` looks at the local store only, unless --remote: the kernels it starts inherit this."""
+    saved = os.environ.get(_remote.OFFLINE_ENV)
+    if not enabled:
+        os.environ[_remote.OFFLINE_ENV] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(_remote.OFFLINE_ENV, None)
+        else:
+            os.environ[_remote.OFFLINE_ENV] = saved
 
 
 # keys --------------------------------------------------------------------------------

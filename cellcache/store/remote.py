@@ -179,6 +179,9 @@ class RemoteStore:
     def _cat(self, path: str) -> bytes | None:
         """An object's bytes, or None if there is none (a 404 is a miss, not a fault)."""
         try:
+            if "s3" in _protocols(self.fs):
+                # One GET: s3fs's default first asks for the size, and a 404 there lists the prefix.
+                return self.fs.cat_file(path, max_concurrency=1)
             return self.fs.cat_file(path)
         except FileNotFoundError:
             return None
@@ -238,6 +241,13 @@ class RemoteStore:
 
     def _ls_names(self, path: str) -> list[str]:
         try:
+            if "s3" in _protocols(self.fs):
+                # One ListObjectsV2 of this folder: s3fs's ls() lists the parents too when a folder is empty.
+                bucket, key, _ = self.fs.split_path(path)
+                response = self.fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=key.rstrip("/") + "/", Delimiter="/")
+                names = [o["Key"] for o in response.get("Contents", [])]
+                names += [p["Prefix"] for p in response.get("CommonPrefixes", [])]
+                return sorted(n.rstrip("/").rsplit("/", 1)[-1] for n in names)
             listed = self.fs.ls(path, detail=False)
         except FileNotFoundError:
             return []
@@ -293,8 +303,7 @@ class RemoteStore:
         """
         try:
             if size <= PART:
-                data = self.fs.cat_file(path)
-                yield data
+                yield self.fs.cat_file(path, max_concurrency=1) if "s3" in _protocols(self.fs) else self.fs.cat_file(path)
                 return
             # One range per worker for big objects: fewer, larger requests suit servers that pay per
             # request (moto slices the whole object for each range); real S3 streams them in parallel alike.

@@ -62,3 +62,42 @@ def test_ci_pushes_and_a_fresh_clone_hits_every_step_from_the_remote(tmp_path: P
 
     stats = cellcache("stats", env=laptop_env, cwd=laptop_nb.parent)
     assert stats.returncode == 0, stats.stderr
+
+
+def tiny_notebook(root: Path) -> Path:
+    import nbformat
+
+    root.mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[tool.cellcache]\n")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext cellcache\nn = 10"),
+        nbformat.v4.new_code_cell("%%cached squares\nsquares = [i * i for i in range(n)]"),
+        nbformat.v4.new_code_cell("%%cached total\ntotal = sum(squares)"),
+    ]
+    path = root / "tiny.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def cells_of(output: str) -> list[tuple[str, str]]:
+    import json
+
+    (notebook,) = json.loads(output)["notebooks"]
+    return [(c["step"], c["status"]) for c in notebook["cells"] if c["step"]]
+
+
+@pytest.mark.timeout(240)
+def test_status_looks_at_the_remote_only_when_asked(tmp_path: Path, s3, signer) -> None:
+    base = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "CELLCACHE_REMOTE": s3.url}
+    ci_nb = tiny_notebook(tmp_path / "ci")
+    ci = cellcache("run", "--push", str(ci_nb), env={**base, "CELLCACHE_SIGNING_KEY": str(signer.path)}, cwd=ci_nb.parent)
+    assert ci.returncode == 0, ci.stdout + ci.stderr
+    laptop_env = {**base, "CELLCACHE_TRUSTED_SIGNERS": signer.fingerprint}
+    laptop_nb = tiny_notebook(tmp_path / "laptop")
+    local_only = cellcache("status", "--json", str(laptop_nb), env=laptop_env, cwd=laptop_nb.parent)
+    assert local_only.returncode == 0, local_only.stderr
+    assert cells_of(local_only.stdout)[0] == ("squares", "would-run")
+    remote = cellcache("status", "--remote", "--json", str(laptop_nb), env=laptop_env, cwd=laptop_nb.parent)
+    assert remote.returncode == 0, remote.stderr
+    assert cells_of(remote.stdout) == [("squares", "hit"), ("total", "hit")]

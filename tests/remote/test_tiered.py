@@ -165,3 +165,33 @@ def test_auto_push_without_a_key_pushes_nothing(make_shell, tmp_path: Path, s3, 
     run, caught = run_cell(sh)
     assert run.status == "miss" and sh._cellcache_session.store.pusher is None
     assert not [k for k in s3.objects() if "/entries/" in k]
+
+
+@pytest.mark.timeout(60)
+def test_no_listing_on_the_hit_path_and_one_small_listing_on_a_miss(make_shell, tmp_path: Path, s3, signer, monkeypatch) -> None:
+    import s3fs
+
+    ci_pushes(make_shell, tmp_path, s3, signer)
+    listed: list[str] = []
+    original = s3fs.S3FileSystem._call_s3
+
+    async def spy(self, method, *args, **kwargs):  # every S3 request s3fs makes goes through here
+        if "list" in str(method).lower():
+            listed.append(kwargs.get("Prefix", ""))
+        return await original(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", spy)
+    sync_original = s3fs.S3FileSystem.call_s3
+
+    def sync_spy(self, method, *args, **kwargs):
+        if "list" in str(method).lower():
+            listed.append(kwargs.get("Prefix", ""))
+        return sync_original(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "call_s3", sync_spy)
+    sh = make_shell(tmp_path / "laptop-store", **env_for(s3, trusted=[signer]))
+    run, _ = run_cell(sh)
+    assert run.reason == reasons.HIT_REMOTE and listed == []
+    run, _ = run_cell(sh, "%%cached other\nz = 1\n")
+    assert run.status == "miss"
+    assert len(listed) == 1 and listed[0].rstrip("/").endswith(run.key)  # the key's own folder, never the bucket
