@@ -196,7 +196,7 @@ def test_editing_a_parameter_reruns_only_the_steps_downstream(tmp_path: Path, st
         3: ("from_x", "hit"),
         4: ("from_y", "miss"),
     }
-    assert "input `b` changed" in second.cells[2].reason
+    assert "input `b` changed (10 → 11)" in second.cells[2].reason, "a scalar shows old → new"
     assert "input `y` changed" in second.cells[4].reason
 
 

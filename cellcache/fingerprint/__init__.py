@@ -70,13 +70,18 @@ def describe(value: object) -> str:
         return _type_name(value)
 
 
+_SHOWN_STR = 40
+
+
 def _describe(value: object) -> str:
     kind = type(value)
     name = kind.__name__
     if value is None:
         return "None"
-    if kind in (bool, int, float, complex):
-        return name
+    if kind in (bool, int, float, complex) or (kind is str and len(value) <= _SHOWN_STR):  # type: ignore[arg-type]
+        # A scalar's value, so a miss reads "input `lr` changed (0.05 → 0.1)", as dvc status shows params.
+        text = repr(value)
+        return text if len(text) <= _SHOWN_STR + 2 else name
     if isinstance(value, (str, bytes, bytearray, list, tuple, dict, set, frozenset)):
         return f"{name} len {len(value)}"
     if isinstance(value, FunctionType):

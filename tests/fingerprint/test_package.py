@@ -160,11 +160,14 @@ class _Thing:
 
 
 def test_describe() -> None:
-    assert describe(1) == "int"
-    assert describe(1.5) == "float"
-    assert describe(True) == "bool"
+    # Scalars and short strings show their value, so a changed parameter shows old → new.
+    assert describe(1) == "1"
+    assert describe(1.5) == "1.5"
+    assert describe(True) == "True"
     assert describe(None) == "None"
-    assert describe("hello world!") == "str len 12"
+    assert describe("hello world!") == "'hello world!'"
+    assert describe("x" * 41) == "str len 41"
+    assert describe(10**60) == "int"
     assert describe(b"ab") == "bytes len 2"
     assert describe([1, 2, 3, 4, 5]) == "list len 5"
     assert describe({"a": 1, "b": 2, "c": 3}) == "dict len 3"
