@@ -48,7 +48,7 @@ def test_a_fresh_store_hits_from_the_remote_then_locally(make_shell, tmp_path: P
     ci_pushes(make_shell, tmp_path, s3, signer)
     sh = make_shell(tmp_path / "laptop-store", **env_for(s3, trusted=[signer]))
     run, caught = run_cell(sh)
-    assert (run.status, run.reason, caught) == ("hit", reasons.HIT_REMOTE, [])
+    assert (run.status, run.reason.startswith(reasons.HIT_REMOTE), caught) == ("hit", True, [])
     assert sh.user_ns["x"] == [0, 1, 4, 9, 16]
     stats = cellcache.stats()
     assert [(s.hits, s.remote_hits) for s in stats] == [(1, 1)]
@@ -61,7 +61,7 @@ def test_a_fresh_store_hits_from_the_remote_then_locally(make_shell, tmp_path: P
     monkeypatch.setattr(RemoteStore, "download", no_network)
     sh.user_ns["x"] = None
     run, caught = run_cell(sh)
-    assert (run.status, run.reason, caught) == ("hit", reasons.HIT, [])
+    assert (run.status, run.reason.startswith(reasons.HIT), caught) == ("hit", True, [])
     assert sh.user_ns["x"] == [0, 1, 4, 9, 16]
     assert [(s.hits, s.remote_hits) for s in cellcache.stats()] == [(2, 1)]
 
@@ -145,7 +145,7 @@ def test_verify_off_takes_any_signers_entry(make_shell, tmp_path: Path, s3, intr
     ci_pushes(make_shell, tmp_path, s3, intruder)
     sh = make_shell(tmp_path / "laptop-store", **env_for(s3, CELLCACHE_VERIFY="off"))
     run, caught = run_cell(sh)
-    assert (run.status, run.reason, caught) == ("hit", reasons.HIT_REMOTE, [])
+    assert (run.status, run.reason.startswith(reasons.HIT_REMOTE), caught) == ("hit", True, [])
 
 
 @pytest.mark.timeout(60)
@@ -191,7 +191,7 @@ def test_no_listing_on_the_hit_path_and_one_small_listing_on_a_miss(make_shell, 
     monkeypatch.setattr(s3fs.S3FileSystem, "call_s3", sync_spy)
     sh = make_shell(tmp_path / "laptop-store", **env_for(s3, trusted=[signer]))
     run, _ = run_cell(sh)
-    assert run.reason == reasons.HIT_REMOTE and listed == []
+    assert run.reason.startswith(reasons.HIT_REMOTE) and listed == []
     run, _ = run_cell(sh, "%%cached other\nz = 1\n")
     assert run.status == "miss"
     assert len(listed) == 1 and listed[0].rstrip("/").endswith(run.key)  # the key's own folder, never the bucket
