@@ -251,10 +251,19 @@ class Index:
         return db
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        for name in ("db", "hit_db"):
+            db = getattr(self._local, name, None)
+            if db is not None:
+                db.close()
+                setattr(self._local, name, None)
+
+    def _hit_db(self) -> sqlite3.Connection:
+        """This thread's connection for the hit path's deferred writes, waiting at most HIT_TIMEOUT_MS."""
+        db = getattr(self._local, "hit_db", None)
+        if db is None:
+            db = self._local.hit_db = self._connect()
+            db.execute(f"PRAGMA busy_timeout={HIT_TIMEOUT_MS}")
+        return db
 
     class _Tx:
         def __init__(self, db: sqlite3.Connection) -> None:
@@ -287,11 +296,14 @@ class Index:
             pending, self._queue = self._queue, []
         if not pending:
             return True
-        db = None
+        db, reset = None, False
         try:
-            db = self.db
-            db.execute(f"PRAGMA busy_timeout={timeout_ms}")
-            with self._tx() as tx:
+            if timeout_ms == HIT_TIMEOUT_MS and not self._memory:
+                db = self._hit_db()  # its busy timeout is the hit's for good: no PRAGMA round trips on a hit
+            else:
+                db, reset = self.db, True
+                db.execute(f"PRAGMA busy_timeout={timeout_ms}")
+            with Index._Tx(db) as tx:
                 for sql, params in pending:
                     tx.execute(sql, params)
             return True
@@ -308,7 +320,7 @@ class Index:
             self.dropped += len(pending)
             return False
         finally:
-            if db is not None:
+            if db is not None and reset:
                 try:
                     db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                 except sqlite3.Error:

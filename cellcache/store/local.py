@@ -100,6 +100,11 @@ class LocalStore(Store):
         self._key_file = key_file
         self._key: SigningKey | None = None
         self._index: Index | None = None
+        # Verified manifests by path and the identity of the file read: a manifest is never changed in
+        # place (a new one is a new file, renamed in), so a re-run hit skips the read, HMAC and parse.
+        self._verified: dict[Path, tuple[tuple[int, ...], Manifest]] = {}
+        self._listed: dict[str, tuple[tuple[int, int], list[Path]]] = {}  # a key's manifests, by its folder's identity
+        self._indexed: set[tuple[str, str]] = set()  # (key, variant) the index is known to hold
 
     # layout ----------------------------------------------------------------
 
@@ -291,6 +296,16 @@ class LocalStore(Store):
         """The key's manifests, newest first."""
         folder = self.entry_dir(key)
         try:
+            st = os.stat(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        # Adding or removing a manifest changes the folder's mtime; a listing missed within one
+        # timestamp tick costs a miss (or a FileNotFoundError the callers skip), never a wrong hit.
+        identity = (st.st_ino, st.st_mtime_ns)
+        known = self._listed.get(key)
+        if known is not None and known[0] == identity:
+            return known[1]
+        try:
             found = [e for e in os.scandir(folder) if e.name.endswith(".json") and not e.name.startswith(".")]
         except (FileNotFoundError, NotADirectoryError):
             return []
@@ -301,7 +316,11 @@ class LocalStore(Store):
             except OSError:
                 return 0.0
 
-        return [Path(e.path) for e in sorted(found, key=mtime, reverse=True)]
+        listing = [Path(e.path) for e in sorted(found, key=mtime, reverse=True)]
+        if len(self._listed) > 4096:
+            self._listed.clear()
+        self._listed[key] = (identity, listing)
+        return listing
 
     def _read_manifest(self, path: Path, key: str, variant: str | None = None) -> Manifest:
         try:
@@ -313,12 +332,20 @@ class LocalStore(Store):
         except OSError as exc:
             raise EntryCorrupt(f"cannot read manifest {key}: {exc.strerror or exc}") from exc
         with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            known = self._verified.get(path)
+            if known is not None and known[0] == identity and (variant or path.stem) == known[1].variant:
+                return known[1]
             raw = f.read(1 << 24)
         manifest = verify(raw, self.secret)
         if manifest.key != key:
             raise EntryCorrupt(f"manifest {key} describes another key")
         if manifest.variant != (variant or path.stem):
             raise EntryCorrupt(f"manifest {key}/{path.stem} describes another variant")
+        if len(self._verified) > 4096:
+            self._verified.clear()
+        self._verified[path] = (identity, manifest)
         return manifest
 
     def candidates(self, key: str) -> Iterator[Found]:
@@ -336,10 +363,13 @@ class LocalStore(Store):
 
     def _learn(self, manifest: Manifest) -> None:
         """An entry the index missed (a kill between manifest and row, a racing clear) is indexed on first sight."""
+        if (manifest.key, manifest.variant) in self._indexed:
+            return  # a re-run hit: the index was checked for this entry already
         try:
             index = self.index
             if not index.has_entry(manifest.key, manifest.variant):
                 index.learn_entry(self._row(manifest), manifest.blobs)
+            self._indexed.add((manifest.key, manifest.variant))
         except Exception:  # noqa: BLE001 - the index is a cache; a lookup never fails for it
             pass
 
