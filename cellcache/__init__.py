@@ -43,6 +43,7 @@ def load_ipython_extension(shell: Any) -> None:
     setattr(shell, _SESSION_ATTR, session)
     shell.register_magics(CellcacheMagics(shell, session))
     shell.events.register("pre_run_cell", session.pre_run_cell)
+    shell.events.register("post_run_cell", session.post_run_cell)
     api.active = session
 
 
@@ -54,6 +55,7 @@ def unload_ipython_extension(shell: Any) -> None:
         return
     session.flush()
     shell.events.unregister("pre_run_cell", session.pre_run_cell)
+    shell.events.unregister("post_run_cell", session.post_run_cell)
     magics = shell.magics_manager.magics
     magics["cell"].pop("cached", None)
     magics["line"].pop("cellcache", None)

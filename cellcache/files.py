@@ -197,11 +197,17 @@ class _Recording:
 
 _active: _Recording | None = None
 _hook_installed = False
+# Files each local module read while it was imported (module name -> paths), seen in any cell,
+# cached or not: a cell using the module depends on them even when it did not do the import.
+_import_reads: dict[str, set[str]] = {}
+_watching_imports = False
 
 
 def _audit(event: str, args: tuple) -> None:
     # Called for every audit event in the process once installed: the inert path is one comparison.
     if _active is None:
+        if _watching_imports and event == "open":
+            _note_import_read(args)
         return
     recording = _active
     if event != "open":
@@ -216,6 +222,52 @@ def _audit(event: str, args: tuple) -> None:
     path = os.fsdecode(path)
     writes = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & _WRITE_FLAGS)
     (recording.written if writes else recording.read).add(os.path.abspath(path))
+
+
+def _note_import_read(args: tuple) -> None:
+    path, mode, flags = args
+    if isinstance(path, int) or path is None:
+        return
+    writes = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & _WRITE_FLAGS)
+    path = os.fsdecode(path)
+    if writes or path.endswith((".py", ".pyc", ".pyo", ".so")):
+        return
+    frame = sys._getframe(2)
+    for _ in range(64):  # the innermost module body running: the module being imported
+        if frame is None:
+            return
+        if frame.f_code.co_name == "<module>":
+            name = frame.f_globals.get("__name__")
+            origin = frame.f_globals.get("__file__")
+            if isinstance(name, str) and name != "__main__" and isinstance(origin, str) and _is_local(origin):
+                _import_reads.setdefault(name, set()).add(os.path.abspath(path))
+            return
+        frame = frame.f_back
+
+
+def _is_local(path: str) -> bool:
+    from cellcache.fingerprint import is_local_module_file
+
+    return is_local_module_file(path)
+
+
+def watch_imports(on: bool = True) -> None:
+    """Record, from now on, the files local modules read while they are imported."""
+    global _watching_imports, _hook_installed
+    if on and not _hook_installed:
+        sys.addaudithook(_audit)
+        _hook_installed = True
+    _watching_imports = on
+
+
+def import_reads(modules: Iterable[str]) -> list[str]:
+    """Files read at import time by these modules, their submodules and their packages."""
+    wanted = tuple(modules)
+    found: set[str] = set()
+    for name, paths in list(_import_reads.items()):
+        if any(name == m or name.startswith(m + ".") or m.startswith(name + ".") for m in wanted):
+            found |= paths
+    return sorted(found)
 
 
 def _listing(recording: _Recording, event: str, args: tuple) -> None:
@@ -274,7 +326,10 @@ class OpenRecorder:
                 except (OSError, ValueError, TypeError):
                     continue
         kept: list[Dep] = []
-        for path in sorted(candidates - recording.written):
+        # Sources of loaded modules are keyed as modules (as imported, see fingerprint.modules):
+        # as files they would key the source on disk, which is not the code that runs.
+        sources = {os.path.abspath(f) for m in list(sys.modules.values()) if isinstance(f := getattr(m, "__file__", None), str)}
+        for path in sorted(candidates - recording.written - sources):
             if self._excluded(path) or path.endswith((".pyc", ".pyo")) or not os.path.isfile(path):
                 continue
             kept.append(Path(path))

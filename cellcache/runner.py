@@ -11,9 +11,10 @@ import os
 import re
 import sys
 import time
+import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from cellcache import config as _config
 from cellcache import effects, errors, files, pagemap, reasons
@@ -23,6 +24,7 @@ from cellcache.report import format_seconds
 from cellcache.config import Config
 from cellcache.errors import CacheError, OutNotProduced, StoreError, Unfingerprintable, warn
 from cellcache.fingerprint import describe, fingerprint, module_digest, module_version
+from cellcache.fingerprint.modules import remember_loaded, take_stale
 from cellcache.key import StageKey, code_digest
 from cellcache.spec import StageSpec
 from cellcache.store import writer
@@ -82,13 +84,18 @@ def _component_inputs(values: Mapping[str, Any]) -> tuple[dict[str, str], dict[s
     return digests, descriptions
 
 
-def _module_components(imports: frozenset[str]) -> dict[str, str]:
+def _module_components(imports: frozenset[str], dotted: Iterable[str] = ()) -> dict[str, str]:
     components = {}
-    for module in sorted(imports):
+    # `import pkg.sub` and `from pkg import sub` reach pkg/sub.py, which pkg/__init__.py may not import.
+    local_tops = {m for m in imports if module_digest(m) is not None}
+    submodules = {m for m in dotted if "." in m and m.partition(".")[0] in local_tops}
+    for module in sorted(set(imports) | submodules):
         local = module_digest(module)
         if local is not None:
             components[f"module:{module}"] = local.hex()
             continue
+        if module in submodules:
+            continue  # `from pkg import name` where name is no module
         version = module_version(module)
         if version is not None and version != "stdlib":
             components[f"package:{module}"] = version.partition("==")[2] or version
@@ -111,6 +118,8 @@ class Session:
         self._warned = False  # one CacheWarning per cell: the first problem is the one worth reading
         self.writer = writer.Writer()  # a miss's blobs are written behind the user
         self._draws: dict[str, set[str]] = {}  # step -> generators its code drew from unseen by the analysis
+        remember_loaded()  # modules imported before the extension: their source as imported
+        files.watch_imports()  # and the files local modules read as they are imported, from now on
         # Set by `cellcache run` / `cellcache status` in the kernel they start.
         self.batch_report: Path | None = None
         self.force_all = False
@@ -150,6 +159,9 @@ class Session:
                 self._transformed.clear()
             transformed = self._transformed[body] = self.shell.transform_cell(body)
         return transformed
+
+    def post_run_cell(self, result: Any) -> None:
+        remember_loaded()  # what a cell imported, read before anyone can edit it
 
     def pre_run_cell(self, info: Any) -> None:
         if not self._nested:
@@ -212,9 +224,16 @@ class Session:
             code=code,
             inputs=inputs,
             files=file_digests,
-            modules=_module_components(names.imports),
+            modules=_module_components(names.imports, [*names.modules, *(m for _, m in names.aliases)]),
             extra=hidden.components,
         )
+        stale_modules = take_stale()
+        if stale_modules:
+            listed = ", ".join(stale_modules)
+            self._warn_once(
+                f"cellcache: module {listed} changed on disk since it was imported; the cell runs, and is keyed on, "
+                f"the code that was imported. Run importlib.reload({stale_modules[0]}) or %autoreload 2 to use the new code."
+            )
 
         miss_reason = reasons.FORCED if (spec.force or self.force_all) else None
         if miss_reason is None:
@@ -430,6 +449,7 @@ class Session:
             result_name = next((n for n, v in values.items() if v is result.result), None)
         declared = set(dep_paths) | set(out_paths)
         named = [*names.strings, *(ns[n] for n in inputs if isinstance(ns.get(n), (str, os.PathLike)))]
+        named += files.import_reads([*names.modules, *(m for _, m in names.aliases), *_modules_of(ns[n] for n in inputs if n in ns)])
         implicit = [p for p in opened.files_read(named) if p not in declared]
         record = rec.as_record()
         record["effects"] = fx.replay(ns)
@@ -539,3 +559,13 @@ def _digest_changed(value: Any, digest: str) -> bool:
     except Unfingerprintable:
         return True
 
+
+
+def _modules_of(values: Iterable[Any]) -> set[str]:
+    """The modules that input values come from: a module itself, or a function's or class's module."""
+    found = set()
+    for value in values:
+        module = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+        if isinstance(module, str) and module != "__main__":
+            found.add(module)
+    return found

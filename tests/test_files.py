@@ -455,3 +455,63 @@ def test_switching_a_data_file_back_hits_the_earlier_variant(counted, workdir):
     path.write_text("second")
     run(counted, cell)
     assert executions(counted) == 2 and counted.user_ns["v"] == "second"
+
+
+# ---------------------------------------------------------------- local modules, as imported
+
+
+@pytest.fixture
+def local_pkg(workdir, monkeypatch):
+    package = workdir / "lpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")  # imports nothing: only the cell's import reaches sub
+    (package / "sub.py").write_text("def f():\n    return 1\n")
+    (package / "other.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(workdir))
+    yield package
+    for name in [m for m in sys.modules if m == "lpkg" or m.startswith("lpkg.")]:
+        del sys.modules[name]
+
+
+@pytest.mark.parametrize("body", ["import lpkg.sub\ny = lpkg.sub.f()", "from lpkg import sub\ny = sub.f()"])
+def test_every_submodule_the_imports_reach_is_keyed(counted, local_pkg, body):
+    cell = counting_cell(body, "submodule")
+    run(counted, cell)
+    (local_pkg / "other.py").write_text("X = 2\n")  # not reached by the cell
+    run(counted, cell)
+    assert executions(counted) == 1
+    (local_pkg / "sub.py").write_text("def f():\n    return 2\n")
+    for name in ("lpkg", "lpkg.sub"):
+        sys.modules.pop(name, None)  # a fresh kernel: the cell imports the new source
+    run(counted, cell)
+    assert executions(counted) == 2 and counted.user_ns["y"] == 2
+    assert "module lpkg.sub changed" in reason()
+
+
+def test_a_module_edited_but_not_reloaded_is_keyed_on_the_imported_code(counted, local_pkg):
+    import importlib
+
+    cell = counting_cell("import lpkg.sub\ny = lpkg.sub.f()", "not_reloaded")
+    run(counted, cell)
+    (local_pkg / "sub.py").write_text("def f():\n    return 2\n")
+    with pytest.warns(cellcache.CacheWarning, match=r"lpkg.sub changed on disk since it was imported.*reload"):
+        run(counted, cell)
+    # the kernel still runs the old code: the old result is right, and stays under the old code's key
+    assert executions(counted) == 1 and counted.user_ns["y"] == 1
+    importlib.reload(sys.modules["lpkg.sub"])
+    run(counted, cell)
+    assert executions(counted) == 2 and counted.user_ns["y"] == 2
+
+
+def test_files_a_local_module_reads_at_import_are_deps_of_cells_using_it(counted, workdir, store_dir, monkeypatch):
+    (workdir / "params.json").write_text('{"scale": 2}')
+    (workdir / "cfgmod.py").write_text("import json\nPARAMS = json.load(open('params.json'))\nVALUE = PARAMS['scale']\n")
+    monkeypatch.syspath_prepend(str(workdir))
+    try:
+        run(counted, "import cfgmod")  # imported by a plain cell: no cached run sees the read
+        run(counted, counting_cell("y = cfgmod.VALUE * 10", "uses_cfg"))
+        manifest = max((store_dir / "entries").glob("*/*/*.json"), key=lambda p: p.stat().st_mtime)
+        implicit = json.loads(manifest.read_bytes().split(b"\n", 1)[1])["implicit"]
+        assert [d["path"] for d in implicit] == ["params.json"]
+    finally:
+        sys.modules.pop("cfgmod", None)

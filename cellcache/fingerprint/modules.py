@@ -151,7 +151,7 @@ def module_digest(name: str) -> bytes | None:
             continue
         if not _spec_is_local(spec):
             continue
-        info = _source_info(spec)
+        info = _loaded_source(current, spec)
         parts[current] = info.digest
         todo.extend(_parents(current))
         todo.extend(_imported_modules(current, spec.submodule_search_locations is not None, info.imports))
@@ -268,6 +268,64 @@ def _source_info(spec: Any) -> _SourceInfo:
     info = _SourceInfo(xxhash.xxh3_128(data).digest(), imports)
     _SOURCE_CACHE[path] = (key, info)
     return info
+
+
+# A loaded module runs the code it was imported from, whatever its file says now: the source
+# as first keyed (or when the extension loaded), per spec object, which a reload replaces.
+_AS_IMPORTED: dict[str, tuple[Any, _SourceInfo]] = {}
+_STALE: list[str] = []  # modules found edited since import, not reported yet
+_REPORTED: set[str] = set()
+
+
+def _loaded_source(name: str, spec: Any) -> _SourceInfo:
+    info = _source_info(spec)
+    module = sys.modules.get(name)
+    if module is None:
+        _AS_IMPORTED.pop(name, None)
+        return info
+    loaded = getattr(module, "__spec__", None)
+    first = _AS_IMPORTED.get(name)
+    if first is None or first[0] is not loaded:  # first sight, or reloaded since (a new spec)
+        first = _AS_IMPORTED[name] = (loaded, info)
+        _REPORTED.discard(name)
+    if first[1].digest != info.digest and name not in _REPORTED:
+        _REPORTED.add(name)
+        _STALE.append(name)
+    return first[1]
+
+
+_SEEN = {"count": 0}
+_NOT_LOCAL: set[str] = set()
+
+
+def remember_loaded() -> None:
+    """Record the source of every newly loaded local module, as it is now.
+
+    Called when the extension loads and after every cell, so that the source
+    is read right after the import, before the user can edit the file. O(1)
+    when no module was imported since the last call.
+    """
+    if len(sys.modules) == _SEEN["count"]:
+        return
+    _SEEN["count"] = len(sys.modules)
+    for name, module in list(sys.modules.items()):
+        if name in _AS_IMPORTED or name in _NOT_LOCAL:
+            continue
+        spec = getattr(module, "__spec__", None)
+        if spec is None or not (spec.origin and spec.has_location) or not is_local_module_file(spec.origin):
+            _NOT_LOCAL.add(name)
+            continue
+        try:
+            _loaded_source(name, spec)
+        except OSError:
+            continue
+
+
+def take_stale() -> list[str]:
+    """Local modules found edited on disk since they were imported, each reported once (until reloaded)."""
+    found = sorted(set(_STALE))
+    _STALE.clear()
+    return found
 
 
 def _parse_imports(tree: ast.AST) -> tuple[tuple[int, str, tuple[str, ...]], ...]:

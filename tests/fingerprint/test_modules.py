@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import cellcache.fingerprint.modules as fingerprint_modules
+from cellcache.fingerprint.modules import take_stale
 from cellcache.fingerprint import (
     DIGEST_SIZE,
     describe,
@@ -107,8 +108,14 @@ def test_module_values(local_package: tuple[Path, str]) -> None:
     module = importlib.import_module(f"{name}_util")
     try:
         before = fingerprint(module)
+        take_stale()
         (root / f"{name}_util.py").write_text(f"import {name}\nVALUE = 3333\n")
-        assert fingerprint(module) != before
+        # Edited on disk but not reloaded: the loaded code is what runs, so it is what is keyed.
+        assert fingerprint(module) == before
+        assert take_stale() == [f"{name}_util"] and take_stale() == []  # reported once
+        importlib.reload(module)
+        assert fingerprint(module) != before and module.VALUE == 3333
+        assert take_stale() == []
     finally:
         for loaded in [m for m in sys.modules if m.startswith(name)]:
             del sys.modules[loaded]
