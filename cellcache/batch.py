@@ -482,7 +482,14 @@ async def flush_kernel(client: Any) -> None:
     kc = client.kc
     if kc is None:
         return
-    code = "_cc_session = getattr(get_ipython(), '_cellcache_session', None)\n_cc_session and _cc_session.flush()\ndel _cc_session\n"
+    # Then let push = "auto" finish: a job on another machine may be waiting for these entries.
+    code = (
+        "_cc_session = getattr(get_ipython(), '_cellcache_session', None)\n"
+        "_cc_session and _cc_session.flush()\n"
+        "_cc_pusher = getattr(getattr(_cc_session, '_store', None), 'pusher', None)\n"
+        "_cc_pusher and _cc_pusher.drain(30)\n"
+        "del _cc_session, _cc_pusher\n"
+    )
     await client.async_wait_for_reply(kc.execute(code, silent=True, store_history=False))
 
 
@@ -1038,6 +1045,13 @@ def _store_of(jobs: Sequence[Job], options: RunOptions) -> tuple[Path | None, li
     ]
 
 
+def remote_note(store: Path | None) -> str:
+    return (
+        f"no remote store is configured: the workers share only what one filesystem holds (the store at {store}); "
+        "set CELLCACHE_REMOTE for workers on several machines"
+    )
+
+
 def run_batch(jobs: Sequence[Job], options: RunOptions = RunOptions(), listener: Listener | None = None) -> BatchResult:
     """Execute jobs (see ``plan``); results come back in the order given, and Ctrl-C ends it cleanly.
 
@@ -1048,10 +1062,7 @@ def run_batch(jobs: Sequence[Job], options: RunOptions = RunOptions(), listener:
     jobs = list(jobs)
     store, notes = _store_of(jobs, options)
     if options.executor is not None and not _config.resolve(cwd=Path(jobs[0].path).parent.resolve()).remote:
-        notes.append(
-            f"no remote store is configured: the workers share only what one filesystem holds (the store at {store}); "
-            "set CELLCACHE_REMOTE for workers on several machines"
-        )
+        notes.append(remote_note(store))
     results: list[NotebookResult | None] = [None] * len(jobs)
     _STOPPING.clear()
     try:
