@@ -154,7 +154,7 @@ CATALOGUE: tuple[Reason, ...] = (
     Reason(("no stored entry for this key",), "the key matches nothing, yet nothing differs from the last entry (``gc`` removed it)"),
     Reason((STRATEGY_OFF, DISABLED), "the cell ran plainly (``-s off``, ``%cellcache off``, ``CELLCACHE_DISABLE=1``)"),
     Reason(("input `gen` can't be fingerprinted",), "the cell ran uncached; the warning suggests ``--ignore gen``"),
-    Reason(("code changed; input `lr` changed (float 0.05 → float 0.1); and 2 more",),
+    Reason(("code changed; input `lr` changed (float); and 2 more",),
            f"several components changed: the broadest comes first (Python, strategy, code, packages, modules, files, "
            f"inputs), at most {_MAX_LISTED} are listed"),
 )  # fmt: skip
