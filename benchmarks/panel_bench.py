@@ -79,7 +79,10 @@ def fill_index(index: Index, steps: int, entries: int, runs: int, seed: int = 0)
         created = now - rng.uniform(0, 30 * 86400)
         key = f"{n:032x}"
         entry_rows.append(
-            dict(key=key, step=step, created=created, last_used=created, size=rng.randint(1_000, 5_000_000), seconds=rng.uniform(0.01, 60), blob=key)
+            dict(
+                key=key, variant="", notebook="", step=step, created=created, last_used=created,
+                size=rng.randint(1_000, 5_000_000), seconds=rng.uniform(0.01, 60), blob=key,
+            )  # fmt: skip
         )
     run_rows = []
     for n in range(runs):
@@ -88,6 +91,7 @@ def fill_index(index: Index, steps: int, entries: int, runs: int, seed: int = 0)
         reason = rng.choice(REASONS) if status == "miss" else "hit: code, inputs and files unchanged"
         run_rows.append(
             dict(
+                notebook="",
                 step=step,
                 key=f"{rng.randrange(entries):032x}",
                 status=status,
@@ -99,7 +103,7 @@ def fill_index(index: Index, steps: int, entries: int, runs: int, seed: int = 0)
         )
     with index._tx() as db:
         _insert(db, "entries", entry_rows)
-        _insert(db, "steps", [dict(name=name) for name in names])
+        _insert(db, "steps", [dict(notebook="", name=name) for name in names])
         _insert(db, "runs", run_rows)
 
 
