@@ -126,8 +126,9 @@ CATALOGUE: tuple[Reason, ...] = (
            "a hit that cost more than running the cell did: the step may be cheaper without ``%%cached``"),
     Reason((FIRST_RUN,), "the step has no earlier entry to compare with"),
     Reason(("code changed",), "the normalized code differs (comments and layout never count)"),
-    Reason(("input `df` changed (DataFrame 100x3 → DataFrame 120x3)",),
-           "a variable the cell reads has another value; the type, shape or length of the old and new values are shown"),
+    Reason(("input `learning_rate` changed (0.05 → 0.1)", "input `df` changed (DataFrame 100x3 → DataFrame 120x3)"),
+           "a variable the cell reads has another value; a scalar shows its old and new values, a container its type, "
+           "shape or length"),
     Reason(("input `cfg` is new", "input `x` is gone"), "the cell reads a name that now exists, or no longer exists, in the namespace"),
     Reason(("file data/train.csv changed", "file data/new.csv is new", "file data/old.csv is gone"),
            "a ``--deps`` file changed content, or a file appeared in or vanished from a declared folder or glob"),
@@ -154,7 +155,7 @@ CATALOGUE: tuple[Reason, ...] = (
     Reason(("no stored entry for this key",), "the key matches nothing, yet nothing differs from the last entry (``gc`` removed it)"),
     Reason((STRATEGY_OFF, DISABLED), "the cell ran plainly (``-s off``, ``%cellcache off``, ``CELLCACHE_DISABLE=1``)"),
     Reason(("input `gen` can't be fingerprinted",), "the cell ran uncached; the warning suggests ``--ignore gen``"),
-    Reason(("code changed; input `lr` changed (float); and 2 more",),
+    Reason(("code changed; input `lr` changed (0.05 → 0.1); and 2 more",),
            f"several components changed: the broadest comes first (Python, strategy, code, packages, modules, files, "
            f"inputs), at most {_MAX_LISTED} are listed"),
 )  # fmt: skip

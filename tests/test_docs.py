@@ -31,7 +31,7 @@ def test_sphinx_build_is_warning_free(tmp_path: Path) -> None:
     quickstart = (html / "tutorials" / "quickstart.html").read_text()
     assert "trained 40 epochs" in quickstart  # executed, with the docs' injected parameters
     tutorial = (html / "tutorials" / "explain-and-panel.html").read_text()
-    assert "restored from cache · step train" in tutorial and "input `learning_rate` changed" in tutorial.replace("&#96;", "`")
+    assert "restored from cache · step train" in tutorial and "input `learning_rate` changed (0.05 → 0.1)" in tutorial.replace("&#96;", "`")
     # The reference pages come from the code.
     flags = (html / "reference" / "magic.html").read_text()
     assert all(opt in flags for opt in ("--deps", "--outs", "--strategy", "--ttl", "--ignore"))

@@ -405,7 +405,7 @@ def test_an_opened_row_lists_entries_and_invalidates_one(shell, panels):
     lines = [box.children[0].value for box in row.details.children]
     assert len(lines) == 2
     newest, oldest = lines
-    assert "lr = float" in newest and "1 hit" in newest and "0 hits" in oldest and newest != oldest
+    assert "lr = 0.1" in newest and "1 hit" in newest and "lr = 0.05" in oldest and "0 hits" in oldest
     # Drop the older entry only: the step keeps one, and lr=0.05 is a miss again.
     list(row.entry_buttons.values())[1].click()
     assert session_of(shell).store.step_rows()[0].entries == 1
