@@ -19,6 +19,7 @@ under the mapping doesn't change either.
 """
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 import sys
@@ -36,7 +37,9 @@ _FILE = 1 << 61
 class _Mapped:
     ref: weakref.ReferenceType
     digest: bytes
-    layout: tuple[Any, ...]  # shape, strides, dtype, data pointer: what a value-preserving page check can't see
+    layout: tuple[Any, ...]  # what a page check can't see: shape, strides, dtype, pointers, labels
+    spans: tuple[tuple[int, int], ...]  # (address, length) of the mapped bytes the value's content is
+    keep: tuple[Any, ...] = ()  # the parts whose ids are in the layout, kept alive so no id is reused
 
 
 _known: dict[int, _Mapped] = {}
@@ -44,37 +47,110 @@ _pagemap_fd: int | None = None
 _available = sys.platform.startswith("linux")
 
 
-def _layout(array: Any) -> tuple[Any, ...]:
-    return (array.shape, array.strides, array.dtype, array.ctypes.data)
+def _in_mapping(address: int, length: int) -> bool:
+    from cellcache.store.format import _MAPPINGS
+
+    return any(start <= address and address + length <= start + ctypes.sizeof(region) for start, region in list(_MAPPINGS.items()))
+
+
+def _array_layout(array: Any) -> tuple[tuple[Any, ...], tuple[tuple[int, int], ...], tuple[Any, ...]] | None:
+    from cellcache.store.format import MAP_THRESHOLD, mapping_of
+
+    if array.nbytes < MAP_THRESHOLD or not array.flags.c_contiguous or mapping_of(array) is None:
+        return None
+    return (array.shape, array.strides, array.dtype, array.ctypes.data), ((array.ctypes.data, array.nbytes),), ()
+
+
+def _frame_layout(frame: Any) -> tuple[tuple[Any, ...], tuple[tuple[int, int], ...], tuple[Any, ...]] | None:
+    """A DataFrame whose every column lies in a cellcache mapping (or in immutable bytes), by its layout.
+
+    Only the plain case: a RangeIndex, no attrs, numeric numpy blocks and Arrow
+    string blocks. The labels are compared by value (an Index's name can be set
+    in place); the blocks by identity, pointers and shapes, and their bytes by
+    their pages.
+    """
+    pd, np = sys.modules["pandas"], sys.modules["numpy"]
+    index, columns = frame.index, frame.columns
+    if frame.attrs or type(index) is not pd.RangeIndex:
+        return None
+    mgr = frame._mgr
+    blocks: list[Any] = []
+    spans: list[tuple[int, int]] = []
+    keep: list[Any] = []
+    from cellcache.store.format import mapping_of
+
+    for block in mgr.blocks:
+        values = block.values
+        if type(values) is np.ndarray:
+            if values.dtype.hasobject or not values.flags.c_contiguous or mapping_of(values) is None:
+                return None
+            blocks.append((id(values), values.ctypes.data, values.shape, values.strides, values.dtype.str))
+            spans.append((values.ctypes.data, values.nbytes))
+            keep.append(values)
+        elif type(values).__name__ == "ArrowStringArray":
+            chunked = values._pa_array
+            parts: list[Any] = [id(values), id(chunked), str(values.dtype), str(chunked.type)]
+            for chunk in chunked.chunks:
+                parts.append((chunk.offset, len(chunk), chunk.null_count))
+                for buffer in chunk.buffers():
+                    if buffer is None:
+                        parts.append(None)
+                        continue
+                    if _in_mapping(buffer.address, buffer.size):
+                        spans.append((buffer.address, buffer.size))
+                    elif buffer.is_mutable:
+                        return None  # memory cellcache can't watch
+                    parts.append((buffer.address, buffer.size))
+            blocks.append(tuple(parts))
+            keep.extend((values, chunked))
+        else:
+            return None
+    layout = (
+        tuple(columns.tolist()), columns.name, str(columns.dtype), type(columns),
+        index.start, index.stop, index.step, index.name,
+        tuple(blocks), mgr.blknos.tobytes(), mgr.blklocs.tobytes(),
+    )
+    return layout, tuple(spans), tuple(keep)
+
+
+def _layout(value: Any) -> tuple[tuple[Any, ...], tuple[tuple[int, int], ...], tuple[Any, ...]] | None:
+    np, pd = sys.modules.get("numpy"), sys.modules.get("pandas")
+    try:
+        if np is not None and type(value) is np.ndarray:
+            return _array_layout(value)
+        if pd is not None and type(value) is pd.DataFrame:
+            return _frame_layout(value)
+    except Exception:  # noqa: BLE001 - pandas internals moved: no shortcut, the value is hashed
+        return None
+    return None
 
 
 def remember(values: Mapping[str, Any], digests: Mapping[str, str] | None) -> None:
-    """After a hit: note the fingerprints of the restored arrays that are whole, contiguous maps of their blob."""
+    """After a hit: note the fingerprints of the restored arrays and frames whose bytes are maps of their blob."""
     if not _available or not digests:
         return
-    np = sys.modules.get("numpy")
-    if np is None:
-        return
-    from cellcache.store.format import MAP_THRESHOLD, mapping_of
-
     for name, value in values.items():
         digest = digests.get(name)
-        if digest is None or type(value) is not np.ndarray or value.nbytes < MAP_THRESHOLD or not value.flags.c_contiguous:
+        if digest is None:
             continue
-        region = mapping_of(value)
-        if region is None:
+        found = _layout(value)
+        if found is None:
             continue
+        layout, spans, keep = found
         key = id(value)
-        _known[key] = _Mapped(weakref.ref(value, lambda _, key=key: _known.pop(key, None)), bytes.fromhex(digest), _layout(value))
+        _known[key] = _Mapped(weakref.ref(value, lambda _, key=key: _known.pop(key, None)), bytes.fromhex(digest), layout, spans, keep)
 
 
-def unchanged_digest(array: Any) -> bytes | None:
-    """The recorded fingerprint of ``array`` if it provably still holds its blob's bytes; else None."""
-    known = _known.get(id(array))
-    if known is None or known.ref() is not array:
+def unchanged_digest(value: Any) -> bytes | None:
+    """The recorded fingerprint of ``value`` if it provably still holds its blob's bytes; else None."""
+    known = _known.get(id(value))
+    if known is None or known.ref() is not value:
         return None
     try:
-        if _layout(array) != known.layout or not pages_unwritten(array.ctypes.data, array.nbytes):
+        found = _layout(value)
+        if found is None or found[0] != known.layout:
+            return None
+        if not all(pages_unwritten(address, length) for address, length in known.spans):
             return None
     except (OSError, ValueError):
         return None

@@ -87,3 +87,54 @@ def test_a_value_written_back_unchanged_is_hashed_and_still_hits(shell):
     assert pagemap.unchanged_digest(shell.user_ns["big"]) is None
     run(shell, USE)
     assert cellcache.last_run().hit  # hashed, found equal
+
+
+ROWS = fmt.MAP_THRESHOLD // 8 * 2
+FRAME = (
+    "%%cached frame\nimport numpy as np, pandas as pd\n"
+    f"df = pd.DataFrame({{'x': np.arange({ROWS}, dtype=np.float64), 'n': np.arange({ROWS}), "
+    f"'s': pd.Series([f'u{{i % 977}}' for i in range({ROWS})], dtype='str')}})"
+)
+USE_FRAME = "%%cached use_frame\ntotal = float(df['x'].sum())"
+
+
+def restored_frame(shell):
+    run(shell, FRAME)
+    run(shell, USE_FRAME)
+    cellcache.flush()
+    shell.user_ns.pop("df")
+    run(shell, FRAME)
+    assert cellcache.last_run().hit
+    return shell.user_ns["df"]
+
+
+def test_an_unwritten_restored_frame_takes_the_manifest_digest(shell):
+    df = restored_frame(shell)
+    known = pagemap.unchanged_digest(df)
+    assert known is not None and known == fingerprint(df.copy(deep=True))
+    run(shell, USE_FRAME)
+    assert cellcache.last_run().hit
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "df.iloc[3, 0] = -1.0",  # a value, in place
+        "df.columns = ['x', 'n', 't']",
+        "df.index.name = 'row'",
+        "df['extra'] = 1",
+        "df.attrs['source'] = 'x'",
+    ],
+)
+def test_any_change_to_a_restored_frame_is_not_unchanged(shell, change):
+    restored_frame(shell)
+    run(shell, change)
+    assert pagemap.unchanged_digest(shell.user_ns["df"]) is None
+
+
+def test_writing_one_value_of_a_restored_frame_misses_downstream(shell):
+    restored_frame(shell)
+    run(shell, "df.iloc[5, 0] = 1e9")
+    run(shell, USE_FRAME)
+    assert not cellcache.last_run().hit
+    assert shell.user_ns["total"] == pytest.approx(float(shell.user_ns["df"]["x"].sum()))

@@ -98,6 +98,9 @@ class ValueKinds(Kinds):
         return None
 
     def frame_digest(self, frame: Any) -> bytes:
+        known = pagemap.unchanged_digest(frame)
+        if known is not None:
+            return known  # a frame a hit mapped, unchanged in layout and pages: the manifest's digest
         hasher = xxhash.xxh3_128(b"D")
         hasher.update(pickle.dumps(frame.shape, protocol=5))
         hasher.update(self.index_digest(frame.columns))

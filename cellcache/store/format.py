@@ -172,10 +172,12 @@ class BundlePickler(NumpyPickler):
             self.arrays_written += 1
             self.memoize(obj)
             return
-        if np is not None and kind is pickle.PickleBuffer and obj.raw().nbytes >= MAP_THRESHOLD and _is_arrow_buffer(obj):
-            # Arrow's buffers (pandas' str columns) pickle as in-band bytes; as an array they map.
-            # pyarrow.py_buffer takes any buffer, so the array itself is the argument its reduce gets.
-            self.save(np.frombuffer(obj.raw(), dtype=np.uint8))
+        if np is not None and kind is pickle.PickleBuffer and _is_arrow_buffer(obj):
+            # Arrow's buffers (pandas' str columns) pickle as in-band bytearrays. pyarrow.py_buffer takes any
+            # buffer, so a large one is saved as an array (mapped on load), a small one as immutable bytes
+            # (never changed under a digest).
+            raw = obj.raw()
+            self.save(np.frombuffer(raw, dtype=np.uint8) if raw.nbytes >= MAP_THRESHOLD else raw.tobytes())
             return
         if np is not None and isinstance(obj, np.ndarray) and kind is not np.memmap and _plain_reduce(kind, np):
             # numpy's reduce drops a subclass's instance attributes: keep them, and the data as a plain array.
