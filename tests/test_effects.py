@@ -374,3 +374,52 @@ def test_analysis_of_effects() -> None:
     assert ("np", "mean") in names.attr_reads and names.env_reads == {"HOME"}
     assert "w" in names.reads and names.dynamic is None
     assert ("np", "numpy") in names.aliases
+
+
+# --------------------------------------------------------------------------
+# 7. classes and functions from earlier cells stay themselves
+
+POINT = "import dataclasses\n@dataclasses.dataclass\nclass Point:\n    x: int\n    def norm(self):\n        return abs(self.x)\n"
+
+
+def test_a_restored_instance_is_of_the_live_class_after_its_cell_is_rerun(counted):
+    run(counted, POINT)
+    cell = cached("p = Point(3)\nscale = lambda v: v * 2")
+    run(counted, cell)
+    run(counted, POINT)  # a new class object with the same code
+    run(counted, cell)
+    assert hit()
+    run(counted, "same = isinstance(p, Point) and p == Point(3)")
+    assert counted.user_ns["same"] is True
+
+
+def test_a_changed_or_missing_live_class_gets_the_stored_copy(shell, tmp_path):
+    from cellcache.store import format as fmt
+
+    run(shell, POINT)
+    with open(tmp_path / "blob", "wb") as f:
+        info = fmt.dump({"p": shell.user_ns["Point"](3), "f": shell.user_ns["Point"].norm}, f)
+    same = fmt.load(tmp_path / "blob", info.loader, info.digest)
+    assert type(same["p"]) is shell.user_ns["Point"]  # by reference: the live class
+    run(shell, POINT.replace("abs(self.x)", "-abs(self.x)"))  # the live class changed its code
+    changed = fmt.load(tmp_path / "blob", info.loader, info.digest)
+    assert type(changed["p"]) is not shell.user_ns["Point"] and changed["p"].norm() == 3  # the stored code
+    del shell.user_ns["Point"]
+    missing = fmt.load(tmp_path / "blob", info.loader, info.digest)
+    assert missing["p"].norm() == 3
+
+
+def test_a_notebook_class_with_a_cached_property_is_stored(counted):
+    run(counted, "import functools\nclass Lazy:\n    @functools.cached_property\n    def v(self):\n        return 41 + 1\n")
+    cell = cached("lazy = Lazy()\nvalue = lazy.v")
+    run(counted, cell)
+    del counted.user_ns["lazy"]
+    run(counted, cell)
+    assert hit() and counted.user_ns["lazy"].v == 42 and isinstance(counted.user_ns["lazy"], counted.user_ns["Lazy"])
+
+
+def test_restart_and_run_all_restores_instances_of_the_live_class(workdir, store_dir):
+    cells = [POINT, "%%cached make\np = Point(5)", "out = [isinstance(p, Point), p == Point(5), p.norm()]"]
+    first = kernel(workdir, store_dir, *cells)
+    second = kernel(workdir, store_dir, *cells)
+    assert first["out"] == second["out"] == [True, True, 5]

@@ -18,7 +18,9 @@ resident); a read one is hashed as it is read. ``verify=False`` (the user's
 """
 from __future__ import annotations
 
+import collections
 import ctypes
+import functools
 import importlib
 import io
 import marshal
@@ -84,6 +86,64 @@ def _rebuild_function(
     fn.__qualname__, fn.__kwdefaults__ = qualname, kwdefaults
     fn.__dict__.update(attrs)
     return fn
+
+
+def _live_or_rebuilt(qualname: str, digest: bytes, rebuild: Any, args: tuple) -> Any:
+    """The notebook's live function or class of that name if it still has the code it was stored with; else a copy.
+
+    After Restart & Run All, or a re-run of the class's cell, the live class
+    is a new object with the same code: restoring by reference to it keeps
+    ``isinstance`` and ``==`` working against objects made by later cells.
+    A changed or missing definition gets the stored copy, by value.
+    """
+    from cellcache.fingerprint import fingerprint
+
+    live: Any = sys.modules["__main__"]
+    for part in qualname.split("."):
+        live = getattr(live, part, None)
+    if live is not None:
+        try:
+            if fingerprint(live) == digest:
+                return live
+        except Exception:  # noqa: BLE001 - no digest for the live object: the stored copy is the safe answer
+            pass
+    return rebuild(*args)
+
+
+def _by_reference(obj: Any, rebuild: Any, args: tuple) -> tuple[Any, tuple]:
+    """A reduce value: by reference to ``__main__`` when ``obj`` is the live object there, by value otherwise."""
+    from cellcache.fingerprint import fingerprint
+
+    live: Any = sys.modules.get("__main__")
+    for part in obj.__qualname__.split("."):
+        live = getattr(live, part, None)
+    if live is obj:
+        try:
+            return _live_or_rebuilt, (obj.__qualname__, fingerprint(obj), rebuild, args)
+        except Exception:  # noqa: BLE001 - no digest: by value only
+            pass
+    return rebuild, args
+
+
+def _cached_property(func: Any, attrname: str | None, doc: str | None) -> Any:
+    prop = functools.cached_property(func)
+    prop.attrname, prop.__doc__ = attrname, doc
+    return prop
+
+
+class _ClassPickler(cloudpickle.Pickler):
+    """cloudpickle, plus functools.cached_property, which holds an RLock until 3.12 and so does not pickle."""
+
+    dispatch_table = collections.ChainMap(
+        {functools.cached_property: lambda p: (_cached_property, (p.func, p.attrname, p.__doc__))},
+        cloudpickle.Pickler.dispatch_table,
+    )
+
+
+def _class_by_value(cls: type) -> bytes:
+    buffer = io.BytesIO()
+    _ClassPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(cls)
+    return buffer.getvalue()
 
 
 def _rebuild_subclass(cls: type, data: Any, attrs: dict) -> Any:
@@ -191,17 +251,21 @@ class BundlePickler(NumpyPickler):
             return importlib.import_module, (obj.__name__,)
         if kind is types.FunctionType and _defined_in_notebook(obj):
             closure = tuple(c.cell_contents for c in obj.__closure__ or ())
-            return _rebuild_function, (
-                marshal.dumps(obj.__code__),
-                obj.__name__,
-                obj.__qualname__,
-                obj.__defaults__,
-                obj.__kwdefaults__,
-                closure,
-                dict(obj.__dict__),
+            return _by_reference(
+                obj,
+                _rebuild_function,
+                (
+                    marshal.dumps(obj.__code__),
+                    obj.__name__,
+                    obj.__qualname__,
+                    obj.__defaults__,
+                    obj.__kwdefaults__,
+                    closure,
+                    dict(obj.__dict__),
+                ),
             )
         if isinstance(obj, type) and _defined_in_notebook(obj):
-            return cloudpickle.loads, (cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL),)
+            return _by_reference(obj, cloudpickle.loads, (_class_by_value(obj),))
         return NotImplemented
 
 
