@@ -19,6 +19,7 @@ catches every storage problem and nothing else::
           └── CacheError             every storage problem (alias: StoreError)
                ├── StoreUnavailable  the store folder cannot be used (a file, read-only, full)
                ├── SigningKeyError   the signing key is unreadable, empty or too short
+               ├── EntryGone         an entry removed (gc, invalidate, clear) while it was read: a plain miss
                ├── EntryCorrupt      a manifest or blob is unreadable, malformed or altered
                │    └── UnsafeEntry  a manifest names a path outside the project
                ├── UntrustedEntry    a signature is missing or does not match
@@ -87,6 +88,10 @@ class StoreUnavailable(CacheError):
 
 class SigningKeyError(CacheError):
     """The key that signs local manifests is unreadable, empty or too short."""
+
+
+class EntryGone(CacheError):
+    """An entry was removed (gc, invalidate, clear) while it was being read: a plain miss, nothing to warn about."""
 
 
 class EntryCorrupt(CacheError):

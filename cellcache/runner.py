@@ -22,7 +22,7 @@ from cellcache.analysis import CellNames, analyze
 from cellcache.capture import recording, replay, show_marker
 from cellcache.report import format_seconds
 from cellcache.config import Config
-from cellcache.errors import CacheError, OutNotProduced, StoreError, Unfingerprintable, warn
+from cellcache.errors import CacheError, EntryGone, OutNotProduced, StoreError, Unfingerprintable, warn
 from cellcache.fingerprint import describe, fingerprint, module_digest, module_version
 from cellcache.fingerprint.modules import remember_loaded, take_stale
 from cellcache.key import StageKey, code_digest
@@ -289,6 +289,8 @@ class Session:
                     reason = reason or reasons.summarize(stale)
                     continue
                 bundle, problem = self._load(manifest)
+                if bundle is None and problem is None:
+                    continue  # removed by a gc or invalidate while it was read: simply not there
                 if problem is None:
                     problem = self._restore_outs(manifest, cwd)
                 if problem is None:
@@ -309,6 +311,8 @@ class Session:
             if not isinstance(bundle, dict) or "ns" not in bundle or not isinstance(bundle["ns"], dict):
                 raise StoreError("blob does not hold a cellcache bundle")
             return bundle, None
+        except EntryGone:
+            return None, None
         except (StoreError, OSError) as exc:
             return None, str(exc)
 

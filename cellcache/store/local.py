@@ -38,6 +38,7 @@ from cellcache.errors import (
     AmbiguousStep,
     CacheError,
     EntryCorrupt,
+    EntryGone,
     StoreUnavailable,
     UnknownStep,
 )
@@ -65,6 +66,11 @@ class VerifyReport:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def _is_digest(name: str) -> bool:
@@ -158,6 +164,38 @@ class LocalStore(Store):
         if self._index is None:
             self._index = self._open_index()
         return self._index
+
+    @contextmanager
+    def _flock(self, shared: bool = False, timeout: float | None = None) -> Iterator[bool]:
+        """The store's lock: commits hold it shared, gc/invalidate/clear exclusive.
+
+        So a sweep never sees half a commit: its reconcile knows every manifest
+        committed before it, and none lands while it deletes. Hits never take it;
+        only a read that finds a blob missing waits on it, to tell a sweep in
+        progress (a plain miss) from a broken entry. A store where the lock file
+        can't be made (read-only) has no writers to exclude.
+        """
+        try:
+            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            yield False
+            return
+        try:
+            mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+            got = False
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, mode | (0 if deadline is None else fcntl.LOCK_NB))
+                    got = True
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:  # type: ignore[operator]
+                        break
+                    time.sleep(0.005)
+            yield got
+        finally:
+            os.close(fd)
 
     @contextmanager
     def _index_lock(self) -> Iterator[None]:
@@ -426,8 +464,18 @@ class LocalStore(Store):
             raise EntryCorrupt(f"blob {digest} content does not match its digest ({size} bytes, expected {expected_size}); quarantined")
         return path
 
+    def _gone(self, manifest: Manifest) -> bool:
+        """Whether the entry was removed meanwhile: waits (briefly) for a sweep in progress to finish."""
+        with self._flock(shared=True, timeout=5.0):
+            return not (self.entry_dir(manifest.key) / f"{manifest.variant}.json").exists()
+
     def load(self, manifest: Manifest) -> Any:
-        path = self._sound_blob(manifest.blob, manifest.blob_size)
+        try:
+            path = self._sound_blob(manifest.blob, manifest.blob_size)
+        except EntryCorrupt as exc:
+            if "missing" in str(exc) and self._gone(manifest):
+                raise EntryGone(f"entry {manifest.key} was removed while it was read") from exc
+            raise
         try:
             # format.load checks the bytes against the digest before a byte is unpickled (unless the user trusts the disk).
             return fmt.load(path, manifest.blob_loader, digest=manifest.blob, verify=self.verify_local)
@@ -525,13 +573,14 @@ class LocalStore(Store):
         self._make_root()
         path = self.entry_dir(manifest.key) / f"{manifest.variant}.json"
         signed = sign(manifest, self.secret)
-        try:
-            atomic_write_bytes(path, signed)
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot write the manifest: {exc.strerror or exc}") from exc
-        if any(not self.blob_path(b).is_file() for b in manifest.blobs):
-            path.unlink(missing_ok=True)
-            raise StoreUnavailable("the store was cleared while this entry was being stored")
+        with self._flock(shared=True):
+            try:
+                atomic_write_bytes(path, signed)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot write the manifest: {exc.strerror or exc}") from exc
+            if any(not self.blob_path(b).is_file() for b in manifest.blobs):
+                path.unlink(missing_ok=True)
+                raise StoreUnavailable("a gc, invalidate or clear removed its blobs while this entry was being stored")
         try:
             self.index.add_entry(self._row(manifest), manifest.blobs)
         except Exception:  # noqa: BLE001 - the manifest is the truth; the index learns it on first sight
@@ -612,7 +661,7 @@ class LocalStore(Store):
         """Delete the blobs that no manifest names any more; return bytes freed."""
         if not blobs:
             return 0
-        self.reconcile()  # a writer may have just committed an entry that shares one
+        self.reconcile()  # under the store lock: every entry committed so far is known, and none lands meanwhile
         in_use = self.index.blobs_in_use()
         freed = 0
         for blob in blobs - in_use:
@@ -646,9 +695,11 @@ class LocalStore(Store):
             self.reconcile()
             if ref not in self.known_steps():
                 raise UnknownStep(f"no step {str(ref)!r}", tuple(str(s) for s in self.known_steps()))
-        rows = self.index.entries(ref)
-        self._drop(rows)
-        self.index.mark_invalidated(ref, time.time())
+        with self._flock():
+            self.reconcile()
+            rows = self.index.entries(ref)
+            self._drop(rows)
+            self.index.mark_invalidated(ref, time.time())
         return len(rows)
 
     def _trash(self) -> Path:
@@ -676,6 +727,10 @@ class LocalStore(Store):
         if not self.exists():
             return 0
         self._check_root()
+        with self._flock():
+            return self._clear()
+
+    def _clear(self) -> int:
         count = sum(1 for _ in self._scan())
         try:
             steps = self.known_steps()
@@ -752,6 +807,10 @@ class LocalStore(Store):
         """
         if not self.exists():
             return 0, 0
+        with self._flock():
+            return self._gc(max_size, older_than, grace)
+
+    def _gc(self, max_size: int | None, older_than: float | None, grace: float) -> tuple[int, int]:
         self.reconcile()
         now = time.time()
         rows = list(self.index.entries_by_last_use())
@@ -796,15 +855,16 @@ class LocalStore(Store):
                 bad.append(path)
         if not self.exists():
             return VerifyReport(checked=0, broken=(), repaired=repair)
-        if repair:
-            for path in bad:
-                path.unlink(missing_ok=True)
-            self.rebuild_index()
-        else:
-            self.reconcile()
-        leftovers = self._leftovers(grace)
-        reclaimable = sum(size for _, size in leftovers)
-        reclaimed = self._reclaim(leftovers) if repair else 0
+        with self._flock() if repair else _nothing():
+            if repair:
+                for path in bad:
+                    path.unlink(missing_ok=True)
+                self.rebuild_index()
+            else:
+                self.reconcile()
+            leftovers = self._leftovers(grace)
+            reclaimable = sum(size for _, size in leftovers)
+            reclaimed = self._reclaim(leftovers) if repair else 0
         return VerifyReport(
             checked=checked,
             broken=tuple(broken),
