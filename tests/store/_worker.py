@@ -58,7 +58,7 @@ def cells(sh: InteractiveShell, deadline: float, seed: int) -> dict:
     rng = random.Random(seed)
     figures = {"ops": 0, "hits": 0, "misses": 0, "wrong": 0, "failed": 0, "over_one_warning": 0, "warnings": 0,
                "broken_after_store": 0}
-    while time.time() < deadline:
+    while time.time() < deadline or figures["ops"] < 6:
         k = rng.randrange(12)
         s = k % 4
         n = 300_000 if rng.random() < 0.15 else 1000  # some bundles large enough to be written behind
@@ -121,16 +121,32 @@ def big(sh: InteractiveShell, n: int) -> None:
     time.sleep(60)
 
 
+def _barrier(folder: str, name: str) -> None:
+    """Start together: each process marks itself ready, then waits for all of them (at most 60 s).
+
+    ``folder`` is ``<dir>:<count>``; the shells are started before, so the fresh store
+    is first touched by every process in the same few milliseconds.
+    """
+    import os
+    from pathlib import Path
+
+    where, _, count = folder.rpartition(":")
+    ready = Path(where)
+    ready.mkdir(parents=True, exist_ok=True)
+    (ready / name).touch()
+    give_up = time.time() + 60
+    while len(os.listdir(ready)) < int(count) and time.time() < give_up:
+        time.sleep(0.002)
+
+
 def main() -> None:
     role, arg = sys.argv[1], sys.argv[2]
     sh = shell()
     if role == "big":
         big(sh, int(arg))
         return
-    start = float(sys.argv[3]) if len(sys.argv) > 3 else time.time()
-    while time.time() < start:
-        time.sleep(0.005)
-    deadline = float(arg)
+    _barrier(sys.argv[3], sys.argv[4])
+    deadline = time.time() + float(arg)
     figures = (janitor if role == "janitor" else cells)(sh, deadline, seed=hash((role, sys.argv[-1])) & 0xFFFF)
     import cellcache
 

@@ -68,10 +68,9 @@ def _age_everything(root: Path, seconds: float = 2 * 3600) -> None:
 def test_stress_several_processes_misses_hits_invalidate_gc_clear(tmp_path, monkeypatch):
     store_dir, config = tmp_path / "store", tmp_path / "config"
     env = _env(store_dir, config, monkeypatch)
-    start = time.time() + 6.0  # the processes start their IPython first, then begin together
-    deadline = str(start + 18.0)
-    workers = [_spawn(env, "cells", deadline, str(start), f"w{i}", cwd=tmp_path) for i in range(3)]
-    janitor = _spawn(env, "janitor", deadline, str(start), "j", cwd=tmp_path)
+    barrier = f"{tmp_path / 'ready'}:4"  # the processes start their IPython first, then begin together
+    workers = [_spawn(env, "cells", "18", barrier, f"w{i}", cwd=tmp_path) for i in range(3)]
+    janitor = _spawn(env, "janitor", "18", barrier, "j", cwd=tmp_path)
     results = [_figures(p, timeout=90) for p in workers]
     cleaning = _figures(janitor, timeout=90)
     total = {k: sum(r[k] for r in results) for k in results[0] if k != "messages"}
@@ -134,9 +133,8 @@ def test_kill_9_during_and_after_a_large_save(tmp_path, monkeypatch, n):
 def test_a_fresh_store_opened_by_eight_processes_at_once(tmp_path, monkeypatch):
     store_dir, config = tmp_path / "store", tmp_path / "config"
     env = _env(store_dir, config, monkeypatch)
-    start = time.time() + 8.0
-    deadline = str(start + 3.0)
-    procs = [_spawn(env, "cells", deadline, str(start), f"r{i}", cwd=tmp_path) for i in range(8)]
+    barrier = f"{tmp_path / 'ready'}:8"
+    procs = [_spawn(env, "cells", "2", barrier, f"r{i}", cwd=tmp_path) for i in range(8)]
     results = [_figures(p, timeout=90) for p in procs]
     total = {k: sum(r[k] for r in results) for k in results[0] if k != "messages"}
     messages = [m for r in results for m in r.get("messages", [])]
