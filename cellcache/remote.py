@@ -291,8 +291,8 @@ def _parse_entry_path(path: str) -> tuple[str, str]:
 def verify(config: Config, repair: bool = False) -> RemoteVerifyReport:
     """Check every trusted manifest's signature and every blob it names (size and SHA-256).
 
-    With ``repair``, a broken manifest is deleted, so readers stop trying it;
-    the signer's next push writes it again.
+    With ``repair``, a broken manifest and a blob that fails its hash are
+    deleted, so readers stop trying them; the signer's next push writes them again.
     """
     remote = open_remote(config)
     if remote is None:
@@ -322,6 +322,11 @@ def verify(config: Config, repair: bool = False) -> RemoteVerifyReport:
                 broken.append((item["path"], problem))
                 if repair:
                     remote.remove(item["path"])
+        if repair:
+            # A blob that fails its hash must go too: the signer's next push skips blobs that exist.
+            for sha, blob_problem in good_blobs.items():
+                if blob_problem:
+                    remote.remove(remote.blob_path(sha))
     finally:
         remote.close()
     return RemoteVerifyReport(config.remote or "", checked, tuple(broken), untrusted, repair)

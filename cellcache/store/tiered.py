@@ -15,6 +15,7 @@ themselves (COORD contract 2): it is about the session, not about a cell.
 """
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 from typing import Any, Callable, Iterator
@@ -26,6 +27,7 @@ from cellcache.store.remote import RemoteStore
 from cellcache.store.signing import SignedEntry
 
 PUSH_QUEUE = 64  # entries waiting for a background push; beyond that they wait for `cellcache push`
+EXIT_GRACE = 10.0  # seconds the interpreter's exit waits for queued background pushes
 
 
 class RemoteHealth:
@@ -65,6 +67,9 @@ class BackgroundPusher:
         self.pushed = 0
         self.dropped = 0
         self.failed = 0
+        # A kernel that exits right after a miss gives its push a few seconds; an unfinished one leaves
+        # at most blobs no manifest names, and the entry waits for the next `cellcache push`.
+        atexit.register(self.drain, EXIT_GRACE)
 
     def submit(self, manifest: Manifest) -> bool:
         if self._health.down is not None:
@@ -96,7 +101,9 @@ class BackgroundPusher:
                 self._queue.task_done()
 
     def drain(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the queue to empty (tests, and the end of a batch)."""
+        """Wait up to ``timeout`` seconds for the queue to empty (tests, and the interpreter's exit)."""
+        if self._thread is None:
+            return True
         done = threading.Event()
 
         def wait() -> None:

@@ -122,6 +122,8 @@ def test_remote_verify_finds_a_tampered_blob_and_repair_deletes_its_manifest(cli
     assert out["checked"] == 2 and len(out["broken"]) == 1 and "SHA-256" in out["broken"][0]["problem"]
     invoke(cli, "remote", "verify", "--repair")
     assert "all sound" in invoke(cli, "remote", "verify") and "checked 1 entry" in invoke(cli, "remote", "verify")
+    assert json.loads(invoke(cli, "push", "--json"))["pushed"]  # the signer's next push heals it
+    assert "checked 2 entries" in invoke(cli, "remote", "verify")
 
 
 @pytest.mark.timeout(60)

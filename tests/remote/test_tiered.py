@@ -52,6 +52,7 @@ def test_a_fresh_store_hits_from_the_remote_then_locally(make_shell, tmp_path: P
     assert sh.user_ns["x"] == [0, 1, 4, 9, 16]
     stats = cellcache.stats()
     assert [(s.hits, s.remote_hits) for s in stats] == [(1, 1)]
+    assert "1 (1 remote)" in cellcache.api.stats_text()  # the panel's rows are the same views
 
     # The next hit is local: it must not touch the network at all.
     def no_network(*args, **kwargs):
@@ -195,3 +196,20 @@ def test_no_listing_on_the_hit_path_and_one_small_listing_on_a_miss(make_shell, 
     run, _ = run_cell(sh, "%%cached other\nz = 1\n")
     assert run.status == "miss"
     assert len(listed) == 1 and listed[0].rstrip("/").endswith(run.key)  # the key's own folder, never the bucket
+
+
+@pytest.mark.timeout(30)
+def test_a_full_push_queue_never_blocks_a_cell() -> None:
+    import threading
+    import time as _time
+
+    from cellcache.store.tiered import BackgroundPusher, RemoteHealth
+
+    release = threading.Event()
+    pusher = BackgroundPusher(lambda m: release.wait(20), RemoteHealth(), size=2)
+    started = _time.monotonic()
+    accepted = [pusher.submit(object()) for _ in range(10)]  # type: ignore[arg-type]
+    assert _time.monotonic() - started < 0.5
+    assert accepted.count(True) <= 3 and pusher.dropped >= 7  # one in flight, two queued, the rest left for `push`
+    release.set()
+    assert pusher.drain(10) and pusher.pushed == accepted.count(True)
