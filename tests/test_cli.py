@@ -292,3 +292,31 @@ def test_json_output_and_a_failing_cell_from_the_real_entry_point(tmp_path: Path
     assert again.returncode == 0, again.stderr
     [cells] = [n["cells"] for n in json.loads(again.stdout)["notebooks"]]
     assert cells[1]["status"] == "hit"
+
+
+def test_every_store_command_takes_dir_and_names_the_store(cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    other = tmp_path / "elsewhere"
+    put(LocalStore(other), "alpha", 1, time.time())
+    assert json.loads(cli.invoke(main, ["stats", "--json", "--dir", str(other)]).output)["store"] == str(other.resolve())
+    listed = json.loads(cli.invoke(main, ["ls", "--json", "--dir", str(other)]).output)
+    assert [e["step"] for e in listed["entries"]] == ["alpha"]
+    for args in (["gc", "--older-than", "30d"], ["verify"], ["clear", "--yes"]):
+        done = cli.invoke(main, [*args, "--dir", str(other)])
+        assert done.exit_code == 0 and str(other.resolve()) in done.output, (args, done.output)
+    assert not (tmp_path / ".cellcache").exists(), "the default store was never touched"
+
+
+def test_python_dash_m_cellcache_is_the_command_line(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "cellcache", "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.startswith("Usage: cellcache")
+
+
+def test_a_folder_stands_for_its_notebooks_in_name_order(tmp_path: Path) -> None:
+    from cellcache import batch
+
+    for name in ("b.ipynb", "a.ipynb", ".hidden.ipynb", "notes.txt"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.ipynb").write_text("{}")
+    assert batch.notebooks_in([tmp_path, tmp_path / "sub" / "c.ipynb"]) == [tmp_path / "a.ipynb", tmp_path / "b.ipynb", tmp_path / "sub" / "c.ipynb"]
