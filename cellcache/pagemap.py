@@ -64,8 +64,8 @@ def _array_layout(array: Any) -> tuple[tuple[Any, ...], tuple[tuple[int, int], .
 def _frame_layout(frame: Any) -> tuple[tuple[Any, ...], tuple[tuple[int, int], ...], tuple[Any, ...]] | None:
     """A DataFrame whose every column lies in a cellcache mapping (or in immutable bytes), by its layout.
 
-    Only the plain case: a RangeIndex, no attrs, numeric numpy blocks and Arrow
-    string blocks. The labels are compared by value (an Index's name can be set
+    Only the plain case: a RangeIndex, no attrs, numeric numpy blocks, datetime
+    and timedelta blocks, and Arrow string blocks. The labels are compared by value (an Index's name can be set
     in place); the blocks by identity, pointers and shapes, and their bytes by
     their pages.
     """
@@ -87,6 +87,13 @@ def _frame_layout(frame: Any) -> tuple[tuple[Any, ...], tuple[tuple[int, int], .
             blocks.append((id(values), values.ctypes.data, values.shape, values.strides, values.dtype.str))
             spans.append((values.ctypes.data, values.nbytes))
             keep.append(values)
+        elif type(values) in (pd.arrays.DatetimeArray, pd.arrays.TimedeltaArray):
+            data = values._ndarray  # the M8/m8 ndarray the array wraps; its dtype (unit, tz) is compared apart
+            if not data.flags.c_contiguous or mapping_of(data) is None:
+                return None
+            blocks.append((id(values), id(data), data.ctypes.data, data.shape, data.strides, str(values.dtype)))
+            spans.append((data.ctypes.data, data.nbytes))
+            keep.extend((values, data))
         elif type(values).__name__ == "ArrowStringArray":
             chunked = values._pa_array
             parts: list[Any] = [id(values), id(chunked), str(values.dtype), str(chunked.type)]

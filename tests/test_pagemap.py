@@ -93,6 +93,7 @@ ROWS = fmt.MAP_THRESHOLD // 8 * 2
 FRAME = (
     "%%cached frame\nimport numpy as np, pandas as pd\n"
     f"df = pd.DataFrame({{'x': np.arange({ROWS}, dtype=np.float64), 'n': np.arange({ROWS}), "
+    f"'ts': pd.date_range('2024-01-01', periods={ROWS}, freq='s'), "
     f"'s': pd.Series([f'u{{i % 977}}' for i in range({ROWS})], dtype='str')}})"
 )
 USE_FRAME = "%%cached use_frame\ntotal = float(df['x'].sum())"
@@ -120,7 +121,8 @@ def test_an_unwritten_restored_frame_takes_the_manifest_digest(shell):
     "change",
     [
         "df.iloc[3, 0] = -1.0",  # a value, in place
-        "df.columns = ['x', 'n', 't']",
+        "df.columns = ['x', 'n', 'when', 't']",
+        "df.iloc[2, 2] = pd.Timestamp('1999-01-01')",
         "df.index.name = 'row'",
         "df['extra'] = 1",
         "df.attrs['source'] = 'x'",

@@ -311,6 +311,11 @@ def remember_loaded() -> None:
     for name, module in list(sys.modules.items()):
         if name in _AS_IMPORTED or name in _NOT_LOCAL:
             continue
+        if name == "cellcache" or name.startswith("cellcache."):
+            # Not the user's code: in an editable install (a checkout, the test kernels) parsing
+            # cellcache's own thirty modules would cost every kernel start about a second.
+            _NOT_LOCAL.add(name)
+            continue
         spec = getattr(module, "__spec__", None)
         if spec is None or not (spec.origin and spec.has_location) or not is_local_module_file(spec.origin):
             _NOT_LOCAL.add(name)
