@@ -183,15 +183,19 @@ class Session:
         started = time.perf_counter()
         self._warned = False
         transformed = self._transform(body)
+        unanalysable = None
         try:
             names = analyze(transformed)
             code = code_digest(transformed)
         except SyntaxError:
-            # Let the shell report the error exactly as it would without the magic.
-            return self._finish(self._plain(spec.name or "cell", body, started, "syntax error"))
+            unanalysable = "syntax error"
         except (RecursionError, MemoryError):  # nested deeper than the analysis (or the parser) can follow
+            unanalysable = "code nested too deeply to analyse"
             self._warn_once(f"cellcache: step {spec.name or 'cell'!r} ran uncached: its code is nested too deeply to analyse.")
-            return self._finish(self._plain(spec.name or "cell", body, started, "code nested too deeply to analyse"))
+        if unanalysable is not None:
+            # Run outside the except clause, so the shell reports the error exactly as it would
+            # without the magic: no chained exception, no cellcache frames.
+            return self._finish(self._plain(spec.name or "cell", body, started, unanalysable))
         name = spec.name or self.cell_id or f"cell-{code[:8]}"
         if not self.enabled:
             return self._finish(self._plain(name, body, started, reasons.DISABLED))
@@ -372,12 +376,19 @@ class Session:
         silenced = body.rstrip().endswith(";")
         self._nested = True
         hook.quiet = lambda: silenced
+        # The shell numbers the body's code with its current count, which it already moved past the
+        # user's cell: name it after the cell the user ran, so tracebacks say `Cell In[3]`, not In[4].
+        compiler = self.shell.compile
+        number = getattr(outer, "execution_count", None)
+        if number is not None:
+            compiler.cache = lambda code, _=0, raw_code=None, cache=compiler.cache: cache(code, number, raw_code)
         try:
             result = self.shell.run_cell(body, store_history=False)
         finally:
             self._nested = False
             del hook.quiet
             hook.exec_result = outer
+            compiler.__dict__.pop("cache", None)
         if not result.success and outer is not None:
             # The shell already showed the traceback; failing the outer cell too is what makes
             # nbclient and ipykernel report the error instead of a silent success.

@@ -605,3 +605,45 @@ def test_aliasing_between_array_outputs_survives(counted):
     assert ns["b"] is ns["a"] and ns["pair"][0] is ns["a"] and ns["frame"]["m"] is ns["a"]
     ns["a"][0] = 99.0  # a mutation through one name shows through every alias, as before caching
     assert ns["b"][0] == 99.0
+
+
+# ---------------------------------------------------------------- errors as the shell shows them
+
+
+def _shown(shell, source: str) -> tuple[str, int]:
+    with capture_output() as captured:
+        result = shell.run_cell(source, store_history=True)
+    return re.sub(r"\x1b\[[0-9;]*m", "", captured.stdout + captured.stderr), result.execution_count
+
+
+def test_a_syntax_error_shows_exactly_the_shells_traceback(shell):
+    body = "x = (1 +\n"
+    plain, plain_number = _shown(shell, body)
+    cached, cached_number = _shown(shell, "%%cached broken\n" + body)
+    assert "During handling" not in cached and "cellcache" not in cached and "runner.py" not in cached
+    assert cached.replace(f"In[{cached_number}]", "In[N]") == plain.replace(f"In[{plain_number}]", "In[N]")
+
+
+def test_tracebacks_name_the_cell_the_user_ran(shell):
+    shown, number = _shown(shell, "%%cached failing\ny = 1\n1 / 0")
+    assert f"Cell In[{number}], line 2" in shown and f"In[{number + 1}]" not in shown
+
+
+def test_invalidate_drops_every_entry_the_step_would_hit_whatever_name_stored_it(counted):
+    cell = "y = x * 2"
+    counted.user_ns["x"] = 4
+    run(counted, counting_cell(cell, "first_name"))
+    run(counted, counting_cell(cell, "second_name"))  # a renamed cell: the same key, a hit on first_name's entry
+    assert cellcache.last_run().hit
+    run(counted, "%cellcache invalidate second_name")
+    run(counted, counting_cell(cell, "second_name"))
+    assert not cellcache.last_run().hit and executions(counted) == 2
+
+
+def test_invalidate_of_an_unknown_step_lists_the_known_ones_and_leaves_no_row(counted):
+    from IPython.core.error import UsageError
+
+    run(counted, counting_cell("y = 1", "known_step"))
+    with pytest.raises(UsageError, match="known_step"):
+        counted.run_line_magic("cellcache", "invalidate no_such_step")
+    assert [s.name for s in cellcache.stats()] == ["known_step"]

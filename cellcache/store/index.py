@@ -398,6 +398,15 @@ class Index:
             ).fetchall()
         return [EntryRow(*r) for r in rows]
 
+    def entries_run_by(self, step: Any) -> list[EntryRow]:
+        """Entries whose key a step computed in a recorded run, whatever step stored them (a renamed or twin cell)."""
+        rows = self.db.execute(
+            f"{self._ENTRY_COLUMNS} WHERE e.key IN "
+            "(SELECT key FROM runs WHERE notebook=? AND step=? AND key IS NOT NULL) ORDER BY e.created",
+            (step.notebook, step.name),
+        ).fetchall()
+        return [EntryRow(*r) for r in rows]
+
     def entry_ids(self) -> set[tuple[str, str]]:
         return {(r[0], r[1]) for r in self.db.execute("SELECT key, variant FROM entries")}
 

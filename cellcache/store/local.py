@@ -698,6 +698,9 @@ class LocalStore(Store):
         with self._flock():
             self.reconcile()
             rows = self.index.entries(ref)
+            # And every entry the step would hit that another name stored: its runs know the keys it computes.
+            own = {(r.key, r.variant) for r in rows}
+            rows += [r for r in self.index.entries_run_by(ref) if (r.key, r.variant) not in own]
             self._drop(rows)
             self.index.mark_invalidated(ref, time.time())
         return len(rows)
