@@ -303,9 +303,12 @@ class Index:
             else:
                 db, reset = self.db, True
                 db.execute(f"PRAGMA busy_timeout={timeout_ms}")
-            with Index._Tx(db) as tx:
-                for sql, params in pending:
-                    tx.execute(sql, params)
+            if len(pending) == 1:
+                db.execute(*pending[0])  # the usual hit: one autocommitted row, no BEGIN/COMMIT round trips
+            else:
+                with Index._Tx(db) as tx:
+                    for sql, params in pending:
+                        tx.execute(sql, params)
             return True
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):

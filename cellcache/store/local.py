@@ -41,13 +41,14 @@ from cellcache.errors import (
     EntryGone,
     StoreUnavailable,
     UnknownStep,
+    UnsafeEntry,
 )
 from cellcache.store import format as fmt
 from cellcache.store.atomic import atomic_write_bytes
 from cellcache.store.base import LOCAL, Found, Store, StepRef
 from cellcache.store.index import EntryRow, Index, IndexUnusable, StepStats
 from cellcache.store.keys import SigningKey, load_signing_key
-from cellcache.store.manifest import Manifest, OutFile, safe_relative, sign, validate, verify
+from cellcache.store.manifest import Manifest, OutFile, inside_project, sign, validate, verify
 
 STORE_VERSION = 2  # the layout above; a v1 store's entries/ab/<key>.json files are ignored and reclaimed by gc
 TEMP_GRACE = 3600.0  # temp files and unnamed blobs younger than this may belong to a writer still at work
@@ -533,7 +534,12 @@ class LocalStore(Store):
         """
         from cellcache.files import digest  # files depends on the store's format, not the other way round
 
-        safe_relative(out.path)
+        from cellcache.config import project_root
+
+        cwd = Path.cwd()
+        # The runner asks for cwd / out.path; whatever it asks, nothing is written outside the project.
+        if Path(os.path.normpath(target)) != inside_project(out.path, cwd, project_root(cwd)):
+            raise UnsafeEntry(f"--outs path {out.path!r} does not name {target}")
         if target.is_file() and not target.is_symlink() and target.stat().st_size == out.size and digest(target, cache) == out.blob:
             return False
         source = self._checked_blob(out.blob, out.size)
@@ -570,6 +576,12 @@ class LocalStore(Store):
         entirely in or entirely gone.
         """
         validate(manifest)
+        if manifest.outs:
+            from cellcache.config import project_root
+
+            cwd = Path.cwd()
+            for out in manifest.outs:
+                inside_project(out.path, cwd, project_root(cwd))
         self._make_root()
         path = self.entry_dir(manifest.key) / f"{manifest.variant}.json"
         signed = sign(manifest, self.secret)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Mapping
 
 import xxhash
@@ -27,19 +28,32 @@ _HEX = re.compile(r"^[0-9a-f]{16,64}$")
 
 
 def safe_relative(path: str) -> str:
-    """``path`` if it is relative and stays inside the folder it is relative to; UnsafeEntry otherwise.
+    """``path`` if it is a relative path; UnsafeEntry otherwise (``/etc/x``, ``C:\\x``, a NUL byte).
 
-    Lexical on purpose: the store decides, before touching the disk, that no
-    name in a manifest can point at ``../x``, ``/etc/x`` or ``C:\\x``.
+    Lexical, before the disk is touched. Whether a relative path with ``..``
+    stays inside the project is decided against the project root when the file
+    is stored or restored (:func:`inside_project`).
     """
     if not isinstance(path, str) or not path or "\x00" in path:
         raise UnsafeEntry(f"--outs path {path!r} is not a path")
     posix, windows = PurePosixPath(path), PureWindowsPath(path)
     if posix.is_absolute() or windows.is_absolute() or windows.drive or path.startswith(("/", "\\")):
         raise UnsafeEntry(f"--outs path {path!r} is absolute; only paths inside the project are restored")
-    if ".." in posix.parts or ".." in windows.parts:
-        raise UnsafeEntry(f"--outs path {path!r} leaves the project; only paths inside it are restored")
     return path
+
+
+def inside_project(path: str, cwd: Path, root: Path) -> Path:
+    """Where a manifest's --outs ``path`` (relative to ``cwd``) lands, if that is inside ``root``; UnsafeEntry otherwise.
+
+    The folder is resolved (links followed), so neither ``../../x`` nor a linked folder can carry a write out of the project.
+    """
+    safe_relative(path)
+    target = Path(os.path.normpath(cwd / path))
+    real = Path(os.path.realpath(target.parent)) / target.name
+    top = Path(os.path.realpath(root))
+    if real != top and top not in real.parents:
+        raise UnsafeEntry(f"--outs path {path!r} leaves the project ({top}); only paths inside it are stored and restored")
+    return target
 
 
 @dataclass(frozen=True)
