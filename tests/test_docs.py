@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
 
 from cellcache import config, reasons
 
@@ -79,7 +80,9 @@ def test_readme_example_runs_as_pasted(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CELLCACHE_DIR", str(tmp_path / "store"))
     InteractiveShell.clear_instance()
-    shell = InteractiveShell.instance()
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"  # nothing written to a history database that outlives the test
+    shell = InteractiveShell.instance(config=config)
     try:
         for round_ in range(2):
             for cell in cells:
