@@ -9,17 +9,15 @@ in ``sys.modules``, so a kernel that never imported them pays nothing.
 """
 from __future__ import annotations
 
-import operator
 import pickle
 import sys
 from collections.abc import Callable
-from itertools import repeat
 from typing import Any
 
 import xxhash
 
 from cellcache import pagemap
-from cellcache.fingerprint._base import Kinds, _hash, _ref, _str_digest
+from cellcache.fingerprint._base import Kinds, _ref, _str_digest
 
 # Non-contiguous arrays are copied at most this many bytes at a time.
 _CHUNK_BYTES = 16 << 20
@@ -193,9 +191,6 @@ class ValueKinds(Kinds):
         """Object column values: a fast-mode pickle when they are scalars only."""
         pd = sys.modules["pandas"]
         flat = values.reshape(-1)
-        strings = _exact_strings_digest(flat)
-        if strings is not None:
-            return _hash(b"Os", pickle.dumps(values.shape, protocol=5), strings)
         fast = pd.api.types.infer_dtype(flat, skipna=True) in _SCALAR_KINDS
         hasher = xxhash.xxh3_128(b"O" + (b"f" if fast else b"g"))
         hasher.update(pickle.dumps(values.shape, protocol=5))
@@ -242,24 +237,6 @@ def _arrow_strings_digest(values: Any) -> bytes | None:
     if not (pa.types.is_string(chunked.type) or pa.types.is_large_string(chunked.type)):
         return None
     array = chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
-    return _arrow_string_buffers_digest(array)
-
-
-def _exact_strings_digest(flat: Any) -> bytes | None:
-    """An object column of exact ``str``s only, through Arrow's encoder; None for anything else.
-
-    Exact: a str subclass, None or NaN pickles differently from the text it
-    holds, so any of them sends the column back to the pickle route.
-    """
-    items = flat.tolist()
-    if not items or not all(map(operator.is_, map(type, items), repeat(str))):
-        return None
-    try:
-        import pyarrow as pa
-
-        array = pa.array(items, type=pa.large_string())
-    except Exception:  # noqa: BLE001 - lone surrogates and the like: the pickle route takes them
-        return None
     return _arrow_string_buffers_digest(array)
 
 
