@@ -381,6 +381,17 @@ class RemoteStore:
 
     def _write_object(self, path: str, source: Path | bytes) -> bool:
         s3 = "s3" in _protocols(self.fs)
+        size = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
+        if s3 and size <= PART:
+            # One conditional PUT (If-None-Match: *): a staged file would cost a multipart upload's three requests.
+            data = source if isinstance(source, bytes) else Path(source).read_bytes()
+            try:
+                self.fs.pipe_file(path, data, mode="create")
+            except Exception as exc:  # noqa: BLE001
+                if _is_precondition_failed(exc):
+                    return False
+                raise
+            return True
         mode = "xb" if s3 else "wb"
         f = self.fs.open(path, mode, autocommit=False, block_size=PART) if s3 or _supports_transactions(self.fs) else None
         if f is None:
@@ -453,7 +464,9 @@ class RemoteStore:
         except FileNotFoundError:
             raise EntryCorrupt(f"local blob {local} is missing; the entry cannot be pushed") from None
         blob = RemoteBlob(local=local, sha256=sha.hexdigest(), size=size)
-        self.write_once(self.blob_path(blob.sha256), path)
+        # A small blob skips the existence check: the conditional create keeps the first copy, and
+        # content-addressed bytes are the same either way. A big one is checked so it is sent once.
+        self.write_once(self.blob_path(blob.sha256), path, check=size > PART)
         return blob
 
     # listing (commands only, never the hit path) -------------------------

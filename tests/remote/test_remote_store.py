@@ -55,6 +55,7 @@ def test_every_object_is_written_once(url: str, tmp_path: Path, signer) -> None:
     before = remote.fs.cat_file(path)
     assert remote.push_entry(manifest, "nb.ipynb", a.blob_path) is False
     assert remote.write_once(path, b"something else") is False
+    assert remote.write_once(path, b"something else", check=False) is False  # S3: the If-None-Match create refuses
     assert remote.fs.cat_file(path) == before
 
 
