@@ -36,6 +36,11 @@ def test_sphinx_build_is_warning_free(tmp_path: Path) -> None:
     # The reference pages come from the code.
     flags = (html / "reference" / "magic.html").read_text()
     assert all(opt in flags for opt in ("--deps", "--outs", "--strategy", "--ttl", "--ignore"))
+    from cellcache.magic import _CELLCACHE_USAGE
+
+    commands = re.findall(r"[|\[]\s*(\w+)", _CELLCACHE_USAGE)
+    text = re.sub(r"<[^>]+>", "", flags)
+    assert len(commands) >= 9 and all(f"%cellcache {c}" in text for c in commands), commands  # each has its row
     assert "cellcache run" in (html / "reference" / "cli.html").read_text()
     store = re.sub(r"<[^>]+>", "", (html / "reference" / "store.html").read_text())  # highlighting splits the text
     assert "index.sqlite" in store and "cellcache/v1/entries" in store  # the real local listing, the remote's docstring
@@ -53,6 +58,19 @@ def test_every_reason_constant_is_in_the_catalogue() -> None:
     constants = {v for n, v in vars(reasons).items() if n.isupper() and not n.startswith("_") and isinstance(v, str)}
     listed = {e for r in reasons.CATALOGUE for e in r.examples}
     assert constants <= listed, constants - listed
+
+
+def test_every_kind_of_reason_has_an_example_in_the_catalogue() -> None:
+    # A new component kind (the runner keys something new) must be listed for the docs, or this fails.
+    import inspect
+
+    source = inspect.getsource(reasons._phrase)
+    kinds = set(re.findall(r'kind == "(\w+)"', source)) | set(re.findall(r'"(\w+)": "', source)) | set(reasons._KIND_ORDER)
+    examples = [e for r in reasons.CATALOGUE for e in r.examples]
+    for kind in sorted(kinds):
+        phrase = reasons._phrase(f"{kind}:QQNAME", "QQOLD", "QQNEW", ({}, {}))
+        pattern = "^" + re.escape(phrase).replace("QQNAME", ".+").replace("QQOLD", ".+").replace("QQNEW", ".+")
+        assert any(re.search(pattern, e) for e in examples), f"no example of {kind!r} reasons ({phrase!r}) in reasons.CATALOGUE"
 
 
 def test_every_magic_flag_is_rendered() -> None:

@@ -4,6 +4,7 @@ Directives (usable from MyST as ```{name}```):
 
 - ``cellcache-magic-flags``: every ``%%cached`` flag, read from the magic's own
   argparse parser (``CellcacheMagics.cached.parser``);
+- ``cellcache-line-usage``: ``%cellcache``'s usage line, from the magic;
 - ``cellcache-config-keys``: every setting, from ``cellcache.config.KEYS``;
 - ``cellcache-reasons``: every reason ``--explain`` can give, from
   ``cellcache.reasons.CATALOGUE``.
@@ -90,6 +91,15 @@ class MagicFlags(_Generated):
         ]
 
 
+class LineMagicUsage(_Generated):
+    """``%cellcache``'s usage line, as the magic itself prints it on a wrong command."""
+
+    def lines(self) -> list[str]:
+        from cellcache.magic import _CELLCACHE_USAGE
+
+        return [".. code-block:: text", "", "   " + _CELLCACHE_USAGE.replace("usage: ", "", 1)]
+
+
 class ConfigKeys(_Generated):
     """Every setting, its environment variable and default, from ``cellcache.config.KEYS``."""
 
@@ -142,6 +152,7 @@ def read_linked_notebook(text: str) -> Any:
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("cellcache-magic-flags", MagicFlags)
+    app.add_directive("cellcache-line-usage", LineMagicUsage)
     app.add_directive("cellcache-config-keys", ConfigKeys)
     app.add_directive("cellcache-reasons", Reasons)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
