@@ -75,3 +75,28 @@ def test_the_kernel_notebook_comes_from_jupyter_vscode_or_nothing(tmp_path, monk
     # Jupyter Server may give a path relative to its own root; the kernel runs in the notebook's folder.
     monkeypatch.chdir(nb.parent)
     assert kernel_notebook({"JPY_SESSION_NAME": "server/root/relative/a.ipynb"}) == "nbs/a.ipynb"
+
+
+def test_a_plain_ipython_anywhere_in_the_project_uses_the_project_store_and_is_its_own_scope(tmp_path, monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config as ShellConfig
+
+    (tmp_path / "pyproject.toml").write_text("")
+    deep = tmp_path / "analysis" / "scratch"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    InteractiveShell.clear_instance()
+    config = ShellConfig()
+    config.HistoryManager.hist_file = ":memory:"
+    shell = InteractiveShell.instance(config=config)
+    try:
+        shell.run_line_magic("load_ext", "cellcache")
+        session = shell._cellcache_session
+        assert session.config.dir == (tmp_path / DEFAULT_DIR).resolve()
+        assert session.notebook == ""
+        shell.user_ns["__vsc_ipynb_file__"] = str(tmp_path / "analysis" / "vs.ipynb")
+        assert session.notebook == "analysis/vs.ipynb", "VS Code's variable, even when set after the extension loaded"
+    finally:
+        shell.run_line_magic("unload_ext", "cellcache")
+        InteractiveShell.clear_instance()

@@ -71,3 +71,13 @@ def test_without_a_remote_the_run_says_workers_share_only_one_filesystem(tmp_pat
     with pytest.raises(batch.BatchError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         batch.run_batch(batch.plan([nb], RunOptions()), RunOptions(executor="dask://127.0.0.1:9"))
     assert "only what one filesystem holds" in batch.remote_note(tmp_path / "store")
+
+
+def test_without_the_dask_extra_the_message_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if dask[distributed] were not installed
+    nb = write_nb(tmp_path / "n.ipynb", "x = 1")
+    options = RunOptions(executor="dask://127.0.0.1:8786")
+    with pytest.raises(batch.BatchError, match=r"pip install 'cellcache\[dask\]'"):
+        batch.run_batch(batch.plan([nb], options), options)
