@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import ipywidgets as widgets
 from ipywidgets.widgets.widget_int import ProgressStyle
-from ipywidgets.widgets.widget_string import LabelStyle
+from ipywidgets.widgets.widget_string import HTMLStyle, LabelStyle
 
 from cellcache.report import (
     COLUMNS,
@@ -95,6 +95,8 @@ _CSS = (
     f".cellcache-panel .cellcache-row,.cellcache-panel .cellcache-header{{min-width:fit-content}}"
     f".cellcache-panel .cellcache-col-reason{{min-width:{_REASON_MIN}px}}"
     ".cellcache-panel .cellcache-table .widget-label{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}"
+    ".cellcache-panel .cellcache-table .widget-html-content{overflow:hidden}"
+    ".cellcache-panel .cellcache-clip{display:block;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}"
     ".cellcache-panel .cellcache-group{font-weight:bold;margin-top:6px}"
     ".cellcache-panel button.cellcache-toggle{padding:0}"
     ".cellcache-panel .cellcache-entry-list{margin-left:30px;font-size:0.9em}"
@@ -124,6 +126,17 @@ def drop_entry(store: Any, ref: StepRef, key: str, variant: str) -> bool:
         return False
     store._drop(rows)
     return True
+
+
+# Cells that may be cut with "…" carry their full text as a tooltip. A Label's `tooltip` lands
+# on its (absent) description in ipywidgets 8, not on the text, so these are HTML with a title.
+_TITLED = frozenset({"name", "reason"})
+
+
+def _titled(text: str) -> str:
+    import html
+
+    return f'<span class="cellcache-clip" title="{html.escape(text, quote=True)}">{html.escape(text)}</span>'
 
 
 def css_name(step: str) -> str:
@@ -161,12 +174,13 @@ class _Parts:
         self.layouts["reason"] = widgets.Layout(flex="1 1 0", min_width=f"{_REASON_MIN}px")
         self.row_layout = widgets.Layout(align_items="center", width="100%")
         self.label_style = LabelStyle()
+        self.html_style = HTMLStyle()
         self.header_style = LabelStyle(font_weight="bold")
         self.bar_style = ProgressStyle()
         self.button_style = widgets.ButtonStyle()
 
     def widgets(self) -> list[widgets.Widget]:
-        return [*self.layouts.values(), self.row_layout, self.label_style, self.header_style, self.bar_style, self.button_style]
+        return [*self.layouts.values(), self.row_layout, self.label_style, self.html_style, self.header_style, self.bar_style, self.button_style]
 
 
 class StepRow:
@@ -192,20 +206,17 @@ class StepRow:
         self.view = view
         self.details: widgets.VBox | None = None  # the entry list, while the row is open
         self.entry_buttons: dict[str, widgets.Button] = {}
-        # Tooltips and CSS classes go into the constructors: set afterwards, each would be
-        # one more state message per widget to the front end.
-        tooltips = {"name": row.name, "reason": view.reason}
-        self.labels: dict[str, widgets.Label] = {
-            column.key: widgets.Label(
-                value=cell,
-                tooltip=tooltips.get(column.key),
-                # cellcache-runs, cellcache-last-age, ... for tests; cellcache-col-* for the stylesheet
-                _dom_classes=(f"cellcache-{column.key.replace('_', '-')}", f"cellcache-col-{column.key.replace('_', '-')}"),
-                layout=parts.layouts[column.key],
-                style=parts.label_style,
-            )
-            for column, cell in zip(COLUMNS, view.cells())
-        }
+        # CSS classes go into the constructors: set afterwards, each would be one more state
+        # message per widget to the front end.
+        self.labels: dict[str, widgets.Label | widgets.HTML] = {}
+        for column, cell in zip(COLUMNS, view.cells()):
+            css = column.key.replace("_", "-")
+            # cellcache-runs, cellcache-last-age, ... for tests; cellcache-col-* for the stylesheet
+            common = dict(_dom_classes=(f"cellcache-{css}", f"cellcache-col-{css}"), layout=parts.layouts[column.key])
+            if column.key in _TITLED:
+                self.labels[column.key] = widgets.HTML(value=_titled(cell), style=parts.html_style, **common)
+            else:
+                self.labels[column.key] = widgets.Label(value=cell, style=parts.label_style, **common)
         self.rate_bar = widgets.FloatProgress(
             value=view.bar, min=0.0, max=1.0, bar_style=_bar_style(row.hit_rate), layout=parts.layouts["bar"], style=parts.bar_style,
             _dom_classes=("cellcache-col-bar",),
@@ -238,6 +249,10 @@ class StepRow:
             layout=parts.row_layout,
         )
 
+    def cell_text(self, key: str) -> str:
+        """The text a cell shows (a COLUMNS key), without its markup."""
+        return getattr(self.view, key)
+
     def update(self, row: StepStats, view: RowView) -> None:
         """Show new numbers; a trait set to its current value sends nothing to the front end."""
         self.stats = row
@@ -245,8 +260,7 @@ class StepRow:
             return
         self.view = view
         for column, cell in zip(COLUMNS, view.cells()):
-            self.labels[column.key].value = cell
-        self.labels["reason"].tooltip = view.reason
+            self.labels[column.key].value = _titled(cell) if column.key in _TITLED else cell
         self.rate_bar.value = view.bar
         self.rate_bar.bar_style = _bar_style(row.hit_rate)
 

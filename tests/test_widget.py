@@ -76,7 +76,8 @@ def test_rows_match_the_index_after_hits_and_misses(three_steps, panels):
     for s in expected:
         row = panel.rows[s.name]
         assert row.stats == s
-        labels = {key: label.value for key, label in row.labels.items()}
+        labels = {key: row.cell_text(key) for key in row.labels}
+        assert f'title="{s.name}"' in row.labels["name"].value  # the full name as a tooltip
         assert labels["name"] == s.name
         assert (labels["runs"], labels["hits"], labels["misses"]) == (str(s.runs), str(s.hits), str(s.misses))
         assert labels["hit_rate"] == format_rate(s.hit_rate)
@@ -93,7 +94,7 @@ def test_rows_match_the_index_after_hits_and_misses(three_steps, panels):
         assert f"cellcache-row-{css_name(s.name)}" in row.box._dom_classes
     assert panel.rows["load"].labels["hit_rate"].value == "33%"
     assert panel.rows["fit"].labels["hit_rate"].value == "67%"
-    assert "changed" in panel.rows["load"].labels["reason"].value  # the input n changed
+    assert "changed" in panel.rows["load"].cell_text("reason")  # the input n changed
     assert panel.rows["load"].labels["entries"].value == "2"  # one per value of n
     assert panel.totals.value.startswith("total: hit rate 43%")  # 3 hits of 7 lookups
     assert str(session_of(shell).store.root) in panel.totals.value
@@ -369,7 +370,7 @@ def test_a_failing_step_shows_its_error_count_and_last_error(shell, panels):
     run(shell, "%%cached fit\nmodel = n * 2")
     shell.run_cell("%%cached fit\nraise ValueError('boom in fit')")  # another key; it fails
     panel = open_panel(shell, panels)
-    labels = {k: v.value for k, v in panel.rows["fit"].labels.items()}
+    labels = {k: panel.rows["fit"].cell_text(k) for k in panel.rows["fit"].labels}
     assert labels["errors"] == "1"
     assert labels["reason"] == "error: ValueError: boom in fit"
     assert "boom in fit" in panel.html() and "boom in fit" in panel.text()

@@ -40,6 +40,7 @@ CELLS = [
     'print("OFFSCREEN", sum(not w.on_screen for w in list(_instances.values()) if isinstance(w, CachePanel)))',
 ]
 STEPS = ("load", "features", "fit", "report")
+LONG_NAME = "saved_step_with_a_name_longer_than_its_column"
 
 
 def statuses(lab: LabPage) -> dict[str, str]:
@@ -203,11 +204,16 @@ def test_saved_and_reopened_notebook_shows_the_html_table(
     write_notebook(
         jupyter_server.root_dir,
         "panel_saved.ipynb",
-        ["%load_ext cellcache", "%%cached saved_step\nvalue = 41 + 1", "%cellcache"],
+        ["%load_ext cellcache", f"%%cached {LONG_NAME}\nvalue = 41 + 1", "%cellcache"],
     )
     lab.open("panel_saved.ipynb")
     lab.run_all()
     expect(lab.panel.locator(".cellcache-panel")).to_be_visible()
+    # A long name is cut with an ellipsis, and its tooltip holds all of it.
+    name = lab.panel.locator(f".cellcache-row-{LONG_NAME} .cellcache-name .cellcache-clip")
+    expect(name).to_have_attribute("title", LONG_NAME)
+    clipped = name.evaluate("(el) => [el.scrollWidth > el.clientWidth, getComputedStyle(el).textOverflow]")
+    assert clipped == [True, "ellipsis"], clipped
     lab.page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
     lab.page.wait_for_function(
         "() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=30_000
@@ -217,5 +223,5 @@ def test_saved_and_reopened_notebook_shows_the_html_table(
     lab.open("panel_saved.ipynb")
     snapshot = lab.panel.locator(".cellcache-snapshot")
     expect(snapshot).to_be_visible()
-    expect(snapshot).to_contain_text("saved_step")
+    expect(snapshot).to_contain_text(LONG_NAME)
     expect(lab.panel.get_by_text("Error displaying widget")).to_be_hidden()
