@@ -18,12 +18,11 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Iterable
 
 from cellcache import keys
 from cellcache.config import Config
-from cellcache.errors import ConfigError, EntryCorrupt, RemoteDenied, RemoteUnavailable, StoreError, UntrustedEntry
+from cellcache.errors import CacheError, ConfigError, EntryCorrupt, RemoteDenied, RemoteUnavailable, UntrustedEntry
 from cellcache.store.base import Store, StepRef
 from cellcache.store.manifest import Manifest
 from cellcache.store.remote import RemoteStore
@@ -58,10 +57,7 @@ def build_store(config: Config, local: Store) -> Store:
     """What a session uses: the local store alone, or the local store in front of the remote."""
     if not config.remote or os.environ.get(OFFLINE_ENV):
         return local
-    try:
-        remote = open_remote(config)
-    except ConfigError:
-        raise
+    remote = open_remote(config)
     assert remote is not None
     return TieredStore(local, remote, auto_push=config.push == "auto")
 
@@ -140,7 +136,7 @@ def push(
             return m, remote.push_entry(m, getattr(m, "notebook", "") or "", local.blob_path)
         except (RemoteUnavailable, RemoteDenied):
             raise
-        except StoreError as exc:
+        except CacheError as exc:
             return m, str(exc)
 
     try:
@@ -260,7 +256,7 @@ def status(config: Config, count: bool = True) -> RemoteStatus:
             listed = remote.walk("blobs")
             blobs, size = len(listed), sum(b["size"] for b in listed)
         return RemoteStatus(reachable=True, error=key_error, entries=entries, trusted_entries=trusted, blobs=blobs, blob_bytes=size, **base)
-    except StoreError as exc:
+    except CacheError as exc:
         return RemoteStatus(reachable=False, error=str(exc), entries=None, trusted_entries=None, blobs=None, blob_bytes=None, **base)
     finally:
         remote.close()
@@ -379,7 +375,7 @@ def gc(config: Config, older_than: float | None = None, max_size: int | None = N
             try:
                 entry = open_envelope(remote.fs.cat_file(m["path"]), key=key, signer_id=None, trusted=None)
                 referenced[m["path"]] = {b.sha256 for b in entry.blobs}
-            except StoreError:
+            except CacheError:
                 referenced[m["path"]] = set()
         doomed = [m for m in manifests if older_than is not None and now - m["mtime"] > older_than]
         if max_size is not None:

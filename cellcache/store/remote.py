@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import xxhash
 
-from cellcache.errors import EntryCorrupt, RemoteDenied, RemoteUnavailable, StoreError, UntrustedEntry
+from cellcache.errors import CacheError, EntryCorrupt, RemoteDenied, RemoteUnavailable, UntrustedEntry
 from cellcache.keys import SigningKey, fingerprint_from_id
 from cellcache.store import signing
 from cellcache.store.manifest import Manifest
@@ -89,7 +89,7 @@ def _is_precondition_failed(exc: BaseException) -> bool:
     return _http_status(exc) == 412 or "PreconditionFailed" in str(exc) or isinstance(exc, FileExistsError)
 
 
-def translate(exc: BaseException, what: str) -> StoreError:
+def translate(exc: BaseException, what: str) -> CacheError:
     """A filesystem error as one of ours: denied (401/403) or unavailable (anything else that is not a 404)."""
     status = _http_status(exc)
     if isinstance(exc, PermissionError) or status in (401, 403):
@@ -210,7 +210,7 @@ class RemoteStore:
                 continue
             try:
                 entries.append(signing.open_envelope(raw, key=key, signer_id=signer, trusted=trusted))
-            except StoreError as exc:
+            except CacheError as exc:
                 problems.append(str(exc))
         if not entries and not problems:
             for name in self._ls_names(self.entry_dir(key)):
@@ -229,7 +229,7 @@ class RemoteStore:
                 continue
             try:
                 entries.append(signing.open_envelope(raw, key=key, signer_id=None, trusted=None))
-            except StoreError as exc:
+            except CacheError as exc:
                 problems.append(str(exc))
         entries.sort(key=lambda e: e.pushed, reverse=True)
         return Fetched(tuple(entries), tuple(problems))
@@ -320,7 +320,7 @@ class RemoteStore:
                 yield pending.popleft().result()
         except FileNotFoundError:
             raise EntryCorrupt(f"remote blob {path.rsplit('/', 1)[-1][:12]} is missing (a manifest without its blobs)") from None
-        except StoreError:
+        except CacheError:
             raise
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, f"cannot read {path}") from exc
@@ -357,7 +357,7 @@ class RemoteStore:
             if self.local_path:
                 return self._write_local(path, source)
             return self._write_object(path, source)
-        except StoreError:
+        except CacheError:
             raise
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, f"cannot write {path}") from exc
@@ -450,7 +450,7 @@ class RemoteStore:
             return False
         try:
             signing.open_envelope(raw, key=key, signer_id=me, trusted=frozenset({me}))
-        except StoreError:
+        except CacheError:
             return False
         return True
 

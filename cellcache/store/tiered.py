@@ -20,7 +20,7 @@ import queue
 import threading
 from typing import Any, Callable, Iterator
 
-from cellcache.errors import RefusedRemoteEntry, RemoteDenied, RemoteUnavailable, StoreError, warn
+from cellcache.errors import CacheError, RefusedRemoteEntry, RemoteDenied, RemoteUnavailable, warn
 from cellcache.store.base import LOCAL, REMOTE, Found, Store, StepRef
 from cellcache.store.manifest import Manifest, OutFile
 from cellcache.store.remote import RemoteStore
@@ -37,7 +37,7 @@ class RemoteHealth:
         self.down: str | None = None
         self._lock = threading.Lock()
 
-    def fail(self, exc: StoreError) -> None:
+    def fail(self, exc: CacheError) -> None:
         with self._lock:
             if self.down is not None:
                 return
@@ -190,7 +190,7 @@ class TieredStore(Store):
         return self.local.restore_file(out, target, cache)
 
     def _materialize_for(self, out: OutFile) -> None:
-        for ident, entry in list(self._pending.items()):
+        for entry in list(self._pending.values()):
             if any(o.blob == out.blob for o in entry.manifest.outs):
                 self._materialize(entry.manifest)
                 return

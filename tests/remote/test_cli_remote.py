@@ -136,3 +136,17 @@ def test_remote_gc_by_age_and_size(cli: CliRunner, ci_env: LocalStore, s3) -> No
     out = json.loads(invoke(cli, "remote", "gc", "--max-size", "0", "--json"))
     assert (out["entries"], out["blobs"]) == (2, 2)
     assert not [n for n in s3.objects() if "/entries/" in n or "/blobs/" in n]
+
+
+@pytest.mark.timeout(60)
+def test_push_of_a_notebook_pushes_only_its_steps(cli: CliRunner, ci_env: LocalStore, tmp_path: Path, monkeypatch) -> None:
+    project = tmp_path / "project"
+    (project / "nbs").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[tool.cellcache]\n")
+    (project / "nbs" / "a.ipynb").write_text("{}")
+    monkeypatch.chdir(project)
+    mine = local_entry(ci_env, {"a": 1}, step="one", notebook="nbs/a.ipynb")
+    local_entry(ci_env, {"b": 2}, step="one", notebook="nbs/b.ipynb")
+    out = json.loads(invoke(cli, "push", "nbs/a.ipynb", "--json"))
+    assert out["pushed"] == [mine.key]
+    invoke(cli, "push", "--all", "nbs/a.ipynb", code=2)
