@@ -75,7 +75,8 @@ class CellcacheMagics(Magics):
             if len(rest) != 1:
                 raise UsageError("usage: %cellcache invalidate NAME (one step name; see %cellcache stats for the names)")
             try:
-                dropped = session.store.invalidate(rest[0])
+                # In a notebook, a bare name means this notebook's step first.
+                dropped = session.store.invalidate(session.store.resolve_step(rest[0], prefer=session.notebook))
             except StepError as exc:
                 raise UsageError(f"%cellcache invalidate: {exc}") from None
             print(f"cellcache: invalidated step {rest[0]!r} ({dropped} entr{'y' if dropped == 1 else 'ies'} dropped)")

@@ -645,11 +645,16 @@ class LocalStore(Store):
         except Exception:  # noqa: BLE001
             return []
 
-    def resolve_step(self, text: str, notebook: str | None = None) -> StepRef:
-        """``NB:STEP``, or ``STEP`` in ``notebook``, or a ``STEP`` name unique in the store; errors list the candidates."""
+    def resolve_step(self, text: str, notebook: str | None = None, prefer: str | None = None) -> StepRef:
+        """``NB:STEP``, or ``STEP`` in ``notebook``, or a ``STEP`` name unique in the store; errors list the candidates.
+
+        ``prefer`` is the asking session's notebook: there, a bare name means that notebook's step first.
+        """
         self.reconcile()
         known = self.known_steps()
         shown = tuple(str(s) for s in known)
+        if notebook is None and prefer is not None and StepRef(prefer, text) in known:
+            return StepRef(prefer, text)
         if notebook is not None:
             wanted = StepRef(notebook, text)
             if wanted in known:

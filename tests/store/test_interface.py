@@ -129,3 +129,19 @@ def test_several_broken_candidates_give_one_warning(shell, store_dir):
     cache_warnings = [w for w in caught if issubclass(w.category, cellcache.CacheWarning)]
     assert len(cache_warnings) == 1, [str(w.message) for w in cache_warnings]
     assert cellcache.last_run().status == "miss" and shell.user_ns["x"] == 42
+
+
+def test_the_magic_invalidates_this_notebooks_step_first(shell, store_dir):
+    from cellcache import api
+
+    session = api.active
+    for notebook in ("nb/a.ipynb", "nb/b.ipynb"):
+        session.notebook = notebook
+        run(shell, f"%%cached load\nx = {notebook!r}")
+    session.notebook = "nb/a.ipynb"
+    run(shell, "%cellcache invalidate load")
+    store = LocalStore(store_dir)
+    assert {(r.notebook, r.name): r.entries for r in store.step_rows()} == {("nb/a.ipynb", "load"): 0, ("nb/b.ipynb", "load"): 1}
+    session.notebook = ""
+    with pytest.raises(Exception, match="several notebooks"):
+        shell.run_line_magic("cellcache", "invalidate load")
