@@ -212,3 +212,9 @@ def test_an_outs_blob_is_kept_while_another_entry_uses_it(tmp_path):
     assert store.blob_path(digest).exists()  # entry two still needs it
     store.invalidate("two")
     assert not store.blob_path(digest).exists()
+
+
+def test_a_new_store_is_ignored_by_git(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    put(store, "a" * 32, {"x": 1})
+    assert (tmp_path / "store" / ".gitignore").read_text().splitlines()[-1] == "*"
