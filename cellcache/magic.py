@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from functools import lru_cache
 from typing import Any
 
@@ -11,7 +12,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from cellcache import api
-from cellcache.errors import DepNotFound, StepError
+from cellcache.errors import CacheError, DepNotFound, StepError
 from cellcache.runner import Session
 from cellcache.spec import STRATEGIES, StageSpec, parse_duration, parse_size
 
@@ -79,9 +80,16 @@ class CellcacheMagics(Magics):
                 dropped = session.store.invalidate(session.store.resolve_step(rest[0], prefer=session.notebook))
             except StepError as exc:
                 raise UsageError(f"%cellcache invalidate: {exc}") from None
+            except CacheError as exc:  # a read-only or broken store: one line, no traceback
+                print(f"cellcache: {exc}", file=sys.stderr)
+                return None
             print(f"cellcache: invalidated step {rest[0]!r} ({dropped} entr{'y' if dropped == 1 else 'ies'} dropped)")
         elif command == "clear" and not rest:
-            dropped = session.store.clear()
+            try:
+                dropped = session.store.clear()
+            except CacheError as exc:
+                print(f"cellcache: {exc}", file=sys.stderr)
+                return None
             print(f"cellcache: cleared the store at {session.store.root} ({dropped} entries dropped)")
         elif command == "gc":
             parser = argparse.ArgumentParser(prog="%cellcache gc", add_help=False, exit_on_error=False)
@@ -93,7 +101,11 @@ class CellcacheMagics(Magics):
                 raise UsageError(f"{exc}\nusage: %cellcache gc [--max-size 5GB] [--older-than 30d]") from None
             if opts.max_size is None and opts.older_than is None:
                 raise UsageError("usage: %cellcache gc [--max-size 5GB] [--older-than 30d] (give at least one)")
-            count, freed = session.store.gc(max_size=opts.max_size, older_than=opts.older_than)
+            try:
+                count, freed = session.store.gc(max_size=opts.max_size, older_than=opts.older_than)
+            except CacheError as exc:
+                print(f"cellcache: {exc}", file=sys.stderr)
+                return None
             print(f"cellcache: gc dropped {count} entries, freed {freed / 1e6:.1f} MB")
         elif command == "flush" and not rest:
             pass  # done above

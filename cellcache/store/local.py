@@ -24,6 +24,7 @@ import errno
 import fcntl
 import os
 import shutil
+import sqlite3
 import stat
 import time
 import uuid
@@ -197,6 +198,15 @@ class LocalStore(Store):
             yield got
         finally:
             os.close(fd)
+
+    @contextmanager
+    def _sweeping(self, what: str) -> Iterator[None]:
+        """gc, invalidate, clear and repair: under the exclusive lock, and a read-only or broken store is one clear line."""
+        with self._flock():
+            try:
+                yield
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreUnavailable(f"cannot {what} the store at {self.root}: {getattr(exc, 'strerror', None) or exc}") from exc
 
     @contextmanager
     def _index_lock(self) -> Iterator[None]:
@@ -712,7 +722,7 @@ class LocalStore(Store):
             self.reconcile()
             if ref not in self.known_steps():
                 raise UnknownStep(f"no step {str(ref)!r}", tuple(str(s) for s in self.known_steps()))
-        with self._flock():
+        with self._sweeping("invalidate"):
             self.reconcile()
             rows = self.index.entries(ref)
             # And every entry the step would hit that another name stored: its runs know the keys it computes.
@@ -747,7 +757,7 @@ class LocalStore(Store):
         if not self.exists():
             return 0
         self._check_root()
-        with self._flock():
+        with self._sweeping("clear"):
             return self._clear()
 
     def _clear(self) -> int:
@@ -827,7 +837,7 @@ class LocalStore(Store):
         """
         if not self.exists():
             return 0, 0
-        with self._flock():
+        with self._sweeping("collect garbage in"):
             return self._gc(max_size, older_than, grace)
 
     def _gc(self, max_size: int | None, older_than: float | None, grace: float) -> tuple[int, int]:
@@ -875,7 +885,7 @@ class LocalStore(Store):
                 bad.append(path)
         if not self.exists():
             return VerifyReport(checked=0, broken=(), repaired=repair)
-        with self._flock() if repair else _nothing():
+        with self._sweeping("repair") if repair else _nothing():
             if repair:
                 for path in bad:
                     path.unlink(missing_ok=True)

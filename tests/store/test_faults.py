@@ -98,6 +98,15 @@ def test_a_read_only_store_hits_and_each_miss_warns_once(shell, monkeypatch, tmp
     for args in (["stats"], ["ls"], ["verify"]):
         result = CliRunner().invoke(main, args, env={"CELLCACHE_DIR": str(store)})
         assert result.exit_code == 0 and "Traceback" not in result.output, (args, result.output, result.exception)
+    for line in ("clear", "gc --max-size 0", "invalidate f"):
+        capsys.readouterr()
+        shell.run_line_magic("cellcache", line)  # must not raise
+        assert "cellcache: cannot" in capsys.readouterr().err
+    for args in (["clear", "--yes"], ["gc", "--max-size", "0"], ["invalidate", "f"]):
+        result = CliRunner().invoke(main, args, env={"CELLCACHE_DIR": str(store)})
+        assert isinstance(result.exception, SystemExit) and result.exit_code == 1, (args, result.output, result.exception)
+        assert "cannot" in result.output and "Traceback" not in result.output
+    assert len(list(LocalStore(store)._scan())) == 1, "nothing was dropped from a store that can't be written"
 
 
 def test_a_full_disk_costs_one_warning_and_no_result(shell, monkeypatch, tmpfs):
