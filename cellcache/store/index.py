@@ -85,6 +85,7 @@ CREATE TABLE IF NOT EXISTS stat_cache(
 
 BUSY_TIMEOUT_MS = 10_000  # commands and entry writes may wait this long for another writer
 HIT_TIMEOUT_MS = 3  # the hit path's writes give up after this, and are queued
+COMMIT_TIMEOUT_MS = 250  # a miss's index row, after its manifest is committed: queued if the index is busier
 _QUEUE_LIMIT = 10_000
 
 
@@ -343,10 +344,26 @@ class Index:
         "ON CONFLICT(notebook, name) DO UPDATE SET last_key=excluded.last_key, last_variant=excluded.last_variant"
     )
 
-    def add_entry(self, row: EntryRow, blobs: dict[str, int], *, last: bool = True) -> None:
-        """Record an entry and every blob it uses (so they are kept while it exists)."""
-        with self._tx() as db:
-            self._add_entry(db, row, blobs, last=last)
+    def add_entry(self, row: EntryRow, blobs: dict[str, int], *, last: bool = True, timeout_ms: int = COMMIT_TIMEOUT_MS) -> None:
+        """Record an entry and every blob it uses (so they are kept while it exists).
+
+        After the manifest is committed: a busy index queues the row instead of holding up
+        the miss (the manifest is the truth, so the entry is stored either way).
+        """
+        statements: list[tuple[str, tuple]] = [("DELETE FROM entry_blobs WHERE key=? AND variant=?", (row.key, row.variant))]
+        statements += [
+            ("INSERT INTO entry_blobs(key, variant, blob, size) VALUES (?,?,?,?)", (row.key, row.variant, b, s))
+            for b, s in blobs.items()
+        ]
+        statements.append((self._ADD_ENTRY, (row.key, row.variant, row.notebook, row.step, row.created, row.size, row.seconds, row.blob)))
+        if last:
+            statements.append((self._ADD_STEP, (row.notebook, row.step, row.key, row.variant)))
+        with self._queue_lock:
+            if len(self._queue) + len(statements) > _QUEUE_LIMIT:
+                self.dropped += 1
+                return
+            self._queue.extend(statements)
+        self.flush(timeout_ms=timeout_ms)
 
     def add_entries(self, rows: Sequence[tuple[EntryRow, dict[str, int]]], *, last: bool = False) -> None:
         with self._tx() as db:
