@@ -69,8 +69,8 @@ def test_stress_several_processes_misses_hits_invalidate_gc_clear(tmp_path, monk
     store_dir, config = tmp_path / "store", tmp_path / "config"
     env = _env(store_dir, config, monkeypatch)
     barrier = f"{tmp_path / 'ready'}:4"  # the processes start their IPython first, then begin together
-    workers = [_spawn(env, "cells", "18", barrier, f"w{i}", cwd=tmp_path) for i in range(3)]
-    janitor = _spawn(env, "janitor", "18", barrier, "j", cwd=tmp_path)
+    workers = [_spawn(env, "cells", "15", barrier, f"w{i}", cwd=tmp_path) for i in range(3)]
+    janitor = _spawn(env, "janitor", "15", barrier, "j", cwd=tmp_path)
     results = [_figures(p, timeout=90) for p in workers]
     cleaning = _figures(janitor, timeout=90)
     total = {k: sum(r[k] for r in results) for k in results[0] if k != "messages"}
