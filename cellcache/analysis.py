@@ -74,6 +74,7 @@ class CellNames:
     strings: frozenset[str] = frozenset()  # string literals: a native reader may open one as a path
     dynamic: str | None = None  # why the cell's namespace use can't be followed (`globals()[name]`), or None
     guarded: bool = False  # the cell tests whether names exist (`except NameError`, `"x" in globals()`)
+    reseeded: frozenset[tuple[str, ...]] = frozenset()  # generators (`("np", "random")`) the cell seeds before any use
 
 
 def analyze(source: str) -> CellNames:
@@ -104,7 +105,36 @@ def _analyze_cached(source: str) -> CellNames:
         strings=frozenset(ctx.strings),
         dynamic=ctx.dynamic,
         guarded=ctx.guarded,
+        reseeded=_reseeded_first(tree.body),
     )
+
+
+def _generator_of(chain: tuple[str, ...]) -> Optional[tuple[str, ...]]:
+    """The global generator a chain uses: ``np.random.rand`` -> ("np", "random"), ``random.shuffle`` -> ("random",)."""
+    if len(chain) >= 3 and chain[-2] == "random":
+        return chain[:-1]
+    if len(chain) == 2 and chain[0] == "random":
+        return chain[:1]
+    return None
+
+
+def _reseeded_first(body: list[ast.stmt]) -> frozenset[tuple[str, ...]]:
+    """Generators whose first use in the cell is a top-level ``seed(...)`` call: their earlier state can't matter."""
+    seeded: set[tuple[str, ...]] = set()
+    touched: set[tuple[str, ...]] = set()
+    for stmt in body:
+        call = stmt.value if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) else None
+        chain = _chain(call.func) if call is not None else None
+        if chain is not None and chain[-1] == "seed" and call is not None and call.args:
+            generator = _generator_of(chain)
+            if generator is not None and generator not in touched:
+                seeded.add(generator)
+        for node in ast.walk(stmt):
+            found = _chain(node) if isinstance(node, ast.Attribute) else None
+            generator = _generator_of(found) if found else None
+            if generator is not None:
+                touched.add(generator)
+    return frozenset(seeded)
 
 
 def _hidden(name: str) -> bool:

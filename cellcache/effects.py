@@ -45,6 +45,7 @@ class _Absent:
 _NUMPY_OWN_GENERATORS = frozenset(
     {"default_rng", "Generator", "RandomState", "SeedSequence", "BitGenerator", "MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"}
 )
+_NUMPY_LEGACY_FUNCTIONS = ("seed", "get_state", "set_state")
 # Values whose identity carries no state a cell could mutate: aliasing among them means nothing.
 _IMMUTABLE = (str, bytes, int, float, complex, bool, type(None), tuple, frozenset, range, ModuleType, type, FunctionType)
 
@@ -56,6 +57,7 @@ class Hidden:
     components: dict[str, str] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
     rngs: frozenset[str] = frozenset()  # generators whose state is keyed
+    reseeded: frozenset[str] = frozenset()  # generators the cell seeds before any use: never keyed, still replayed
 
 
 def observe(names: CellNames, ns: Mapping[str, Any], inputs: Mapping[str, Any], rngs: Iterable[str] = ()) -> Hidden:
@@ -86,12 +88,15 @@ def observe(names: CellNames, ns: Mapping[str, Any], inputs: Mapping[str, Any], 
         if digest is not None:  # else a stream, a lock: state no cell result is made of
             components[label] = digest.hex()
             descriptions[label] = describe(value)
+    # `np.random.seed(0)` first thing: the state before the cell can't change its result
+    reseeded = {g for chain in names.reseeded if (g := draws_from(_resolve_chain((*chain, "seed"), ns, aliases))) is not None}
     for name, module in aliases.items():
         # `from random import shuffle` draws as much as random.shuffle does
         generator = draws_from(_resolve_dotted(module))
         if generator is not None and name in names.reads | names.writes:
             rngs.add(generator)
     rngs |= _rngs_of_functions(inputs.values())
+    rngs -= reseeded
     for generator in sorted(rngs):
         state = rng_state(generator)
         if state is not None:
@@ -101,7 +106,7 @@ def observe(names: CellNames, ns: Mapping[str, Any], inputs: Mapping[str, Any], 
     if shared:
         components["aliases"] = shared
         descriptions["aliases"] = shared
-    return Hidden(components, descriptions, frozenset(rngs))
+    return Hidden(components, descriptions, frozenset(rngs), frozenset(reseeded))
 
 
 def aliasing(values: Mapping[str, Any]) -> str:
@@ -119,6 +124,9 @@ def aliasing(values: Mapping[str, Any]) -> str:
 
 def draws_from(value: Any) -> str | None:
     """The global generator a callable draws from: ``random.shuffle`` -> "random", ``np.random.rand`` -> "numpy"."""
+    mtrand = sys.modules.get("numpy.random.mtrand")
+    if mtrand is not None and any(value is getattr(mtrand, name, None) for name in _NUMPY_LEGACY_FUNCTIONS):
+        return NUMPY  # module-level functions of the legacy generator, not bound methods of it
     owner = getattr(value, "__self__", None)
     if owner is None or not isinstance(value, (MethodType, BuiltinMethodType)):
         return None
@@ -273,7 +281,7 @@ class Effects:
         return {
             f"rng:{generator}": fingerprint(state).hex()
             for generator, state in self.advanced().items()
-            if generator not in self.hidden.rngs
+            if generator not in self.hidden.rngs and generator not in self.hidden.reseeded
         }
 
     def replay(self, ns: Mapping[str, Any]) -> dict[str, Any]:
@@ -286,7 +294,10 @@ class Effects:
                 continue
             attrs.append((chain, getattr(owner, chain[-1], _Absent)))
         env = [(variable, os.environ.get(variable)) for variable in sorted(self.names.env_writes)]
-        rng = [(generator, rng_state(generator)) for generator in sorted(self.advanced())]
+        # Advanced ones, and those the cell used that did not exist before it (it imported numpy)
+        used = {draws_from(_resolve_chain(chain, ns, aliases)) for chain in self.names.attr_reads}
+        fresh = {g for g in used if g is not None and self.before.get(g) is None}
+        rng = [(generator, rng_state(generator)) for generator in sorted(set(self.advanced()) | fresh)]
         replay: dict[str, Any] = {}
         if attrs:
             replay["attrs"] = attrs

@@ -423,3 +423,21 @@ def test_restart_and_run_all_restores_instances_of_the_live_class(workdir, store
     first = kernel(workdir, store_dir, *cells)
     second = kernel(workdir, store_dir, *cells)
     assert first["out"] == second["out"] == [True, True, 5]
+
+
+def test_a_cell_that_seeds_first_hits_in_a_new_kernel_and_leaves_the_seeded_state(workdir, store_dir):
+    cell = "%%cached seeded\nimport numpy as np\nnp.random.seed(7)\na = float(np.random.rand())"
+    after = "out = float(np.random.rand())"
+    first = kernel(workdir, store_dir, cell, after)
+    second = kernel(workdir, store_dir, cell, after)
+    assert second["hit"] and second["out"] == first["out"]  # its earlier state is not keyed, its end state is restored
+
+
+def test_a_cell_that_seeds_first_is_not_keyed_on_the_earlier_state(counted):
+    run(counted, "import numpy as np")
+    cell = cached("np.random.seed(7)\na = float(np.random.rand())")
+    run(counted, cell)
+    run(counted, "np.random.rand(5)")  # another cell draws: irrelevant to a cell that seeds first
+    run(counted, cell)
+    assert hit() and runs(counted) == 1
+    assert analyze("np.random.rand()\nnp.random.seed(1)").reseeded == frozenset()  # seeding after a draw is no reseed
