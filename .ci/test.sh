@@ -18,5 +18,5 @@ if [ "${CELLCACHE_SKIP_BROWSER:-}" != "1" ]; then
 fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q -U pip
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q -c .ci/constraints.txt -e '.[test]'
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
