@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import atexit
 from pathlib import Path
 from typing import Iterator
 
@@ -17,6 +18,27 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     # The local signing key lives in the user's config folder (platformdirs honours XDG_CONFIG_HOME).
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
     monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True)
+def _shells_leave_no_exit_work(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Unregister the atexit hook of every InteractiveShell a test made, when the test ends.
+
+    Each shell registers ``atexit_operations``, which resets it and runs a full
+    ``gc.collect()``: with hundreds of test shells (each kept alive, namespace and all,
+    by that registration) pytest spent many minutes exiting after the last test passed.
+    """
+    made: list[InteractiveShell] = []
+    original = InteractiveShell.__init__
+
+    def init(self: InteractiveShell, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(InteractiveShell, "__init__", init)
+    yield
+    for sh in made:
+        atexit.unregister(sh.atexit_operations)
 
 
 @pytest.fixture
