@@ -292,6 +292,23 @@ def _combinations(params: Sequence[tuple[str, str]], params_yaml: Sequence[str],
     return _sweep.combinations(params=params, yaml_strings=params_yaml, files=params_files, grid=grid)
 
 
+def _run_options(kw: dict[str, Any], **extra: Any) -> batch.RunOptions:
+    """The options `run` and `status` share (from `_kernel_options`), plus each command's own."""
+    return batch.RunOptions(
+        timeout=kw["timeout"],
+        kernel=kw["kernel"],
+        jobs=kw["jobs"],
+        store_dir=kw["store_dir"].resolve() if kw["store_dir"] else None,
+        log_output=kw["log_output"],
+        executor=kw["executor"],
+        **extra,
+    )
+
+
+def _kernel_combinations(kw: dict[str, Any]) -> list[_sweep.Combination]:
+    return _combinations(kw["params"], kw["params_yaml"], kw["params_files"], kw["grid"])
+
+
 def _execute(notebooks: Sequence[Path], options: batch.RunOptions, combinations: list[_sweep.Combination]) -> batch.BatchResult:
     try:
         paths = batch.notebooks_in(notebooks)
@@ -431,20 +448,8 @@ def run(
     cell, step and error are printed on stderr); 2 for usage errors; 130 on
     Ctrl-C (running kernels are stopped; finished entries are kept).
     """
-    options = batch.RunOptions(
-        force=force,
-        inplace=inplace,
-        output_dir=output_dir,
-        allow_errors=allow_errors,
-        timeout=kw["timeout"],
-        kernel=kw["kernel"],
-        jobs=kw["jobs"],
-        store_dir=kw["store_dir"].resolve() if kw["store_dir"] else None,
-        log_output=kw["log_output"],
-        executor=kw["executor"],
-    )
-    combos = _combinations(kw["params"], kw["params_yaml"], kw["params_files"], kw["grid"])
-    result = _execute(notebooks, options, combos)
+    options = _run_options(kw, force=force, inplace=inplace, output_dir=output_dir, allow_errors=allow_errors)
+    result = _execute(notebooks, options, _kernel_combinations(kw))
     pushed = True
     if push_after and not result.interrupted:
         pushed = _remote_cli.push_after_run(result.notebooks)
@@ -468,17 +473,9 @@ def status(notebooks: tuple[Path, ...], with_remote: bool, **kw: Any) -> None:
     Exit code: 0 when the status was determined, misses or not; 1 if a plain
     cell (or a hit's replay) failed; 2 for usage errors; 130 on Ctrl-C.
     """
-    options = batch.RunOptions(
-        timeout=kw["timeout"],
-        kernel=kw["kernel"],
-        jobs=kw["jobs"],
-        store_dir=kw["store_dir"].resolve() if kw["store_dir"] else None,
-        log_output=kw["log_output"],
-        executor=kw["executor"],
-    )
-    combos = _combinations(kw["params"], kw["params_yaml"], kw["params_files"], kw["grid"])
+    options = _run_options(kw)
     with _remote_cli.remote_in_kernels(with_remote):
-        result = _execute(notebooks, batch.status_options(options), combos)
+        result = _execute(notebooks, batch.status_options(options), _kernel_combinations(kw))
     _finish(result, kw["as_json"], restore_only=True)
 
 
