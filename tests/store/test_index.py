@@ -225,20 +225,7 @@ def test_a_hit_never_waits_for_another_processs_write_lock(shell, store_dir):
 
     store = api.active.store
     baseline = min(_timed(shell, cell) for _ in range(5))
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(
-            f"""
-            import sqlite3, sys, time
-            db = sqlite3.connect({str(store_dir / 'index.sqlite')!r}, isolation_level=None)
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("INSERT INTO stat_cache VALUES ('lock', 0, 0, 0, 'x')")
-            print("locked", flush=True)
-            time.sleep(10)
-            db.execute("ROLLBACK")
-            """
-        )],
-        stdout=subprocess.PIPE, text=True,
-    )
+    holder = _hold_index_lock(store_dir, 10)
     try:
         assert holder.stdout.readline().strip() == "locked"
         hits_before = sum(r.hits for r in store.index.step_rows())
@@ -254,6 +241,20 @@ def test_a_hit_never_waits_for_another_processs_write_lock(shell, store_dir):
     assert sum(r.hits for r in rows) == hits_before + 5 and store.index.dropped == 0
 
 
+def _hold_index_lock(store_dir, seconds: float) -> subprocess.Popen:
+    """Another process that takes the index's write lock, says "locked", and holds it for ``seconds``."""
+    script = f"""
+import sqlite3, time
+db = sqlite3.connect({str(store_dir / 'index.sqlite')!r}, isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+db.execute("INSERT INTO stat_cache VALUES ('lock', 0, 0, 0, 'x')")
+print("locked", flush=True)
+time.sleep({seconds})
+db.execute("ROLLBACK")
+"""
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+
+
 def _timed(shell, cell: str) -> float:
     started = time.perf_counter()
     run(shell, cell)
@@ -263,20 +264,7 @@ def _timed(shell, cell: str) -> float:
 def test_a_miss_behind_another_processs_write_lock_is_stored_without_a_false_warning(shell, store_dir):
     """'Was not stored' used to appear for entries that were stored: the index row failed after the manifest landed."""
     run(shell, "%%cached warm\nw = 1")  # the index exists
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(
-            f"""
-            import sqlite3, time
-            db = sqlite3.connect({str(store_dir / 'index.sqlite')!r}, isolation_level=None)
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("INSERT INTO stat_cache VALUES ('lock', 0, 0, 0, 'x')")
-            print("locked", flush=True)
-            time.sleep(6)
-            db.execute("ROLLBACK")
-            """
-        )],
-        stdout=subprocess.PIPE, text=True,
-    )
+    holder = _hold_index_lock(store_dir, 6)
     try:
         assert holder.stdout.readline().strip() == "locked"
         started = time.perf_counter()
