@@ -168,6 +168,15 @@ def row_view(row: StepStats, now: float | None = None, errors: StepErrors | None
     )
 
 
+def slower_hit_hint(row: StepStats) -> str | None:
+    """What ``stats`` and the panel say under a step whose hits cost more than its runs; None otherwise.
+
+    One wording for both: the comparison itself is ``StepStats.slower_hit``.
+    """
+    slower = row.slower_hit
+    return f"{slower}; it may be cheaper without %%cached" if slower else None
+
+
 # ---------------------------------------------------------------- sorting and filtering
 
 # The panel's sort choices. Numbers sort largest first (the steps that matter
@@ -283,7 +292,7 @@ def render_text(
     out.extend(line(cells) for cells in body)
     if not body:
         out.append("(no steps yet: run a %%cached cell)")
-    out.extend(f"hint: {r.qualified_name}: {r.slower_hit}; it may be cheaper without %%cached" for r in rows if r.slower_hit)
+    out.extend(f"hint: {r.qualified_name}: {hint}" for r in rows if (hint := slower_hit_hint(r)))
     out.append(totals_line(rows, location))
     return "\n".join(out)
 
@@ -416,6 +425,12 @@ def render_html(
             )
             + "</tr>"
         )
+        hint = slower_hit_hint(r)
+        if hint:  # the saved form shows what the live panel showed under the row
+            body.append(
+                f'<tr class="cellcache-hint"><td colspan="{len(COLUMNS)}" style="{cell};font-style:italic">'
+                f"hint: {html.escape(hint)}</td></tr>"
+            )
     if not rows:
         body.append(f'<tr><td colspan="{len(COLUMNS)}" style="{cell}">no steps yet: run a %%cached cell</td></tr>')
     return (

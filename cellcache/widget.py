@@ -10,7 +10,8 @@ styles, and a row is 14 of them, so 500 rows would take over a second. The
 panel therefore builds at most ``page_size`` rows (25) and offers "Show more"
 for the rest; rows are cached by step name and updated in place on refresh,
 so a live update after a cell re-uses every widget already built. Figures are
-in ``benchmarks/panel_bench.py``.
+in ``benchmarks/panel_bench.py``. A step whose hits cost more than its runs
+gets one more widget, a hint line under its row (``StepStats.slower_hit``).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from cellcache.report import (
     render_text,
     row_view,
     select_rows,
+    slower_hit_hint,
     step_errors,
     totals_line,
 )
@@ -178,9 +180,15 @@ class _Parts:
         self.header_style = LabelStyle(font_weight="bold")
         self.bar_style = ProgressStyle()
         self.button_style = widgets.ButtonStyle()
+        # A hint line starts under the step's name (past the toggle and its margins), so it reads as that row's.
+        self.hint_layout = widgets.Layout(margin=f"0 0 4px {_WIDTHS['toggle'] + _MARGIN + _MARGIN // 2}px")
+        self.hint_style = LabelStyle(font_style="italic")
 
     def widgets(self) -> list[widgets.Widget]:
-        return [*self.layouts.values(), self.row_layout, self.label_style, self.html_style, self.header_style, self.bar_style, self.button_style]
+        return [
+            *self.layouts.values(), self.row_layout, self.label_style, self.html_style, self.header_style, self.bar_style,
+            self.button_style, self.hint_layout, self.hint_style,
+        ]  # fmt: skip
 
 
 class StepRow:
@@ -189,7 +197,9 @@ class StepRow:
     ``labels`` maps each ``cellcache.report.COLUMNS`` key ("name", "runs", "hits", ...)
     to its Label; ``rate_bar`` is the hit-rate FloatProgress;
     ``invalidate_button`` drops the step's entries; ``stats`` is the
-    ``StepStats`` the row shows and ``view`` its formatted cells.
+    ``StepStats`` the row shows and ``view`` its formatted cells;
+    ``hint_label`` is the line the panel shows under the row while the step's
+    hits cost more than its runs, else None.
     """
 
     def __init__(
@@ -204,7 +214,9 @@ class StepRow:
         self.ref = StepRef(group_key(row), row.name)
         self.stats = row
         self.view = view
+        self._parts = parts
         self.details: widgets.VBox | None = None  # the entry list, while the row is open
+        self.hint_label: widgets.Label | None = None
         self.entry_buttons: dict[str, widgets.Button] = {}
         # CSS classes go into the constructors: set afterwards, each would be one more state
         # message per widget to the front end.
@@ -248,6 +260,31 @@ class StepRow:
             _dom_classes=("cellcache-row", f"cellcache-row-{css_name(row.name)}"),
             layout=parts.row_layout,
         )
+        self._update_hint(row)
+
+    @property
+    def hint(self) -> str | None:
+        """The hint line shown under the row, or None."""
+        return self.hint_label.value if self.hint_label is not None else None
+
+    def _update_hint(self, row: StepStats) -> None:
+        text = slower_hit_hint(row)
+        if text is None:
+            if self.hint_label is not None:
+                # Closed rather than hidden: most steps never need one, and a hidden widget still costs its comm.
+                self.hint_label.close()
+                self.hint_label = None
+            return
+        value = f"hint: {text}"
+        if self.hint_label is None:
+            self.hint_label = widgets.Label(
+                value=value,
+                style=self._parts.hint_style,
+                layout=self._parts.hint_layout,
+                _dom_classes=("cellcache-hint", f"cellcache-hint-{css_name(row.name)}"),
+            )
+        else:
+            self.hint_label.value = value
 
     def cell_text(self, key: str) -> str:
         """The text a cell shows (a COLUMNS key), without its markup."""
@@ -256,6 +293,7 @@ class StepRow:
     def update(self, row: StepStats, view: RowView) -> None:
         """Show new numbers; a trait set to its current value sends nothing to the front end."""
         self.stats = row
+        self._update_hint(row)  # the timings behind it are not among the view's cells
         if view == self.view:
             return
         self.view = view
@@ -269,7 +307,8 @@ class StepRow:
         return self.details is not None
 
     def widgets(self) -> list[widgets.Widget]:
-        return [*self.labels.values(), self.rate_bar, self.toggle_button, self.invalidate_button, self.box, *self._detail_widgets()]
+        hint = [self.hint_label] if self.hint_label is not None else []
+        return [*self.labels.values(), self.rate_bar, self.toggle_button, self.invalidate_button, self.box, *hint, *self._detail_widgets()]
 
     def _detail_widgets(self) -> list[widgets.Widget]:
         if self.details is None:
@@ -541,6 +580,8 @@ class CachePanel(widgets.VBox):
             else:
                 cached.update(row, view)
             boxes.append(cached.box)
+            if cached.hint_label is not None:
+                boxes.append(cached.hint_label)
             if cached.details is not None:
                 boxes.append(cached.details)
         self._shown = [_key(row) for row in selection.shown]

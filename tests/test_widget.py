@@ -12,6 +12,7 @@ from IPython.utils.capture import capture_output
 
 import cellcache
 from cellcache.report import format_rate, format_seconds, format_size, render_text, row_view
+from cellcache.store.base import StepRef
 from cellcache.widget import CachePanel, css_name
 from tests.conftest import run
 
@@ -188,8 +189,8 @@ def test_filter_and_sort_change_the_visible_rows(shell, panels):
     assert shown(panel)[0] == "big"
     panel.sort_dropdown.value = "time saved"
     assert shown(panel)[0] == "slow"
-    # The rows box shows the same order as the handles.
-    assert [r.box for r in panel.rows.values()] == list(panel.rows_box.children)
+    # The rows box shows the same order as the handles (a hint line, should a hit here be dearer than its run, follows its row).
+    assert [r.box for r in panel.rows.values()] == [c for c in panel.rows_box.children if "cellcache-hint" not in c._dom_classes]
     panel.sort_dropdown.value = "name"
     assert shown(panel) == ["big", "fast_a", "fast_b", "slow"]
 
@@ -461,3 +462,72 @@ def test_the_saved_form_is_an_html_table_kept_up_to_date(three_steps, panels):
         assert any(u.get("update") and ">report<" in u["data"]["text/html"] for u in updates)
     finally:
         shell.display_pub.publish = publish
+
+
+# --------------------------------------------------------------------------- hits that cost more than runs
+
+SLOWER = "hint: restoring costs 99 ms, running 94 ms; it may be cheaper without %%cached"
+
+
+def record(shell, step: str, *runs: tuple[str, float]) -> None:
+    """Runs of ``step`` in the index with known times, as the runner records them (status, seconds)."""
+    store = session_of(shell).store
+    for status, seconds in runs:
+        saved = 0.0 if status == "miss" else 1.0
+        store.record_run(StepRef("", step), "k" * 32, status, seconds, saved, "first run" if status == "miss" else "hit")
+
+
+def hint_lines(panel: CachePanel) -> list[str]:
+    return [c.value for c in panel.rows_box.children if "cellcache-hint" in c._dom_classes]
+
+
+def test_a_step_whose_hits_cost_more_than_its_runs_shows_the_hint_under_its_row(shell, panels):
+    cached(shell, "first", "a = 1")  # a real step: one miss, so nothing to compare yet
+    record(shell, "dear", ("miss", 0.094), ("hit", 0.099))
+    panel = open_panel(shell, panels)
+    row = panel.rows["dear"]
+    assert row.stats.slower_hit == "restoring costs 99 ms, running 94 ms"
+    assert row.hint == SLOWER
+    assert "cellcache-hint-dear" in row.hint_label._dom_classes
+    # Attached to its row: the line right after the row's box, and the only hint in the panel.
+    children = list(panel.rows_box.children)
+    assert children[children.index(row.box) + 1] is row.hint_label
+    assert hint_lines(panel) == [SLOWER]
+    assert panel.rows["first"].hint is None
+    # The text form (what `%cellcache stats` prints) and the saved HTML say the same.
+    assert "hint: dear: restoring costs 99 ms, running 94 ms; it may be cheaper without %%cached" in panel.text()
+    assert "restoring costs 99 ms, running 94 ms" in panel.html()
+
+
+def test_a_step_whose_hits_are_cheaper_shows_no_hint(shell, panels):
+    cached(shell, "first", "a = 1")
+    record(shell, "cheap", ("miss", 2.0), ("hit", 0.01), ("hit", 0.02))
+    panel = open_panel(shell, panels)
+    row = panel.rows["cheap"]
+    assert (row.stats.hits, row.stats.misses) == (2, 1)  # the recorded runs are what the panel read
+    assert row.hint is None and row.hint_label is None
+    assert hint_lines(panel) == []
+    assert "restoring costs" not in panel.text() and "restoring costs" not in panel.html()
+
+
+def test_the_hint_goes_when_a_refresh_finds_the_hits_cheaper(shell, panels):
+    cached(shell, "first", "a = 1")
+    record(shell, "dear", ("miss", 0.094), ("hit", 0.099))
+    panel = open_panel(shell, panels)
+    label = panel.rows["dear"].hint_label
+    assert panel.rows["dear"].hint == SLOWER
+
+    record(shell, "dear", ("miss", 10.0))  # runs now average 5.0 s: a hit (99 ms) is the cheap way
+    assert panel.rows["dear"].hint == SLOWER  # nothing re-read the index yet
+    cached(shell, "second", "b = 2")  # any %%cached cell refreshes the panel on screen
+    assert "'second'" in panel.feedback.value
+    row = panel.rows["dear"]
+    assert row.stats.run_seconds == pytest.approx(5.047) and row.stats.slower_hit is None
+    assert row.hint is None and row.hint_label is None
+    assert hint_lines(panel) == [] and label not in panel.rows_box.children
+    assert label.comm is None  # closed, not left in ipywidgets' registry
+
+    record(shell, "dear", ("hit", 9.0), ("hit", 9.0))  # hits average 6.0 s against 5.0 s runs: back
+    panel.refresh_button.click()
+    assert panel.rows["dear"].hint == "hint: restoring costs 6.0 s, running 5.0 s; it may be cheaper without %%cached"
+    assert hint_lines(panel) == [panel.rows["dear"].hint]
