@@ -283,3 +283,75 @@ def test_a_miss_behind_another_processs_write_lock_is_stored_without_a_false_war
 
     api.active.store.step_rows()  # the queued row is written now
     assert key in {r.key for r in LocalStore(store_dir).index.entries()}
+
+
+# run totals: stats read one row per step, kept by a trigger ------------------------------------
+
+
+def _mixed_runs(store: LocalStore, count: int) -> None:
+    for i in range(count):
+        step = StepRef("nb.ipynb" if i % 2 else "", f"s{i % 5}")
+        status = ("hit", "miss", "error")[i % 3]
+        store.record_run(step, None, status, 0.01 * (i + 1), 0.1 * (i % 4), f"reason {i}", source="remote" if i % 7 == 0 else "local")
+    store.index.flush(timeout_ms=5000)
+
+
+def _approx(rows: list) -> list:
+    # Sums kept one run at a time and sums of a GROUP BY differ in the last float bits.
+    return [pytest.approx(r.to_json()) for r in rows]
+
+
+def _json(rows: list) -> list:
+    return [r.to_json() for r in rows]
+
+
+def _rows_from_runs(index: Index) -> list:
+    index._has_totals = False  # the GROUP BY over every run, which the totals stand in for
+    try:
+        return index.step_rows()
+    finally:
+        index._has_totals = True
+
+
+def test_the_run_totals_agree_with_the_runs_themselves(store_dir):
+    store = LocalStore(store_dir)
+    _mixed_runs(store, 120)
+    rows = store.step_rows()
+    assert _json(rows) == _approx(_rows_from_runs(store.index))
+    by_name = {(r.notebook, r.name): r for r in rows}
+    s0 = by_name[("", "s0")]  # i = 0, 10, 20, ... 110: statuses hit, miss, error in turn
+    assert s0.runs == 12 and s0.hits + s0.misses < 12
+    assert s0.last_miss_reason is not None and s0.last_miss_reason.startswith("reason ")
+    assert s0.last_status == ("hit", "miss", "error")[110 % 3]
+
+
+def test_an_index_made_before_the_run_totals_gains_them_and_keeps_its_history(store_dir):
+    store = LocalStore(store_dir)
+    _mixed_runs(store, 60)
+    before = store.step_rows()
+    path = store.index.path
+    store.index.close()
+    with sqlite3.connect(path) as db:  # the index as the previous release wrote it
+        db.execute("DROP TRIGGER runs_totals")
+        db.execute("DROP TABLE run_totals")
+    reopened = LocalStore(store_dir)
+    assert _json(reopened.step_rows()) == _approx(before)
+    reopened.record_run(StepRef("", "s0"), None, "hit", 9.0, 1.0, "after the upgrade")
+    reopened.index.flush(timeout_ms=5000)
+    [s0] = [r for r in reopened.step_rows() if r.name == "s0" and r.notebook == ""]
+    assert s0.runs == [r for r in before if r.name == "s0" and r.notebook == ""][0].runs + 1
+    assert s0.last_seconds == 9.0
+
+
+def test_an_old_index_opened_read_only_reads_its_stats_from_the_runs(store_dir):
+    store = LocalStore(store_dir)
+    _mixed_runs(store, 30)
+    before = store.step_rows()
+    path = store.index.path
+    store.index.close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TRIGGER runs_totals")
+        db.execute("DROP TABLE run_totals")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    index = Index(path, read_only=True)
+    assert _json(index.step_rows()) == _approx(before)
