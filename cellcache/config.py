@@ -33,6 +33,8 @@ class Config:
     # False trusts the local disk: a restore maps blobs without hashing them, O(1) whatever their size.
     verify_local: bool = True
     marker: bool = True  # a quiet "restored from cache" line on a hit
+    # A big miss is written from a forked copy-on-write snapshot (Linux), so the cell never waits for its digests.
+    fork_writes: bool = True
     # The shared remote (cellcache.store.remote): whose entries a reader trusts, this machine's key, how strictly.
     trusted_signers: tuple[str, ...] = ()
     signing_key: Path | None = None
@@ -67,6 +69,10 @@ KEYS: tuple[Key, ...] = (
     Key("verify_local", True, "CELLCACHE_VERIFY_LOCAL", "``true``",
         "Check a local blob's content as it is restored. ``false`` trusts the local disk and makes big restores O(1)."),
     Key("marker", True, "", "``true``", "Show one quiet \"restored from cache\" line on a hit in Jupyter front ends."),
+    Key("fork_writes", True, "CELLCACHE_FORK_WRITES", "``true``",
+        "On Linux, a miss whose outputs (numpy, pandas, pyarrow or builtin values) pass 64 MiB is written from a "
+        "copy-on-write snapshot of the kernel (a fork), so the cell does not wait for its outputs' digests. "
+        "``false`` takes the digests on the cell's thread instead."),
     Key("trusted_signers", True, "CELLCACHE_TRUSTED_SIGNERS", "none",
         "The Ed25519 fingerprints (``SHA256:...``, from ``cellcache keys show``) whose remote entries are used. "
         "Trusting a key lets its holder run code on your machine. The variable takes them separated by spaces or commas."),
@@ -127,10 +133,11 @@ def _from_pyproject(path: Path) -> dict[str, Any]:
         settings["remote"] = str(section["remote"]) or None
     if "disable" in section:
         settings["disable"] = bool(section["disable"])
-    if "verify_local" in section:
-        if not isinstance(section["verify_local"], bool):
-            raise ConfigError(f"{path}: verify_local must be true or false, not {section['verify_local']!r}")
-        settings["verify_local"] = section["verify_local"]
+    for name in ("verify_local", "fork_writes"):
+        if name in section:
+            if not isinstance(section[name], bool):
+                raise ConfigError(f"{path}: {name} must be true or false, not {section[name]!r}")
+            settings[name] = section[name]
     if "marker" in section:
         settings["marker"] = bool(section["marker"])
     settings.update(_remote_settings(section, path))
@@ -184,8 +191,9 @@ def resolve(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Co
         settings["key"] = env["CELLCACHE_KEY"].encode()
     if "CELLCACHE_DISABLE" in env:
         settings["disable"] = _truthy(env["CELLCACHE_DISABLE"])
-    if env.get("CELLCACHE_VERIFY_LOCAL"):
-        settings["verify_local"] = _truthy(env["CELLCACHE_VERIFY_LOCAL"])
+    for name in ("verify_local", "fork_writes"):
+        if env.get(f"CELLCACHE_{name.upper()}"):
+            settings[name] = _truthy(env[f"CELLCACHE_{name.upper()}"])
     if env.get("CELLCACHE_TRUSTED_SIGNERS"):
         settings["trusted_signers"] = _signers(env["CELLCACHE_TRUSTED_SIGNERS"], "CELLCACHE_TRUSTED_SIGNERS")
     if env.get("CELLCACHE_SIGNING_KEY"):

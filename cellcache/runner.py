@@ -520,7 +520,8 @@ class Session:
             implicit=implicit_digests,
             notebook=self._step(name).notebook,
         )
-        writer.store_entry(self.writer, self.store, writer.prepare(manifest, values, record), self._warn_once)
+        entry = writer.prepare(manifest, values, record, fork=self.config.fork_writes)
+        writer.store_entry(self.writer, self.store, entry, self._warn_once)
 
     def _fail_outer(self, name: str, key: StageKey, exc: Exception, seconds: float, reason: str) -> StepRun:
         """A broken promise of the cell (an --outs it did not write): say so, store nothing, fail the cell."""

@@ -10,9 +10,14 @@ Small bundles are written at once: below ``BEHIND_AT`` the thread hand-off
 and the read-back cost more than the write they would hide, and a small
 write leaves no window for a mutation.
 
+Outputs of at least ``snapshot.FORK_AT`` bytes of plain memory skip the
+digests on the user's thread: the cell's end is a fork, whose child is the
+snapshot that writes them (see ``snapshot``).
+
 Memory stays bounded without copying anything: the queue holds references
 to the outputs, and a miss whose outputs would take the queue over
-``LIMIT`` bytes waits for the writer first.
+``LIMIT`` bytes waits for the writer first. (A forked snapshot copies only
+the pages the user writes while it waits, once, for the user.)
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from typing import Any, Callable, Iterator
 from cellcache.errors import Unfingerprintable
 from cellcache.fingerprint import fingerprint
 from cellcache.store import format as fmt
+from cellcache.store import snapshot
 from cellcache.store.manifest import Manifest
 
 BEHIND_AT = 1 << 20  # bundles of at least this many bytes (estimated) are written behind
@@ -42,6 +48,8 @@ class Pending:
     record: dict[str, Any]
     digests: dict[str, str] | None  # fingerprints of the outputs when the cell ended
     nbytes: int
+    forks: bool = False  # written by a forked snapshot of the process, which takes the digests itself
+    child: snapshot.Child | None = None  # that snapshot, once forked
 
     def bundle(self) -> dict[str, Any]:
         # The digests travel with the blob: a hit knows its outputs' fingerprints without hashing them.
@@ -69,11 +77,15 @@ def approx_nbytes(value: Any, depth: int = 2) -> int:
     return size
 
 
-def prepare(manifest: Manifest, values: dict[str, Any], record: dict[str, Any]) -> Pending:
-    """The entry as the cell ends: sized, and fingerprinted if it is big enough to go behind."""
+def prepare(manifest: Manifest, values: dict[str, Any], record: dict[str, Any], fork: bool = False) -> Pending:
+    """The entry as the cell ends: sized, and fingerprinted if it goes behind on the thread route.
+
+    With ``fork``, outputs a snapshot can write (``snapshot.forkable``) are left unhashed: ``store_entry`` forks.
+    """
     nbytes = sum(approx_nbytes(v) for v in values.values())
-    digests = output_digests(values) if nbytes >= BEHIND_AT else None
-    return Pending(manifest, values, record, digests, nbytes)
+    forks = nbytes >= BEHIND_AT and fork and snapshot.forkable(values, nbytes)
+    digests = output_digests(values) if nbytes >= BEHIND_AT and not forks else None
+    return Pending(manifest, values, record, digests, nbytes, forks=forks)
 
 
 def output_digests(values: dict[str, Any]) -> dict[str, str] | None:
@@ -86,6 +98,10 @@ def output_digests(values: dict[str, Any]) -> dict[str, str] | None:
 
 class WriteFailed(Exception):
     """An entry written behind was not stored; the message says why (for the next cell's warning)."""
+
+    def __init__(self, message: str, why: str = "") -> None:
+        super().__init__(message)
+        self.why = why or message
 
 
 class Writer:
@@ -181,11 +197,37 @@ class Writer:
 
 
 def _not_stored(entry: Pending, why: str) -> WriteFailed:
-    return WriteFailed(f"cellcache: step {entry.manifest.step!r} was not stored: {why}. Its results are in the namespace as usual.")
+    return WriteFailed(f"cellcache: step {entry.manifest.step!r} was not stored: {why}. Its results are in the namespace as usual.", why)
 
 
 def write(store: Any, entry: Pending) -> None:
     """Write one entry's blob, check it against the digests taken at the cell's end, then commit."""
+    if entry.child is not None:
+        answer = snapshot.wait(entry.child)
+        if "failed" in answer:
+            raise _not_stored(entry, str(answer["failed"]))
+        blob = fmt.BlobInfo(digest=str(answer["digest"]), size=int(answer["size"]), loader=str(answer["loader"]))
+    else:
+        blob = _written_blob(store, entry)
+    _commit(store, entry, replace(entry.manifest, blob=blob.digest, blob_size=blob.size, blob_loader=blob.loader))
+
+
+def _snapshot_work(store: Any, entry: Pending) -> Callable[[], dict[str, Any]]:
+    """What the forked snapshot does: the thread route's write, with digests taken from the snapshot itself."""
+
+    def work() -> dict[str, Any]:
+        local = getattr(store, "local", store)  # only the local disk: a remote's event loop thread is not in the child
+        try:
+            blob = _written_blob(local, replace(entry, digests=output_digests(entry.values)))
+        except WriteFailed as exc:
+            return {"failed": exc.why}
+        return {"digest": blob.digest, "size": blob.size, "loader": blob.loader}
+
+    return work
+
+
+def _written_blob(store: Any, entry: Pending) -> fmt.BlobInfo:
+    """Put the entry's blob and read it back: it must hold what the digests say the cell produced."""
     try:
         blob = store.put_blob(entry.bundle())
     except OSError as exc:
@@ -206,6 +248,10 @@ def write(store: Any, entry: Pending) -> None:
                 "(a later cell mutated it, or it does not come back as it was)",
             )
     del written
+    return blob
+
+
+def _commit(store: Any, entry: Pending, manifest: Manifest) -> None:
     try:
         store.commit(manifest)
     except Exception as exc:  # noqa: BLE001 - disk full, read-only, locked index: all mean "not stored"
@@ -221,8 +267,12 @@ def unpicklable_reason(values: dict[str, Any], exc: Exception) -> str:
 
 
 def store_entry(writer: Writer, store: Any, entry: Pending, warn: Callable[[str], None]) -> None:
-    """Write ``entry`` behind if it is big and its outputs have digests; otherwise now, warning at once."""
-    if entry.digests is not None and entry.nbytes >= BEHIND_AT:
+    """Write ``entry`` behind if it is big and its outputs have digests or a snapshot; otherwise now, warning at once."""
+    if entry.forks:
+        child = snapshot.fork(_snapshot_work(store, entry))
+        # A fork the system refused: the digests now, on the thread route.
+        entry = replace(entry, child=child) if child is not None else replace(entry, digests=output_digests(entry.values))
+    if entry.nbytes >= BEHIND_AT and (entry.digests is not None or entry.child is not None):
         writer.submit(store, entry)
         return
     try:
