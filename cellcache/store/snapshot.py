@@ -107,7 +107,8 @@ def _child(work: Callable[[], dict[str, Any]], go: int, answer: int) -> None:  #
     except ValueError:
         pass  # forked from a thread other than the main one: no signal handlers to change
     gc.disable()  # no finalizer of the parent's objects runs here
-    sys.stdout = sys.stderr = open(os.devnull, "w")  # ipykernel's streams need threads the child does not have
+    _close_inherited(keep=(go, answer))
+    sys.stdout = sys.stderr = open(1, "w", closefd=False)  # /dev/null now; ipykernel's streams need threads the child lacks
     warnings.simplefilter("ignore")
     if os.read(go, 1) != b"g":
         return  # the parent went away before this entry's turn
@@ -118,6 +119,20 @@ def _child(work: Callable[[], dict[str, Any]], go: int, answer: int) -> None:  #
     data = json.dumps(result).encode()
     while data:
         data = data[os.write(answer, data):]
+
+
+def _close_inherited(keep: tuple[int, ...]) -> None:  # pragma: no cover - runs in the child
+    """Let go of the kernel's sockets and files: a restarted kernel must be able to bind its ports again."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)  # one close_range(2) call where the kernel has it
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
 def wait(child: Child) -> dict[str, Any]:

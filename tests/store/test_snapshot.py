@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 from pathlib import Path
 
@@ -88,6 +89,31 @@ def test_a_later_mutation_never_reaches_the_snapshot(shell, store_dir):
     run(shell, MAKE)
     assert cellcache.last_run().hit
     assert np.array_equal(shell.user_ns["big"], np.arange(N, dtype=np.float64))  # never 99, -1 or doubled
+
+
+def test_the_snapshot_lets_go_of_the_kernels_sockets(shell, store_dir):
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()  # a kernel's ZMQ ports: a restarted kernel binds them again
+    try:
+        with writer(shell).hold():
+            run(shell, MAKE)
+            pid = queued(shell).child.pid
+            ours = os.readlink(f"/proc/self/fd/{server.fileno()}")
+            deadline = time.monotonic() + 10  # the child lets go as it starts, which may be a moment after the cell
+            while True:
+                held = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+                if ours not in held and len(held) <= 5 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+            assert ours.startswith("socket:") and ours not in held
+            assert len(held) <= 5, held  # stdin/out/err on /dev/null and its two pipes
+    finally:
+        server.close()
+    cellcache.flush()
+    assert len(entries(store_dir)) == 1
 
 
 def test_the_kernels_interrupt_does_not_stop_the_snapshot(shell, store_dir):
