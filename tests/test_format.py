@@ -5,6 +5,7 @@ import io
 import os
 import pickle
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -258,3 +259,27 @@ def test_big_endian_outputs_hit_downstream(shell):
         run(shell, source)
         assert cellcache.last_run().hit, source
     assert shell.user_ns["be"].dtype == np.dtype(">i8")
+
+
+def test_importing_cellcache_leaves_joblib_and_numpy_for_the_first_blob(tmp_path):
+    # The extension loads in every kernel; the pickler (joblib, numpy, process pools) waits for a first dump or load.
+    code = (
+        "import sys, cellcache\n"
+        "print(sorted(m for m in ('joblib', 'numpy', 'cloudpickle') if m in sys.modules))\n"
+        "from cellcache.store import format as fmt\n"
+        "fmt.PageAlignedArrayWrapper\n"
+        "print('joblib' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+def test_blobs_name_the_array_wrapper_where_they_always_found_it(tmp_path):
+    path = tmp_path / "blob"
+    with open(path, "wb") as f:
+        fmt.dump({"a": np.arange(fmt.MAP_THRESHOLD // 8 * 2, dtype=np.float64)}, f)
+    data = path.read_bytes()
+    assert b"cellcache.store.format" in data and b"PageAlignedArrayWrapper" in data
+    assert b"_joblib_format" not in data  # a blob written now loads in any release that reads the old name
+    assert np.array_equal(fmt.load(path, digest=fmt.file_digest(path))["a"], np.arange(fmt.MAP_THRESHOLD // 8 * 2, dtype=np.float64))

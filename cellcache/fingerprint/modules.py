@@ -167,13 +167,16 @@ def is_local_module_file(path: str) -> bool:
     """True if ``path`` is user code: outside the stdlib, site-/dist-packages and the interpreter prefixes."""
     if not path or path in ("built-in", "frozen"):
         return False
-    for candidate in {os.path.abspath(path), os.path.realpath(path)}:
-        parts = candidate.split(os.sep)
-        if "site-packages" in parts or "dist-packages" in parts:
-            return False
-        if any(candidate == root or candidate.startswith(root + os.sep) for root in _non_local_roots()):
-            return False
-    return True
+    # Either spelling outside the user's code is enough; most loaded modules are, by their plain path,
+    # so realpath (an lstat per path component) is only paid for the rest.
+    return _local_spelling(os.path.abspath(path)) and _local_spelling(os.path.realpath(path))
+
+
+def _local_spelling(candidate: str) -> bool:
+    parts = candidate.split(os.sep)
+    if "site-packages" in parts or "dist-packages" in parts:
+        return False
+    return not any(candidate == root or candidate.startswith(root + os.sep) for root in _non_local_roots())
 
 
 def _resolve_qualname(module: ModuleType, qualname: str) -> object:

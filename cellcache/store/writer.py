@@ -268,6 +268,9 @@ def unpicklable_reason(values: dict[str, Any], exc: Exception) -> str:
 
 def store_entry(writer: Writer, store: Any, entry: Pending, warn: Callable[[str], None]) -> None:
     """Write ``entry`` behind if it is big and its outputs have digests or a snapshot; otherwise now, warning at once."""
+    # The pickler's modules, imported here on the user's thread: at interpreter exit a writer thread could not
+    # (importing joblib registers a threading atexit hook, refused once shutdown began), nor can a forked child.
+    fmt._joblib()
     if entry.forks:
         child = snapshot.fork(_snapshot_work(store, entry))
         # A fork the system refused: the digests now, on the thread route.

@@ -1,0 +1,208 @@
+"""The pickler and unpickler of ``format``, built on joblib's; imported on first use (see ``format._joblib``).
+
+Classes defined here that a blob names (the array wrapper) say they live in
+``cellcache.store.format``, where blobs have always found them.
+"""
+from __future__ import annotations
+
+import collections
+import functools
+import importlib
+import marshal
+import os
+import pickle
+import types
+from typing import Any
+
+import cloudpickle
+from joblib.numpy_pickle import NumpyArrayWrapper, NumpyPickler, NumpyUnpickler
+
+from cellcache.errors import EntryCorrupt
+from cellcache.store.format import (
+    MAP_THRESHOLD,
+    PAGE,
+    _BufferReader,
+    _by_reference,
+    _cached_property,
+    _class_by_value,
+    _defined_in_notebook,
+    _rebuild_function,
+    _rebuild_subclass,
+)
+
+
+class _ClassPickler(cloudpickle.Pickler):
+    """cloudpickle, plus functools.cached_property, which holds an RLock until 3.12 and so does not pickle."""
+
+    dispatch_table = collections.ChainMap(
+        {functools.cached_property: lambda p: (_cached_property, (p.func, p.attrname, p.__doc__))},
+        cloudpickle.Pickler.dispatch_table,
+    )
+
+
+class PageAlignedArrayWrapper(NumpyArrayWrapper):
+    """joblib's wrapper for a large array whose bytes start on a page boundary.
+
+    joblib's own padding length is one byte (at most 255), too short to reach a
+    page; this one writes it in four. ``joblib.load`` still reads these blobs,
+    through ``read_array`` below.
+    """
+
+    def write_array(self, array: Any, pickler: Any) -> None:
+        position = pickler.file_handle.tell() + 4
+        padding = -position % PAGE
+        pickler.file_handle.write(padding.to_bytes(4, "little") + b"\xff" * padding)
+        if array.flags.c_contiguous or array.flags.f_contiguous:
+            # Contiguous data goes out in one write, without joblib's 16 MB temporary chunks.
+            data = array.T if self.order == "F" else array
+            pickler.file_handle.write(memoryview(data.reshape(-1).view(pickler.np.uint8)))
+            return
+        saved, self.numpy_array_alignment_bytes = self.numpy_array_alignment_bytes, None
+        try:
+            super().write_array(array, pickler)
+        finally:
+            self.numpy_array_alignment_bytes = saved
+
+    def skip_padding(self, handle: Any) -> None:
+        padding = int.from_bytes(handle.read(4), "little")
+        handle.seek(padding, os.SEEK_CUR)
+
+    def read_array(self, unpickler: Any, ensure_native_byte_order: bool) -> Any:
+        # Reached only through joblib.load: cellcache's own loader maps or reads the bytes itself.
+        self.skip_padding(unpickler.file_handle)
+        saved, self.numpy_array_alignment_bytes = self.numpy_array_alignment_bytes, None
+        try:
+            return super().read_array(unpickler, ensure_native_byte_order)
+        finally:
+            self.numpy_array_alignment_bytes = saved
+
+
+class BundlePickler(NumpyPickler):
+    """joblib's pickler, plus what a notebook namespace needs to survive a new kernel.
+
+    Functions and classes the notebook defined live in ``__main__``; pickled by
+    reference they could only be loaded where they already exist, so they are
+    stored by value. Modules are stored by name and imported on load. Arrays
+    are memoized, so two names bound to one array are one array again on load.
+    """
+
+    arrays_written = 0
+
+    def _create_array_wrapper(self, array: Any) -> Any:
+        wrapper = super()._create_array_wrapper(array)
+        if array.nbytes >= MAP_THRESHOLD and not array.dtype.hasobject:
+            wrapper.__class__ = PageAlignedArrayWrapper
+        return wrapper
+
+    def save(self, obj: Any) -> None:  # joblib's save takes no save_persistent_id
+        np = self.np
+        kind = type(obj)
+        if np is not None and kind in (np.ndarray, np.matrix, np.memmap):
+            # joblib writes arrays before the memo is consulted, which would split aliases into copies.
+            known = self.memo.get(id(obj))
+            if known is not None:
+                self.write(self.get(known[0]))
+                return
+            super().save(obj)
+            self.arrays_written += 1
+            self.memoize(obj)
+            return
+        if np is not None and kind is pickle.PickleBuffer and _is_arrow_buffer(obj):
+            # Arrow's buffers (pandas' str columns) pickle as in-band bytearrays. pyarrow.py_buffer takes any
+            # buffer, so a large one is saved as an array (mapped on load), a small one as immutable bytes
+            # (never changed under a digest).
+            raw = obj.raw()
+            self.save(np.frombuffer(raw, dtype=np.uint8) if raw.nbytes >= MAP_THRESHOLD else raw.tobytes())
+            return
+        if np is not None and isinstance(obj, np.ndarray) and kind is not np.memmap and _plain_reduce(kind, np):
+            # numpy's reduce drops a subclass's instance attributes: keep them, and the data as a plain array.
+            self.save_reduce(_rebuild_subclass, (kind, obj.view(np.ndarray), dict(getattr(obj, "__dict__", {}))), obj=obj)
+            return
+        super().save(obj)
+
+    def reducer_override(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind is types.ModuleType:
+            return importlib.import_module, (obj.__name__,)
+        if kind is types.FunctionType and _defined_in_notebook(obj):
+            closure = tuple(c.cell_contents for c in obj.__closure__ or ())
+            return _by_reference(
+                obj,
+                _rebuild_function,
+                (
+                    marshal.dumps(obj.__code__),
+                    obj.__name__,
+                    obj.__qualname__,
+                    obj.__defaults__,
+                    obj.__kwdefaults__,
+                    closure,
+                    dict(obj.__dict__),
+                ),
+            )
+        if isinstance(obj, type) and _defined_in_notebook(obj):
+            return _by_reference(obj, cloudpickle.loads, (_class_by_value(obj),))
+        return NotImplemented
+
+
+def _plain_reduce(kind: type, np: Any) -> bool:
+    """A subclass that pickles through ndarray's own reduce (masked arrays and others bring their own)."""
+    if kind is np.ndarray or kind is np.matrix:
+        return False
+    return kind.__reduce_ex__ is np.ndarray.__reduce_ex__ and kind.__reduce__ is np.ndarray.__reduce__
+
+
+def _is_arrow_buffer(buffer: pickle.PickleBuffer) -> bool:
+    try:
+        return type(buffer.raw().obj).__module__.startswith("pyarrow")
+    except (AttributeError, BufferError, ValueError):
+        return False
+
+
+def _array_from(wrapper: NumpyArrayWrapper, reader: _BufferReader, mapped: bool) -> Any:
+    """The array whose bytes start at the reader's position: a view of the buffer where mapped, else a copy."""
+    import numpy as np
+
+    if isinstance(wrapper, PageAlignedArrayWrapper):
+        wrapper.skip_padding(reader)
+    elif wrapper.safe_get_numpy_array_alignment_bytes() is not None:
+        padding = reader.read(1)
+        reader.seek(padding[0] if padding else 0, os.SEEK_CUR)
+    count = int(np.prod(wrapper.shape, dtype=np.int64)) if len(wrapper.shape) else 1
+    nbytes = count * wrapper.dtype.itemsize
+    if reader.pos + nbytes > len(reader.view):
+        raise EntryCorrupt(f"array data ends after {len(reader.view) - reader.pos} of {nbytes} bytes")
+    array = np.frombuffer(reader.owner, dtype=wrapper.dtype, count=count, offset=reader.pos)
+    reader.pos += nbytes
+    # Byte order stays as stored: a big-endian array comes back big-endian, and its digest with it.
+    array = array.reshape(wrapper.shape[::-1]).transpose() if wrapper.order == "F" else array.reshape(wrapper.shape)
+    if not (mapped and nbytes >= MAP_THRESHOLD):
+        array = array.copy(order="K")  # a small array owns its memory instead of pinning the whole blob
+    return array
+
+
+class BundleUnpickler(NumpyUnpickler):
+    """joblib's unpickler, reading arrays out of one buffer: views where it is a mapping."""
+
+    dispatch = NumpyUnpickler.dispatch.copy()
+
+    def __init__(self, name: str, reader: _BufferReader, mapped: bool) -> None:
+        super().__init__(name, reader, ensure_native_byte_order=False)
+        self.reader, self.mapped = reader, mapped
+
+    def load_build(self) -> None:
+        pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+        wrapper = self.stack[-1]
+        if isinstance(wrapper, NumpyArrayWrapper):
+            self.stack.pop()
+            if wrapper.dtype.hasobject:
+                # The nested stream of an object array: the C unpickler reads it many times faster.
+                inner = pickle.Unpickler(self.reader)
+                inner.find_class = self.find_class  # type: ignore[method-assign]
+                self.stack.append(inner.load())
+            else:
+                self.stack.append(_array_from(wrapper, self.reader, self.mapped))
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+
+PageAlignedArrayWrapper.__module__ = "cellcache.store.format"  # pickled by that name, as blobs always were
