@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from cellcache import config as _config
-from cellcache import effects, errors, files, pagemap, reasons
+from cellcache import effects, files, pagemap, reasons
 from cellcache.analysis import CellNames, analyze
 from cellcache.capture import recording, replay, show_marker
 from cellcache.report import format_seconds
@@ -473,8 +473,8 @@ class Session:
             key = key.extended(unkeyed)
             self._draws.setdefault(name, set()).update(c.partition(":")[2] for c in unkeyed)
         rerun = fx.rerun_components(before, ns, values)
-        for entry_key in (key, key.extended(rerun)) if rerun else (key,):
-            self._store_entry(name, entry_key, descriptions, values, deletes, result_name, record, seconds, cwd, implicit, out_paths)
+        keys = [key, key.extended(rerun)] if rerun else [key]
+        self._store_entry(name, keys, descriptions, values, deletes, result_name, record, seconds, cwd, implicit, out_paths)
         self._record(name, key.digest, "miss", seconds, 0.0, reason)
         return StepRun(
             name=name, hit=False, key=key.digest, seconds=time.perf_counter() - started, saved_seconds=0.0, reason=reason, status="miss"
@@ -483,7 +483,7 @@ class Session:
     def _store_entry(
         self,
         name: str,
-        key: StageKey,
+        keys: list[StageKey],
         descriptions: Mapping[str, str],
         values: dict[str, Any],
         deletes: list[str],
@@ -504,23 +504,27 @@ class Session:
         except (OSError, CacheError) as exc:
             self._warn_not_stored(name, f"the store could not be written ({exc})")
             return
-        manifest = Manifest(
-            key=key.digest,
-            step=name,
-            created=time.time(),
-            seconds=seconds,
-            blob="",  # filled in by the writer once the blob is written
-            blob_size=0,
-            outputs=tuple(values),
-            deletes=tuple(deletes),
-            result_name=result_name,
-            components=dict(key.components),
-            descriptions=dict(descriptions),
-            outs=tuple(outs),
-            implicit=implicit_digests,
-            notebook=self._step(name).notebook,
-        )
-        entry = writer.prepare(manifest, values, record, fork=self.config.fork_writes)
+        # One bundle, written once, under each key: the second (a re-run in this kernel) shares the first's blob.
+        manifests = [
+            Manifest(
+                key=key.digest,
+                step=name,
+                created=time.time(),
+                seconds=seconds,
+                blob="",  # filled in by the writer once the blob is written
+                blob_size=0,
+                outputs=tuple(values),
+                deletes=tuple(deletes),
+                result_name=result_name,
+                components=dict(key.components),
+                descriptions=dict(descriptions),
+                outs=tuple(outs),
+                implicit=implicit_digests,
+                notebook=self._step(name).notebook,
+            )
+            for key in keys
+        ]
+        entry = writer.prepare(manifests[0], values, record, fork=self.config.fork_writes, also=tuple(manifests[1:]))
         writer.store_entry(self.writer, self.store, entry, self._warn_once)
 
     def _fail_outer(self, name: str, key: StageKey, exc: Exception, seconds: float, reason: str) -> StepRun:

@@ -4,6 +4,7 @@ import atexit
 from pathlib import Path
 from typing import Iterator
 
+import numpy  # noqa: F401 - as in a kernel that has it: a cell's first import of a module files a second key
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config

@@ -158,3 +158,36 @@ def test_cellcache_run_stores_behind_entries_before_the_kernel_goes(tmp_path, mo
     assert len(entries(tmp_path / "store")) == 1
     second = batch.run_notebook(nb)
     assert [r.status for r in second.cells][-1] == batch.HIT
+
+
+def test_a_first_import_files_two_keys_over_one_blob_written_once(tmp_path):
+    # In a fresh interpreter the cell's `np.arange` can't be resolved before it runs: the entry is filed under
+    # the key without it and under the key a re-run in this kernel computes (effects.rerun_components).
+    store = tmp_path / "store"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from IPython.core.interactiveshell import InteractiveShell
+        from traitlets.config import Config
+        from cellcache.store import format as fmt
+        c = Config(); c.HistoryManager.hist_file = ":memory:"
+        sh = InteractiveShell.instance(config=c)
+        sh.run_line_magic("load_ext", "cellcache")
+        assert "numpy" not in sys.modules
+        dumps = []
+        real = fmt.dump
+        fmt.dump = lambda value, target: dumps.append(1) or real(value, target)
+        sh.run_cell({MAKE!r}).raise_error()
+        import cellcache
+        cellcache.flush()
+        sh.run_cell({MAKE!r}).raise_error()
+        sys.stdout.write(f"\\nRESULT {{len(dumps)}} {{cellcache.last_run().hit}}")
+        """
+    )
+    env = {**os.environ, "CELLCACHE_DIR": str(store), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rpartition("RESULT ")[2].split() == ["1", "True"]  # pickled and written once; the re-run hits the second key
+    manifests = [LocalStore(store).manifest(p.parent.name, p.stem) for p in entries(store)]
+    assert len(manifests) == 2 and len({m.key for m in manifests}) == 2
+    assert len({m.blob for m in manifests}) == 1

@@ -60,6 +60,9 @@ def __getattr__(name: str) -> Any:
 # Arrays and Arrow buffers at least this big are page aligned in the blob and restored mapped.
 MAP_THRESHOLD = 1 << 20
 PAGE = mmap.PAGESIZE
+# A blob bigger than this also gets the digest of each CHUNK of it, in its signed manifest, so a restore
+# checks its chunks on every core (one xxh3 stream is bound by one core, not by memory).
+CHUNK = 16 << 20
 
 
 class HashingWriter(io.RawIOBase):
@@ -69,16 +72,34 @@ class HashingWriter(io.RawIOBase):
         self._target = target
         self._hasher = xxhash.xxh3_128()
         self.size = 0
+        self._chunk = xxhash.xxh3_128()
+        self._chunks: list[str] = []
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:  # type: ignore[override]
         view = memoryview(data)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
         self._hasher.update(view)
         self._target.write(view)
-        self.size += view.nbytes
+        rest = view
+        while rest.nbytes:
+            take = min(CHUNK - (self.size % CHUNK), rest.nbytes)
+            self._chunk.update(rest[:take])
+            self.size += take
+            rest = rest[take:]
+            if self.size % CHUNK == 0:
+                self._chunks.append(self._chunk.hexdigest())
+                self._chunk.reset()
         return view.nbytes
+
+    def chunks(self) -> tuple[str, ...]:
+        """The digest of each CHUNK of what was written, the last one short; () for a blob of one chunk."""
+        if self.size <= CHUNK:
+            return ()
+        return (*self._chunks, self._chunk.hexdigest()) if self.size % CHUNK else tuple(self._chunks)
 
     def tell(self) -> int:
         # joblib aligns array data on the write position, which keeps blobs memory-mappable.
@@ -171,6 +192,7 @@ class BlobInfo:
     digest: str
     size: int
     loader: str = JOBLIB
+    chunks: tuple[str, ...] = ()  # the digest of each CHUNK, for a blob of more than one
 
 
 def dump(value: Any, target: BinaryIO) -> BlobInfo:
@@ -178,7 +200,7 @@ def dump(value: Any, target: BinaryIO) -> BlobInfo:
     writer = HashingWriter(target)
     pickler = _joblib().BundlePickler(writer, protocol=pickle.HIGHEST_PROTOCOL)
     pickler.dump(value)
-    return BlobInfo(writer.hexdigest(), writer.size, JOBLIB if pickler.arrays_written else PICKLE)
+    return BlobInfo(writer.hexdigest(), writer.size, JOBLIB if pickler.arrays_written else PICKLE, writer.chunks())
 
 
 # mapping ----------------------------------------------------------------------
@@ -299,11 +321,14 @@ class _BufferReader:
         return self.pos
 
 
-def load(path: Path, loader: str = JOBLIB, digest: str | None = None, verify: bool = True, mapped: bool = True) -> Any:
-    """Load a blob written by ``dump``, checking its bytes against ``digest`` first.
+def load(
+    path: Path, loader: str = JOBLIB, digest: str | None = None, verify: bool = True, mapped: bool = True, chunks: tuple[str, ...] = ()
+) -> Any:
+    """Load a blob written by ``dump``, checking its bytes against ``digest`` (or its ``chunks``) first.
 
     ``digest`` defaults to the file's name, which is its content address in the
-    store. A mismatch raises ``EntryCorrupt`` before a byte is unpickled.
+    store; ``chunks``, from a signed manifest, are checked instead where given,
+    in parallel. A mismatch raises ``EntryCorrupt`` before a byte is unpickled.
     Large blobs on a local filesystem are mapped copy-on-write (``mapped``);
     elsewhere they are read.
     """
@@ -323,7 +348,7 @@ def load(path: Path, loader: str = JOBLIB, digest: str | None = None, verify: bo
         if mapping:
             buffer: Any = _map_private(fd, size)
             if verify:
-                _check(memoryview(buffer).cast("B"), expected, path)
+                _check(memoryview(buffer).cast("B"), expected, path, chunks)
                 _drop_pages(buffer)
         else:
             buffer = bytearray(size)
@@ -334,7 +359,7 @@ def load(path: Path, loader: str = JOBLIB, digest: str | None = None, verify: bo
             if filled != size:
                 raise EntryCorrupt(f"blob {path.name} ends after {filled} of {size} bytes")
             if verify:
-                _check(view, expected, path)
+                _check(view, expected, path, chunks)
     finally:
         os.close(fd)
     try:
@@ -347,12 +372,32 @@ def load(path: Path, loader: str = JOBLIB, digest: str | None = None, verify: bo
         raise EntryCorrupt(f"blob {path.name} cannot be read: {type(exc).__name__}: {exc}") from exc
 
 
-def _check(view: memoryview, expected: str, path: Path, chunk: int = 1 << 24) -> None:
+def _check(view: memoryview, expected: str, path: Path, chunks: tuple[str, ...] = ()) -> None:
+    if chunks:
+        if len(chunks) != -(-len(view) // CHUNK) or _chunk_digests(view) != list(chunks):
+            raise EntryCorrupt(f"blob {path.name} does not match its chunk digests (its content was altered or damaged)")
+        return
     hasher = xxhash.xxh3_128()
-    for start in range(0, len(view), chunk):
-        hasher.update(view[start : start + chunk])
+    for start in range(0, len(view), CHUNK):
+        hasher.update(view[start : start + CHUNK])
     if hasher.hexdigest() != expected:
         raise EntryCorrupt(f"blob {path.name} does not match its digest (its content was altered or damaged)")
+
+
+_POOL: list[Any] = []
+
+
+def _chunk_digests(view: memoryview) -> list[str]:
+    """The digest of each CHUNK of ``view``, on a thread per core (xxhash lets go of the GIL)."""
+    parts = [view[start : start + CHUNK] for start in range(0, len(view), CHUNK)]
+    workers = min(len(parts), os.cpu_count() or 1, 8)
+    if workers < 2:
+        return [xxhash.xxh3_128_hexdigest(part) for part in parts]
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, 8), thread_name_prefix="cellcache-check"))
+    return list(_POOL[0].map(xxhash.xxh3_128_hexdigest, parts))
 
 
 def file_digest(path: Path, chunk: int = 1 << 24) -> str:

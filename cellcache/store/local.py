@@ -489,7 +489,7 @@ class LocalStore(Store):
             raise
         try:
             # format.load checks the bytes against the digest before a byte is unpickled (unless the user trusts the disk).
-            return fmt.load(path, manifest.blob_loader, digest=manifest.blob, verify=self.verify_local)
+            return fmt.load(path, manifest.blob_loader, digest=manifest.blob, verify=self.verify_local, chunks=manifest.blob_chunks)
         except FileNotFoundError as exc:
             raise EntryCorrupt(f"blob {manifest.blob} is missing") from exc
         except EntryCorrupt as exc:

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import xxhash
 
 from cellcache.errors import EntryCorrupt, UnsafeEntry, UntrustedEntry
+from cellcache.store.format import CHUNK
 
 # 2: the step's notebook, and one manifest per (key, variant) under entries/ab/<key>/<variant>.json.
 MANIFEST_VERSION = 2
@@ -107,6 +108,11 @@ class Manifest:
     outs: tuple[OutFile, ...] = ()
     implicit: tuple[FileDigest, ...] = ()
     notebook: str = ""  # the step's notebook, relative to the project root; "" for a plain IPython session
+    blob_chunks: tuple[str, ...] = ()  # the digest of each format.CHUNK of a blob of more than one
+
+    def with_blob(self, blob: Any) -> Manifest:
+        """This manifest pointing at a written blob (a ``format.BlobInfo``)."""
+        return replace(self, blob=blob.digest, blob_size=blob.size, blob_loader=blob.loader, blob_chunks=tuple(blob.chunks))
 
     @property
     def variant(self) -> str:
@@ -127,6 +133,8 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["version"] = MANIFEST_VERSION
+        if not self.blob_chunks:
+            del data["blob_chunks"]  # as manifests were before chunks: readers of that release still take them
         return data
 
     @classmethod
@@ -156,6 +164,7 @@ class Manifest:
                     outs=tuple(OutFile(**o) for o in data.get("outs", ())),
                     implicit=tuple(FileDigest(**d) for d in data.get("implicit", ())),
                     notebook=data.get("notebook", ""),
+                    blob_chunks=tuple(data.get("blob_chunks", ())),
                 )
             )
         except EntryCorrupt:
@@ -194,6 +203,8 @@ def validate(m: Manifest) -> Manifest:
     _expect(all(isinstance(n, str) for n in (*m.outputs, *m.deletes)), "a name is not a string")
     _expect(m.result_name is None or (isinstance(m.result_name, str) and m.result_name in m.outputs), "result_name")
     _expect(_is_str_map(m.components) and _is_str_map(m.descriptions), "components or descriptions")
+    _expect(all(isinstance(c, str) and bool(_HEX.match(c)) for c in m.blob_chunks), "a blob chunk is not a hex digest")
+    _expect(not m.blob_chunks or len(m.blob_chunks) == -(-m.blob_size // CHUNK) > 1, "blob chunks do not cover the blob")
     for out in m.outs:
         _expect(isinstance(out.blob, str) and bool(_HEX.match(out.blob)), "an --outs blob is not a hex digest")
         _expect(isinstance(out.size, int) and out.size >= 0 and isinstance(out.mode, int) and 0 <= out.mode <= 0o7777, "--outs")

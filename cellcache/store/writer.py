@@ -49,7 +49,12 @@ class Pending:
     digests: dict[str, str] | None  # fingerprints of the outputs when the cell ended
     nbytes: int
     forks: bool = False  # written by a forked snapshot of the process, which takes the digests itself
+    also: tuple[Manifest, ...] = ()  # more keys for the same bundle: committed with the same blob
     child: snapshot.Child | None = None  # that snapshot, once forked
+
+    @property
+    def keys(self) -> list[str]:
+        return [m.key for m in (self.manifest, *self.also)]
 
     def bundle(self) -> dict[str, Any]:
         # The digests travel with the blob: a hit knows its outputs' fingerprints without hashing them.
@@ -77,7 +82,9 @@ def approx_nbytes(value: Any, depth: int = 2) -> int:
     return size
 
 
-def prepare(manifest: Manifest, values: dict[str, Any], record: dict[str, Any], fork: bool = False) -> Pending:
+def prepare(
+    manifest: Manifest, values: dict[str, Any], record: dict[str, Any], fork: bool = False, also: tuple[Manifest, ...] = ()
+) -> Pending:
     """The entry as the cell ends: sized, and fingerprinted if it goes behind on the thread route.
 
     With ``fork``, outputs a snapshot can write (``snapshot.forkable``) are left unhashed: ``store_entry`` forks.
@@ -85,7 +92,7 @@ def prepare(manifest: Manifest, values: dict[str, Any], record: dict[str, Any], 
     nbytes = sum(approx_nbytes(v) for v in values.values())
     forks = nbytes >= BEHIND_AT and fork and snapshot.forkable(values, nbytes)
     digests = output_digests(values) if nbytes >= BEHIND_AT and not forks else None
-    return Pending(manifest, values, record, digests, nbytes, forks=forks)
+    return Pending(manifest, values, record, digests, nbytes, forks=forks, also=also)
 
 
 def output_digests(values: dict[str, Any]) -> dict[str, str] | None:
@@ -128,7 +135,8 @@ class Writer:
             self._cond.wait_for(lambda: self._queued_bytes == 0 or self._queued_bytes + entry.nbytes <= self.limit)
             self._queue.append((store, entry))
             self._queued_bytes += entry.nbytes
-            self._keys[entry.manifest.key] = self._keys.get(entry.manifest.key, 0) + 1
+            for key in entry.keys:
+                self._keys[key] = self._keys.get(key, 0) + 1
             if self._thread is None or not self._thread.is_alive():
                 # A daemon, so a stuck disk can't hang the interpreter; atexit flushes before daemons stop.
                 self._thread = threading.Thread(target=self._work, name="cellcache-writer", daemon=True)
@@ -189,10 +197,10 @@ class Writer:
                 with self._cond:
                     self._busy = None
                     self._queued_bytes -= entry.nbytes
-                    key = entry.manifest.key
-                    self._keys[key] -= 1
-                    if not self._keys[key]:
-                        del self._keys[key]
+                    for key in entry.keys:
+                        self._keys[key] -= 1
+                        if not self._keys[key]:
+                            del self._keys[key]
                     self._cond.notify_all()
 
 
@@ -206,10 +214,10 @@ def write(store: Any, entry: Pending) -> None:
         answer = snapshot.wait(entry.child)
         if "failed" in answer:
             raise _not_stored(entry, str(answer["failed"]))
-        blob = fmt.BlobInfo(digest=str(answer["digest"]), size=int(answer["size"]), loader=str(answer["loader"]))
+        blob = fmt.BlobInfo(str(answer["digest"]), int(answer["size"]), str(answer["loader"]), tuple(map(str, answer["chunks"])))
     else:
         blob = _written_blob(store, entry)
-    _commit(store, entry, replace(entry.manifest, blob=blob.digest, blob_size=blob.size, blob_loader=blob.loader))
+    _commit(store, entry, blob)
 
 
 def _snapshot_work(store: Any, entry: Pending) -> Callable[[], dict[str, Any]]:
@@ -221,7 +229,7 @@ def _snapshot_work(store: Any, entry: Pending) -> Callable[[], dict[str, Any]]:
             blob = _written_blob(local, replace(entry, digests=output_digests(entry.values)))
         except WriteFailed as exc:
             return {"failed": exc.why}
-        return {"digest": blob.digest, "size": blob.size, "loader": blob.loader}
+        return {"digest": blob.digest, "size": blob.size, "loader": blob.loader, "chunks": list(blob.chunks)}
 
     return work
 
@@ -234,8 +242,7 @@ def _written_blob(store: Any, entry: Pending) -> fmt.BlobInfo:
         raise _not_stored(entry, f"the store could not be written ({exc})") from exc
     except Exception as exc:
         raise _not_stored(entry, unpicklable_reason(entry.values, exc)) from exc
-    manifest = replace(entry.manifest, blob=blob.digest, blob_size=blob.size, blob_loader=blob.loader)
-    written = store.load(manifest)["ns"]
+    written = store.load(entry.manifest.with_blob(blob))["ns"]
     for name, digest in (entry.digests or {}).items():
         try:
             same = fingerprint(written[name]).hex() == digest
@@ -251,9 +258,10 @@ def _written_blob(store: Any, entry: Pending) -> fmt.BlobInfo:
     return blob
 
 
-def _commit(store: Any, entry: Pending, manifest: Manifest) -> None:
+def _commit(store: Any, entry: Pending, blob: fmt.BlobInfo) -> None:
     try:
-        store.commit(manifest)
+        for manifest in (entry.manifest, *entry.also):
+            store.commit(manifest.with_blob(blob))
     except Exception as exc:  # noqa: BLE001 - disk full, read-only, locked index: all mean "not stored"
         raise _not_stored(entry, f"the store could not be written ({type(exc).__name__}: {exc})") from exc
 
@@ -287,6 +295,6 @@ def store_entry(writer: Writer, store: Any, entry: Pending, warn: Callable[[str]
         warn(str(_not_stored(entry, unpicklable_reason(entry.values, exc))))
         return
     try:
-        store.commit(replace(entry.manifest, blob=blob.digest, blob_size=blob.size, blob_loader=blob.loader))
-    except Exception as exc:  # noqa: BLE001 - disk full, read-only, locked index: all mean "not stored"
-        warn(str(_not_stored(entry, f"the store could not be written ({type(exc).__name__}: {exc})")))
+        _commit(store, entry, blob)
+    except WriteFailed as exc:
+        warn(str(exc))

@@ -53,6 +53,42 @@ def test_flipped_blob_is_a_miss_and_quarantined(shell, local):
     assert run_counting_warnings(shell, SUM_CELL) == [] and cellcache.last_run().status == "hit"
 
 
+BIG_CELL = "%%cached big\nimport numpy as np\nbig = np.arange(5_000_000, dtype=np.float64)"  # 40 MB: three chunks
+
+
+def test_a_flipped_byte_in_one_chunk_of_a_big_blob_is_a_miss_and_quarantined(shell, local):
+    from cellcache.store import format as fmt
+
+    run(shell, BIG_CELL)
+    cellcache.api.active.writer.flush()
+    manifest = local.manifest(only_manifest(local).parent.name)
+    assert len(manifest.blob_chunks) == -(-manifest.blob_size // fmt.CHUNK) == 3  # checked chunk by chunk, in parallel
+    blob = local.blob_path(manifest.blob)
+    with open(blob, "r+b") as f:
+        f.seek(fmt.CHUNK + 12345)
+        byte = f.read(1)
+        f.seek(fmt.CHUNK + 12345)
+        f.write(bytes([byte[0] ^ 1]))  # one bit, in the middle chunk only
+    shell.user_ns.pop("big")
+    messages = run_counting_warnings(shell, BIG_CELL)
+    assert len(messages) == 1 and "does not match its chunk digests" in messages[0], messages
+    assert cellcache.last_run().status == "miss" and shell.user_ns["big"][-1] == 4_999_999.0
+    assert list((local.root / "quarantine").iterdir())
+
+
+def test_chunk_digests_of_another_blob_in_a_resigned_manifest_are_a_miss(shell, local):
+    run(shell, BIG_CELL)
+    run(shell, "%%cached other\nimport numpy as np\nother = np.ones(5_000_000)")
+    cellcache.api.active.writer.flush()
+    manifests = {m.step: (m, path) for path in (p for _, p in local._scan()) for m in [local.manifest(path.parent.name)]}
+    foreign = list(manifests["other"][0].blob_chunks)
+    resign(local, manifests["big"][1], lambda d: d.update(blob_chunks=foreign))  # well formed, signed, wrong
+    shell.user_ns.pop("big")
+    messages = run_counting_warnings(shell, BIG_CELL)
+    assert len(messages) == 1 and "chunk digests" in messages[0], messages
+    assert cellcache.last_run().status == "miss" and shell.user_ns["big"][-1] == 4_999_999.0
+
+
 def test_swapped_blob_is_never_served(shell, local):
     run(shell, "%%cached a\nx = 'value of a'")
     run(shell, "%%cached b\nx = 'value of b'")
@@ -127,6 +163,8 @@ MALFORMED = {
     "extra-field": lambda d: d.update(surprise=1),
     "implicit-wrong": lambda d: d.update(implicit=[{"path": 1}]),
     "not-an-object": lambda d: d.clear() or d.update(version=2, key=[1]),
+    "chunk-not-hex": lambda d: d.update(blob_chunks=["../x", "0" * 32]),
+    "chunks-not-covering": lambda d: d.update(blob_chunks=["0" * 32] * 3),  # three chunks for a blob of one
 }
 
 
