@@ -384,7 +384,10 @@ def _check(view: memoryview, expected: str, path: Path, chunks: tuple[str, ...] 
         raise EntryCorrupt(f"blob {path.name} does not match its digest (its content was altered or damaged)")
 
 
-_POOL: list[Any] = []
+_POOL: list[Any] = []  # the chunk checkers' threads, made on first use
+if hasattr(os, "register_at_fork"):
+    # A forked child (a write-behind snapshot) has none of its parent's threads: it makes its own pool.
+    os.register_at_fork(after_in_child=_POOL.clear)
 
 
 def _chunk_digests(view: memoryview) -> list[str]:

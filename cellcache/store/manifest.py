@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import xxhash
 
 from cellcache.errors import EntryCorrupt, UnsafeEntry, UntrustedEntry
-from cellcache.store.format import CHUNK
+from cellcache.store import format as _format
 
 # 2: the step's notebook, and one manifest per (key, variant) under entries/ab/<key>/<variant>.json.
 MANIFEST_VERSION = 2
@@ -204,7 +204,7 @@ def validate(m: Manifest) -> Manifest:
     _expect(m.result_name is None or (isinstance(m.result_name, str) and m.result_name in m.outputs), "result_name")
     _expect(_is_str_map(m.components) and _is_str_map(m.descriptions), "components or descriptions")
     _expect(all(isinstance(c, str) and bool(_HEX.match(c)) for c in m.blob_chunks), "a blob chunk is not a hex digest")
-    _expect(not m.blob_chunks or len(m.blob_chunks) == -(-m.blob_size // CHUNK) > 1, "blob chunks do not cover the blob")
+    _expect(not m.blob_chunks or len(m.blob_chunks) == -(-m.blob_size // _format.CHUNK) > 1, "blob chunks do not cover the blob")
     for out in m.outs:
         _expect(isinstance(out.blob, str) and bool(_HEX.match(out.blob)), "an --outs blob is not a hex digest")
         _expect(isinstance(out.size, int) and out.size >= 0 and isinstance(out.mode, int) and 0 <= out.mode <= 0o7777, "--outs")

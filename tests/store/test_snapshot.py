@@ -116,6 +116,24 @@ def test_the_snapshot_lets_go_of_the_kernels_sockets(shell, store_dir):
     assert len(entries(store_dir)) == 1
 
 
+@pytest.mark.timeout(60)
+def test_a_snapshot_checks_big_blobs_without_its_parents_threads(shell, store_dir, monkeypatch):
+    from cellcache.store import format as fmt
+
+    monkeypatch.setattr(fmt, "CHUNK", 1 << 20)  # the tests' outputs span several chunks
+    run(shell, MAKE)
+    cellcache.flush()
+    shell.user_ns.pop("big")
+    run(shell, MAKE)  # a hit: its chunks were checked on the thread pool, which a fork does not inherit
+    assert cellcache.last_run().hit and fmt._POOL
+    run(shell, MAKE.replace("make", "again") + " + 1")  # a miss whose snapshot checks its own blob, chunk by chunk
+    assert not cellcache.last_run().hit
+    cellcache.flush()
+    assert len(entries(store_dir)) == 2
+    [again] = [m for m in (shell._cellcache_session.store.manifest(p.parent.name) for p in entries(store_dir)) if m.step == "again"]
+    assert len(again.blob_chunks) > 1
+
+
 def test_the_kernels_interrupt_does_not_stop_the_snapshot(shell, store_dir):
     with writer(shell).hold():
         run(shell, MAKE)
