@@ -18,7 +18,7 @@ from types import BuiltinFunctionType, FunctionType, ModuleType
 
 from cellcache.errors import Unfingerprintable
 # _token is re-exported: hashed streams name it cellcache.fingerprint._token.
-from cellcache.fingerprint._base import DIGEST_SIZE, _type_name, _unfingerprintable
+from cellcache.fingerprint._base import DIGEST_SIZE, _atom_digest, _type_name, _unfingerprintable
 from cellcache.fingerprint._base import _token as _token
 from cellcache.fingerprint._run import _Run
 from cellcache.fingerprint.modules import is_local_module_file, module_digest, module_version
@@ -36,6 +36,9 @@ __all__ = [
 
 def fingerprint(value: object) -> bytes:
     """The 16-byte xxh3_128 digest of ``value``; raises ``Unfingerprintable``."""
+    atom = _atom_digest(value)
+    if atom is not None:
+        return atom  # what a walk would give, without building one (the dispatch table costs more than the hash)
     try:
         return _Run().root(value)
     except Unfingerprintable:

@@ -8,10 +8,12 @@ several kernels (``cellcache run --jobs``) share it.
 Two promises shape this module:
 - Opening it never surfaces "database is locked": the switch to WAL is
   retried with a backoff, because SQLite does not call the busy handler for it.
-- The hit path never waits for a writer: statistics and "learned" rows are
-  written with a busy timeout of a few milliseconds; a record that can't be
-  written then is queued in memory and written with the next one (or at
-  exit), and one that still can't is counted in ``dropped``.
+- The hit path never waits for a writer, nor for SQLite at all: statistics
+  and "learned" rows are queued in memory and written by a thread of their
+  own, with a busy timeout of a few milliseconds, retried with a backoff while
+  another process holds the lock. Readers in this process (``stats``, the
+  panel) flush the queue first, so they always see their own runs. A record
+  that can't be queued is counted in ``dropped``.
 """
 from __future__ import annotations
 
@@ -233,8 +235,14 @@ class Index:
         self.path = path
         self.read_only = read_only
         self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []  # every thread's, so that close() can shut them all
+        self._generation = 0  # bumped by close(): a thread's older connection is not used again
         self._queue: list[tuple[str, tuple]] = []
         self._queue_lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # held while a batch is written: a reader waits for it to land
+        self._in_flight = 0
+        self._flusher: threading.Thread | None = None
+        self._wake = threading.Event()
         self.dropped = 0  # hit-path records that could not be written, not even later
         self._memory = str(path) == ":memory:"
         self.created = False  # True if this process created the schema: the store then fills it from the manifests
@@ -315,25 +323,41 @@ class Index:
     def db(self) -> sqlite3.Connection:
         if self._memory:
             return self._shared
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = self._connect()
+        return self._thread_db("db")
+
+    def _thread_db(self, name: str, busy_timeout_ms: int | None = None) -> sqlite3.Connection:
+        """This thread's connection of that name, opened on first use (and again after a close)."""
+        held = getattr(self._local, name, None)
+        if held is not None and held[0] == self._generation:
+            return held[1]
+        db = self._connect()
+        if busy_timeout_ms is not None:
+            db.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        with self._queue_lock:
+            self._connections.append(db)
+        setattr(self._local, name, (self._generation, db))
         return db
 
     def close(self) -> None:
-        for name in ("db", "hit_db"):
-            db = getattr(self._local, name, None)
-            if db is not None:
-                db.close()
-                setattr(self._local, name, None)
+        """Write the queued records, then close every thread's connections (the records writer's too)."""
+        with self._flush_lock:
+            if self._queue and not self.read_only:
+                try:
+                    self._flush(COMMIT_TIMEOUT_MS)
+                except sqlite3.Error:
+                    pass  # a closed or broken index: the records are counted as dropped
+            with self._queue_lock:
+                connections, self._connections = self._connections, []
+                self._generation += 1
+            for db in connections:
+                try:
+                    db.close()
+                except sqlite3.Error:
+                    pass
 
     def _hit_db(self) -> sqlite3.Connection:
-        """This thread's connection for the hit path's deferred writes, waiting at most HIT_TIMEOUT_MS."""
-        db = getattr(self._local, "hit_db", None)
-        if db is None:
-            db = self._local.hit_db = self._connect()
-            db.execute(f"PRAGMA busy_timeout={HIT_TIMEOUT_MS}")
-        return db
+        """This thread's connection for the deferred records, waiting at most HIT_TIMEOUT_MS for a lock."""
+        return self._thread_db("hit_db", HIT_TIMEOUT_MS)
 
     class _Tx:
         def __init__(self, db: sqlite3.Connection) -> None:
@@ -352,18 +376,46 @@ class Index:
     # the hit path's writes: never wait ---------------------------------------
 
     def defer(self, sql: str, params: tuple) -> None:
-        """Write one statement now if the index is free within a few ms; otherwise queue it for later."""
+        """Queue one statement for the index's writer thread (a private in-memory index writes it now)."""
         with self._queue_lock:
             if len(self._queue) >= _QUEUE_LIMIT:
                 self.dropped += 1
                 return
             self._queue.append((sql, params))
-        self.flush(timeout_ms=HIT_TIMEOUT_MS)
+            if not self._memory and (self._flusher is None or not self._flusher.is_alive()):
+                # A daemon, so a locked index can't hang the interpreter; _flush_all writes what is left at exit.
+                self._flusher = threading.Thread(target=self._write_behind, name="cellcache-index", daemon=True)
+                self._flusher.start()
+        if self._memory:
+            self.flush(timeout_ms=HIT_TIMEOUT_MS)  # one shared connection: no second thread on it
+        else:
+            self._wake.set()
+
+    def _write_behind(self) -> None:
+        delay = 0.0
+        while True:
+            if not self._wake.wait(timeout=5.0):
+                with self._queue_lock:
+                    if not self._queue:
+                        self._flusher = None  # idle: a later record starts another
+                        return
+            self._wake.clear()
+            if self.flush(timeout_ms=HIT_TIMEOUT_MS):
+                delay = 0.0
+                continue
+            delay = min(max(delay * 2, 0.02), 0.5)  # another process holds the write lock: back off, then retry
+            time.sleep(delay)
+            self._wake.set()
 
     def flush(self, timeout_ms: int = HIT_TIMEOUT_MS) -> bool:
         """Write the queued statements in one transaction; False (and kept queued) if the index is busy."""
+        with self._flush_lock:
+            return self._flush(timeout_ms)
+
+    def _flush(self, timeout_ms: int) -> bool:
         with self._queue_lock:
             pending, self._queue = self._queue, []
+            self._in_flight = len(pending)
         if not pending:
             return True
         db, reset = None, False
@@ -393,15 +445,22 @@ class Index:
             self.dropped += len(pending)
             return False
         finally:
+            self._in_flight = 0
             if db is not None and reset:
                 try:
                     db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                 except sqlite3.Error:
                     pass
 
+    def _settle(self) -> None:
+        """Before a read of the runs: this process's own records are in (unless another process holds the lock)."""
+        if self._queue or self._in_flight:
+            self.flush(timeout_ms=COMMIT_TIMEOUT_MS)
+
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        """Records not written yet: waiting, or in a batch being written."""
+        return len(self._queue) + self._in_flight
 
     # entries ---------------------------------------------------------------
 
@@ -477,6 +536,7 @@ class Index:
 
     def entries(self, step: Any = None) -> list[EntryRow]:
         """Every entry, or those of one step (a StepRef, or a bare name in any notebook)."""
+        self._settle()
         if step is None:
             rows = self.db.execute(f"{self._ENTRY_COLUMNS} ORDER BY e.created").fetchall()
         elif isinstance(step, str):
@@ -489,6 +549,7 @@ class Index:
 
     def entries_run_by(self, step: Any) -> list[EntryRow]:
         """Entries whose key a step computed in a recorded run, whatever step stored them (a renamed or twin cell)."""
+        self._settle()
         rows = self.db.execute(
             f"{self._ENTRY_COLUMNS} WHERE e.key IN "
             "(SELECT key FROM runs WHERE notebook=? AND step=? AND key IS NOT NULL) ORDER BY e.created",
@@ -500,6 +561,7 @@ class Index:
         return {(r[0], r[1]) for r in self.db.execute("SELECT key, variant FROM entries")}
 
     def entries_by_last_use(self) -> Iterator[EntryRow]:
+        self._settle()
         for r in self.db.execute(f"{self._ENTRY_COLUMNS} ORDER BY last_used ASC"):
             yield EntryRow(*r)
 
@@ -550,6 +612,7 @@ class Index:
 
     def step_refs(self) -> list[tuple[str, str]]:
         """Every (notebook, step) the index has heard of: from entries, steps and runs."""
+        self._settle()
         rows = self.db.execute(
             "SELECT notebook, name FROM steps UNION SELECT notebook, step FROM entries "
             "UNION SELECT DISTINCT notebook, step FROM runs ORDER BY 1, 2"
@@ -569,6 +632,7 @@ class Index:
 
     def step_rows(self) -> list[StepStats]:
         """One row per step, in a fixed number of queries, each reading one row per step however many runs there are."""
+        self._settle()
         totals = "SELECT * FROM run_totals" if self._has_totals else TOTALS_FROM_RUNS
         runs = {
             (r[0], r[1]): r[2:]
