@@ -487,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
             shell.run_line_magic("unload_ext", "cellcache")
             InteractiveShell.clear_instance()
         if "batch" in only:
-            bench_batch(report, rows, max(2, repeat // 2), tmp)
+            bench_batch(report, rows, repeat, tmp)
         if "scale" in only:
             bench_scale(report, quick)
     over = [name for name, value, bar in report.rows if value > bar]

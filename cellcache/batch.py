@@ -31,6 +31,7 @@ as nbformat and nbclient count them; an injected-parameters cell counts too.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import re
@@ -451,6 +452,27 @@ def kernel_config() -> Config:
     return config
 
 
+_SHUTDOWN_POLL = 0.01  # seconds between checks that a shut-down kernel has exited (jupyter_client's: 0.1)
+
+
+@functools.lru_cache(maxsize=1)
+def _kernel_manager_class() -> type:
+    """jupyter_client's async kernel manager, noticing a kernel's exit within 10 ms instead of 100.
+
+    A batch of notebooks waits for each kernel to exit; polling every 0.1 s added
+    50 ms to each notebook on average, up to 100.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class _KernelManager(AsyncKernelManager):  # type: ignore[misc, valid-type]
+        async def _async_finish_shutdown(
+            self, waittime: float | None = None, pollinterval: float = 0.1, restart: bool = False
+        ) -> None:
+            await super()._async_finish_shutdown(waittime, min(pollinterval, _SHUTDOWN_POLL), restart)
+
+    return _KernelManager
+
+
 def _client_class() -> type:
     """nbclient's client, plus a hook on every output message (for --log-output)."""
     from nbclient import NotebookClient
@@ -534,6 +556,7 @@ class _NotebookRun:
             on_cell_execute=self._before_cell,
             on_cell_executed=self._cell_executed,
             config=kernel_config(),
+            kernel_manager_class=_kernel_manager_class(),
         )
         self.last_code = max((i for i, c in enumerate(nb.cells) if _runnable(c)), default=-1)
         if options.log_output:
