@@ -91,6 +91,16 @@ def test_a_later_mutation_never_reaches_the_snapshot(shell, store_dir):
     assert np.array_equal(shell.user_ns["big"], np.arange(N, dtype=np.float64))  # never 99, -1 or doubled
 
 
+def _open_files(pid: int) -> list[str]:
+    found = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            found.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            pass  # closed between the listing and the look: the child is letting go right now
+    return found
+
+
 def test_the_snapshot_lets_go_of_the_kernels_sockets(shell, store_dir):
     import socket
 
@@ -104,7 +114,7 @@ def test_the_snapshot_lets_go_of_the_kernels_sockets(shell, store_dir):
             ours = os.readlink(f"/proc/self/fd/{server.fileno()}")
             deadline = time.monotonic() + 10  # the child lets go as it starts, which may be a moment after the cell
             while True:
-                held = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+                held = _open_files(pid)
                 if ours not in held and len(held) <= 5 or time.monotonic() > deadline:
                     break
                 time.sleep(0.01)
