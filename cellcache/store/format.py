@@ -61,7 +61,8 @@ def __getattr__(name: str) -> Any:
 MAP_THRESHOLD = 1 << 20
 PAGE = mmap.PAGESIZE
 # A blob bigger than this also gets the digest of each CHUNK of it, in its signed manifest, so a restore
-# checks its chunks on every core (one xxh3 stream is bound by one core, not by memory).
+# checks its chunks on every core (one xxh3 stream is bound by one core, not by memory). Part of the
+# manifest's format: another size would misread every chunk list written before.
 CHUNK = 16 << 20
 
 

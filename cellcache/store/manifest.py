@@ -110,7 +110,7 @@ class Manifest:
     notebook: str = ""  # the step's notebook, relative to the project root; "" for a plain IPython session
     blob_chunks: tuple[str, ...] = ()  # the digest of each format.CHUNK of a blob of more than one
 
-    def with_blob(self, blob: Any) -> Manifest:
+    def with_blob(self, blob: _format.BlobInfo) -> Manifest:
         """This manifest pointing at a written blob (a ``format.BlobInfo``)."""
         return replace(self, blob=blob.digest, blob_size=blob.size, blob_loader=blob.loader, blob_chunks=tuple(blob.chunks))
 
