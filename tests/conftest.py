@@ -74,3 +74,34 @@ def run(shell: InteractiveShell, source: str, cell_id: str | None = None):
     result = shell.run_cell(source, store_history=True, cell_id=cell_id)
     result.raise_error()
     return result
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_in_fresh_shell(body: str, store: Path, cwd: Path, prelude: str = "") -> str:
+    """Run ``body`` in a new interpreter's InteractiveShell (``sh``, cellcache loaded); its stdout, once it has exited.
+
+    For what only a fresh process shows: modules not imported yet, and what atexit does.
+    """
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = "\n".join(
+        [
+            textwrap.dedent(prelude),
+            "from IPython.core.interactiveshell import InteractiveShell",
+            "from traitlets.config import Config",
+            "c = Config(); c.HistoryManager.hist_file = ':memory:'",
+            "sh = InteractiveShell.instance(config=c)",
+            "sh.run_line_magic('load_ext', 'cellcache')",
+            textwrap.dedent(body),
+        ]
+    )
+    env = {**os.environ, "CELLCACHE_DIR": str(store), "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+

@@ -1,10 +1,6 @@
 """Write-behind: a miss's big outputs are stored on a thread, and only as the cell left them."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 import warnings
@@ -18,7 +14,7 @@ from cellcache.errors import CacheWarning
 from cellcache.store import writer as wb
 from cellcache.store.local import LocalStore
 from cellcache.store.manifest import Manifest
-from tests.conftest import run
+from tests.conftest import run, run_in_fresh_shell
 
 N = wb.BEHIND_AT // 8 * 4  # float64 elements of an output four times the write-behind threshold
 MAKE = f"%%cached make\nimport numpy as np\nbig = np.arange({N}, dtype=np.float64)"
@@ -122,24 +118,17 @@ def test_the_queue_is_bounded_and_holds_no_copies(tmp_path):
 
 def test_pending_entries_are_written_at_interpreter_exit(tmp_path):
     store = tmp_path / "store"
-    script = textwrap.dedent(
+    out = run_in_fresh_shell(
         f"""
-        from IPython.core.interactiveshell import InteractiveShell
-        from traitlets.config import Config
-        import numpy  # imported before the step: its first import would file the entry under a second key too
-        c = Config(); c.HistoryManager.hist_file = ":memory:"
-        sh = InteractiveShell.instance(config=c)
-        sh.run_line_magic("load_ext", "cellcache")
         sh.run_cell({MAKE!r}).raise_error()
         import cellcache, sys
         sys.stdout.write(str(sh._cellcache_session.writer.pending(cellcache.last_run().key)))
-        """
+        """,
+        store,
+        tmp_path,
+        prelude="import numpy  # imported before the step: its first import would file the entry under a second key too",
     )
-    env = {**os.environ, "CELLCACHE_DIR": str(store), "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env["PYTHONPATH"]
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "True"  # the process ended with the entry still queued...
+    assert out.strip() == "True"  # the process ended with the entry still queued...
     assert len(entries(store)) == 1  # ...and atexit wrote it
 
 
@@ -164,15 +153,10 @@ def test_a_first_import_files_two_keys_over_one_blob_written_once(tmp_path):
     # In a fresh interpreter the cell's `np.arange` can't be resolved before it runs: the entry is filed under
     # the key without it and under the key a re-run in this kernel computes (effects.rerun_components).
     store = tmp_path / "store"
-    script = textwrap.dedent(
+    out = run_in_fresh_shell(
         f"""
         import sys
-        from IPython.core.interactiveshell import InteractiveShell
-        from traitlets.config import Config
         from cellcache.store import format as fmt
-        c = Config(); c.HistoryManager.hist_file = ":memory:"
-        sh = InteractiveShell.instance(config=c)
-        sh.run_line_magic("load_ext", "cellcache")
         assert "numpy" not in sys.modules
         dumps = []
         real = fmt.dump
@@ -182,12 +166,11 @@ def test_a_first_import_files_two_keys_over_one_blob_written_once(tmp_path):
         cellcache.flush()
         sh.run_cell({MAKE!r}).raise_error()
         sys.stdout.write(f"\\nRESULT {{len(dumps)}} {{cellcache.last_run().hit}}")
-        """
+        """,
+        store,
+        tmp_path,
     )
-    env = {**os.environ, "CELLCACHE_DIR": str(store), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.rpartition("RESULT ")[2].split() == ["1", "True"]  # pickled and written once; the re-run hits the second key
+    assert out.rpartition("RESULT ")[2].split() == ["1", "True"]  # pickled and written once; the re-run hits the second key
     manifests = [LocalStore(store).manifest(p.parent.name, p.stem) for p in entries(store)]
     assert len(manifests) == 2 and len({m.key for m in manifests}) == 2
     assert len({m.blob for m in manifests}) == 1

@@ -325,15 +325,22 @@ def test_the_run_totals_agree_with_the_runs_themselves(store_dir):
     assert s0.last_status == ("hit", "miss", "error")[110 % 3]
 
 
-def test_an_index_made_before_the_run_totals_gains_them_and_keeps_its_history(store_dir):
+def _index_before_the_totals(store_dir: Path, runs: int) -> tuple[list, Path]:
+    """A store with ``runs`` runs whose index is as the previous release wrote it; its stats, and the index's path."""
     store = LocalStore(store_dir)
-    _mixed_runs(store, 60)
+    _mixed_runs(store, runs)
     before = store.step_rows()
-    path = store.index.path
+    path = Path(store.index.path)
     store.index.close()
-    with sqlite3.connect(path) as db:  # the index as the previous release wrote it
+    with sqlite3.connect(path) as db:
         db.execute("DROP TRIGGER runs_totals")
         db.execute("DROP TABLE run_totals")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all in the main file: a read-only open sees it
+    return before, path
+
+
+def test_an_index_made_before_the_run_totals_gains_them_and_keeps_its_history(store_dir):
+    before, _ = _index_before_the_totals(store_dir, 60)
     reopened = LocalStore(store_dir)
     assert _json(reopened.step_rows()) == _approx(before)
     reopened.record_run(StepRef("", "s0"), None, "hit", 9.0, 1.0, "after the upgrade")
@@ -344,14 +351,6 @@ def test_an_index_made_before_the_run_totals_gains_them_and_keeps_its_history(st
 
 
 def test_an_old_index_opened_read_only_reads_its_stats_from_the_runs(store_dir):
-    store = LocalStore(store_dir)
-    _mixed_runs(store, 30)
-    before = store.step_rows()
-    path = store.index.path
-    store.index.close()
-    with sqlite3.connect(path) as db:
-        db.execute("DROP TRIGGER runs_totals")
-        db.execute("DROP TABLE run_totals")
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before, path = _index_before_the_totals(store_dir, 30)
     index = Index(path, read_only=True)
     assert _json(index.step_rows()) == _approx(before)

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 import warnings
@@ -18,7 +16,7 @@ import cellcache
 from cellcache.errors import CacheWarning
 from cellcache.store import snapshot
 from cellcache.store import writer as wb
-from tests.conftest import run
+from tests.conftest import run, run_in_fresh_shell
 
 pytestmark = pytest.mark.skipif(not snapshot.available(), reason="the fork route is Linux-only")
 
@@ -47,6 +45,16 @@ def entries(store_dir: Path) -> list[Path]:
 
 def cache_warnings(caught) -> list[str]:
     return [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
+
+
+def warnings_of_the_next_cells(shell) -> list[str]:
+    """The CacheWarnings of two plain cells after the writer is done: a failure is told at the next cell, once."""
+    writer(shell).flush()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(shell, "x = 1")
+        run(shell, "x = 2")
+    return cache_warnings(caught)
 
 
 def alive(pid: int) -> bool:
@@ -156,12 +164,7 @@ def test_a_snapshot_killed_before_it_answers_warns_once_and_stores_nothing(shell
     with writer(shell).hold():
         run(shell, MAKE)
         os.kill(queued(shell).child.pid, signal.SIGKILL)  # the OOM killer, say
-    writer(shell).flush()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        run(shell, "x = 1")
-        run(shell, "x = 2")
-    messages = cache_warnings(caught)
+    messages = warnings_of_the_next_cells(shell)
     assert len(messages) == 1
     assert "'make' was not stored" in messages[0] and "killed by signal 9" in messages[0]
     assert entries(store_dir) == []
@@ -179,12 +182,7 @@ def test_a_failed_snapshot_write_warns_once_at_the_next_cell(shell, store_dir):
             path.rmdir() if path.is_dir() else path.unlink()
         blobs.rmdir()
         blobs.write_text("not a folder")  # every blob write now fails, in the child as in the parent
-    writer(shell).flush()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        run(shell, "x = 1")
-        run(shell, "x = 2")
-    messages = cache_warnings(caught)
+    messages = warnings_of_the_next_cells(shell)
     assert len(messages) == 1 and "'make' was not stored" in messages[0] and "could not be written" in messages[0]
     assert shell.user_ns["big"][-1] == N - 1
 
@@ -241,29 +239,24 @@ def test_small_outputs_are_hashed_not_forked(monkeypatch):
 
 def test_an_entry_left_to_a_snapshot_is_written_at_interpreter_exit(tmp_path):
     store = tmp_path / "store"
-    script = textwrap.dedent(
+    out = run_in_fresh_shell(
         f"""
-        from IPython.core.interactiveshell import InteractiveShell
-        from traitlets.config import Config
-        from cellcache.store import snapshot, writer
-        import numpy  # imported before the step: its first import would file the entry under a second key too
-        snapshot.FORK_AT = writer.BEHIND_AT
-        c = Config(); c.HistoryManager.hist_file = ":memory:"
-        sh = InteractiveShell.instance(config=c)
-        sh.run_line_magic("load_ext", "cellcache")
         session = sh._cellcache_session
         with session.writer.hold():
             sh.run_cell({MAKE!r}).raise_error()
             queued = [entry for _, entry in session.writer._queue]
         import sys
         sys.stdout.write(f"{{len(queued)}} {{all(entry.child is not None for entry in queued)}}")
-        """
+        """,
+        store,
+        tmp_path,
+        prelude="""
+        import numpy  # imported before the step: its first import would file the entry under a second key too
+        from cellcache.store import snapshot, writer
+        snapshot.FORK_AT = writer.BEHIND_AT
+        """,
     )
-    env = {**os.environ, "CELLCACHE_DIR": str(store), "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    count, forked = done.stdout.split()
-    assert (count, forked) == ("1", "True")  # the process ended with the snapshot waiting for its turn...
+    assert out.split() == ["1", "True"]  # the process ended with the snapshot waiting for its turn...
     assert len(entries(store)) == 1  # ...and atexit had it write
 
 
