@@ -78,12 +78,16 @@ def fork(work: Callable[[], dict[str, Any]]) -> Child | None:
     """Fork a child that runs ``work`` once told to go and answers with its JSON result; None if fork fails."""
     go_read, go_write = os.pipe()
     answer_read, answer_write = os.pipe()
+    # SIGINT is blocked across the fork: the child must not die of an interrupt before it ignores them, and the
+    # parent's interrupt (held for those few ms) must not strand a child nobody will tell to go or reap.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         with warnings.catch_warnings():
             # Python 3.12+ warns about fork in a threaded process: this child runs no thread's code, only `work`.
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
     except OSError:  # ENOMEM under strict overcommit, EAGAIN at a process limit: the thread route
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for fd in (go_read, go_write, answer_read, answer_write):
             os.close(fd)
         return None
@@ -92,20 +96,37 @@ def fork(work: Callable[[], dict[str, Any]]) -> Child | None:
         try:
             os.close(go_write)
             os.close(answer_read)
-            _child(work, go_read, answer_write)
+            _child(work, go_read, answer_write, mask)
             status = 0
         finally:
             os._exit(status)  # never back into the kernel's code, its atexit hooks or finalizers
     os.close(go_read)
     os.close(answer_write)
-    return Child(pid, go_write, answer_read)
+    child = Child(pid, go_write, answer_read)
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # an interrupt held meanwhile is raised here
+    except BaseException:
+        abandon(child)
+        raise
+    return child
 
 
-def _child(work: Callable[[], dict[str, Any]], go: int, answer: int) -> None:  # pragma: no cover - runs in the child
+def abandon(child: Child) -> None:
+    """Send a child that will never be told to go away: it reads the end of its pipe, exits, and is reaped."""
+    for fd in (child.go, child.answer):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _reap(child.pid)
+
+
+def _child(work: Callable[[], dict[str, Any]], go: int, answer: int, mask: Any) -> None:  # pragma: no cover - runs in the child
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the kernel's interrupt goes to its process group
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     except ValueError:
-        pass  # forked from a thread other than the main one: no signal handlers to change
+        pass  # forked from a thread other than the main one: SIGINT stays blocked, which serves as well
     gc.disable()  # no finalizer of the parent's objects runs here
     _close_inherited(keep=(go, answer))
     sys.stdout = sys.stderr = open(1, "w", closefd=False)  # /dev/null now; ipykernel's streams need threads the child lacks

@@ -284,7 +284,12 @@ def store_entry(writer: Writer, store: Any, entry: Pending, warn: Callable[[str]
         # A fork the system refused: the digests now, on the thread route.
         entry = replace(entry, child=child) if child is not None else replace(entry, digests=output_digests(entry.values))
     if entry.nbytes >= BEHIND_AT and (entry.digests is not None or entry.child is not None):
-        writer.submit(store, entry)
+        try:
+            writer.submit(store, entry)  # may wait for room in the queue, and be interrupted there
+        except BaseException:
+            if entry.child is not None:
+                snapshot.abandon(entry.child)
+            raise
         return
     try:
         blob = store.put_blob({"ns": entry.values, "record": entry.record})

@@ -160,6 +160,35 @@ def test_the_kernels_interrupt_does_not_stop_the_snapshot(shell, store_dir):
     assert len(entries(store_dir)) == 1
 
 
+def test_an_interrupt_at_the_fork_itself_does_not_kill_the_snapshot(shell, store_dir, monkeypatch):
+    real = snapshot._child
+
+    def interrupted_at_once(*args):
+        os.kill(os.getpid(), signal.SIGINT)  # before the child could ignore it: Ctrl-C just as the cell ended
+        real(*args)
+
+    monkeypatch.setattr(snapshot, "_child", interrupted_at_once)
+    run(shell, MAKE)
+    assert warnings_of_the_next_cells(shell) == []
+    assert len(entries(store_dir)) == 1
+
+
+def test_a_parent_interrupted_before_it_queued_the_snapshot_reaps_it(shell, store_dir, monkeypatch):
+    forked = []
+    real = snapshot.fork
+    monkeypatch.setattr(snapshot, "fork", lambda work: forked.append(real(work)) or forked[-1])
+
+    def interrupted(*args):
+        raise KeyboardInterrupt  # Ctrl-C while the miss waits for room in the writer's queue
+
+    monkeypatch.setattr(wb.Writer, "submit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        shell.run_cell(MAKE).raise_error()
+    [child] = forked
+    assert not alive(child.pid)  # told to go away and reaped, not left waiting forever
+    assert entries(store_dir) == []
+
+
 def test_a_snapshot_killed_before_it_answers_warns_once_and_stores_nothing(shell, store_dir):
     with writer(shell).hold():
         run(shell, MAKE)
