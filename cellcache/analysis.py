@@ -76,6 +76,11 @@ class CellNames:
     guarded: bool = False  # the cell tests whether names exist (`except NameError`, `"x" in globals()`)
     reseeded: frozenset[tuple[str, ...]] = frozenset()  # generators (`("np", "random")`) the cell seeds before any use
 
+    @property
+    def named_modules(self) -> tuple[str, ...]:
+        """Every module the cell names: imported (``import a.b``) and aliased (``from a import b as c``)."""
+        return (*self.modules, *(module for _, module in self.aliases))
+
 
 def analyze(source: str) -> CellNames:
     """Analyze transformed cell source. A SyntaxError propagates unchanged."""

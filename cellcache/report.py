@@ -154,7 +154,7 @@ def row_view(row: StepStats, now: float | None = None, errors: StepErrors | None
     return RowView(
         name=row.name,
         runs=str(row.runs),
-        hits=str(row.hits) + (f" ({row.remote_hits} remote)" if getattr(row, "remote_hits", 0) else ""),
+        hits=str(row.hits) + (f" ({row.remote_hits} remote)" if row.remote_hits else ""),
         misses=str(row.misses),
         errors=str(errors.count),
         hit_rate=format_rate(row.hit_rate),

@@ -228,7 +228,7 @@ class Session:
             code=code,
             inputs=inputs,
             files=file_digests,
-            modules=_module_components(names.imports, [*names.modules, *(m for _, m in names.aliases)]),
+            modules=_module_components(names.imports, names.named_modules),
             extra=hidden.components,
         )
         stale_modules = take_stale()
@@ -464,7 +464,7 @@ class Session:
             result_name = next((n for n, v in values.items() if v is result.result), None)
         declared = set(dep_paths) | set(out_paths)
         named = [*names.strings, *(ns[n] for n in inputs if isinstance(ns.get(n), (str, os.PathLike)))]
-        named += files.import_reads([*names.modules, *(m for _, m in names.aliases), *_modules_of(ns[n] for n in inputs if n in ns)])
+        named += files.import_reads([*names.named_modules, *_modules_of(ns[n] for n in inputs if n in ns)])
         implicit = [p for p in opened.files_read(named) if p not in declared]
         record = rec.as_record()
         record["effects"] = fx.replay(ns)
@@ -578,7 +578,6 @@ def _digest_changed(value: Any, digest: str) -> bool:
         return fingerprint(value).hex() != digest
     except Unfingerprintable:
         return True
-
 
 
 def _modules_of(values: Iterable[Any]) -> set[str]:

@@ -28,7 +28,7 @@ import sqlite3
 import stat
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -70,9 +70,12 @@ class VerifyReport:
         return asdict(self)
 
 
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
+def _out_target(path: str) -> Path:
+    """Where an --outs path lands from the working directory; UnsafeEntry if that is outside the project."""
+    from cellcache.config import project_root
+
+    cwd = Path.cwd()
+    return inside_project(path, cwd, project_root(cwd))
 
 
 def _is_digest(name: str) -> bool:
@@ -544,11 +547,8 @@ class LocalStore(Store):
         """
         from cellcache.files import digest  # files depends on the store's format, not the other way round
 
-        from cellcache.config import project_root
-
-        cwd = Path.cwd()
         # The runner asks for cwd / out.path; whatever it asks, nothing is written outside the project.
-        if Path(os.path.normpath(target)) != inside_project(out.path, cwd, project_root(cwd)):
+        if Path(os.path.normpath(target)) != _out_target(out.path):
             raise UnsafeEntry(f"--outs path {out.path!r} does not name {target}")
         if target.is_file() and not target.is_symlink() and target.stat().st_size == out.size and digest(target, cache) == out.blob:
             return False
@@ -586,12 +586,8 @@ class LocalStore(Store):
         entirely in or entirely gone.
         """
         validate(manifest)
-        if manifest.outs:
-            from cellcache.config import project_root
-
-            cwd = Path.cwd()
-            for out in manifest.outs:
-                inside_project(out.path, cwd, project_root(cwd))
+        for out in manifest.outs:
+            _out_target(out.path)  # UnsafeEntry if it leaves the project
         self._make_root()
         path = self.entry_dir(manifest.key) / f"{manifest.variant}.json"
         signed = sign(manifest, self.secret)
@@ -885,7 +881,7 @@ class LocalStore(Store):
                 bad.append(path)
         if not self.exists():
             return VerifyReport(checked=0, broken=(), repaired=repair)
-        with self._sweeping("repair") if repair else _nothing():
+        with self._sweeping("repair") if repair else nullcontext():
             if repair:
                 for path in bad:
                     path.unlink(missing_ok=True)

@@ -157,6 +157,10 @@ class RemoteStore:
     def local_path(self) -> bool:
         return "file" in _protocols(self.fs)
 
+    @property
+    def s3(self) -> bool:
+        return "s3" in _protocols(self.fs)
+
     # layout --------------------------------------------------------------
 
     def blob_path(self, sha256: str) -> str:
@@ -179,10 +183,7 @@ class RemoteStore:
     def _cat(self, path: str) -> bytes | None:
         """An object's bytes, or None if there is none (a 404 is a miss, not a fault)."""
         try:
-            if "s3" in _protocols(self.fs):
-                # One GET: s3fs's default first asks for the size, and a 404 there lists the prefix.
-                return self.fs.cat_file(path, max_concurrency=1)
-            return self.fs.cat_file(path)
+            return self._cat_whole(path)
         except FileNotFoundError:
             return None
         except Exception as exc:  # noqa: BLE001 - every other failure is classified, never swallowed
@@ -239,9 +240,13 @@ class RemoteStore:
             return [self._cat(p) for p in paths]
         return [f.result() for f in [self.pool.submit(self._cat, p) for p in paths]]
 
+    def _cat_whole(self, path: str) -> bytes:
+        # One GET on S3: s3fs's default first asks for the size, and a 404 there lists the prefix.
+        return self.fs.cat_file(path, max_concurrency=1) if self.s3 else self.fs.cat_file(path)
+
     def _ls_names(self, path: str) -> list[str]:
         try:
-            if "s3" in _protocols(self.fs):
+            if self.s3:
                 # One ListObjectsV2 of this folder: s3fs's ls() lists the parents too when a folder is empty.
                 bucket, key, _ = self.fs.split_path(path)
                 response = self.fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=key.rstrip("/") + "/", Delimiter="/")
@@ -303,7 +308,7 @@ class RemoteStore:
         """
         try:
             if size <= PART:
-                yield self.fs.cat_file(path, max_concurrency=1) if "s3" in _protocols(self.fs) else self.fs.cat_file(path)
+                yield self._cat_whole(path)
                 return
             # One range per worker for big objects: fewer, larger requests suit servers that pay per
             # request (moto slices the whole object for each range); real S3 streams them in parallel alike.
@@ -330,7 +335,7 @@ class RemoteStore:
     def exists(self, path: str) -> bool:
         """Whether one object exists: a single HEAD on S3 (fsspec's exists() lists the prefix after a 404)."""
         try:
-            if "s3" in _protocols(self.fs):
+            if self.s3:
                 bucket, key, _ = self.fs.split_path(path)
                 try:
                     self.fs.call_s3("head_object", Bucket=bucket, Key=key)
@@ -352,7 +357,7 @@ class RemoteStore:
         lost race re-sends the bytes).
         """
         try:
-            if (check or "s3" not in _protocols(self.fs)) and self.exists(path):
+            if (check or not self.s3) and self.exists(path):
                 return False
             if self.local_path:
                 return self._write_local(path, source)
@@ -380,7 +385,7 @@ class RemoteStore:
         return True
 
     def _write_object(self, path: str, source: Path | bytes) -> bool:
-        s3 = "s3" in _protocols(self.fs)
+        s3 = self.s3
         size = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
         if s3 and size <= PART:
             # One conditional PUT (If-None-Match: *): a staged file would cost a multipart upload's three requests.

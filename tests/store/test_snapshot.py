@@ -22,7 +22,6 @@ pytestmark = pytest.mark.skipif(not snapshot.available(), reason="the fork route
 
 N = wb.BEHIND_AT // 8 * 4  # float64 elements: four times the write-behind threshold
 MAKE = f"%%cached make\nimport numpy as np\nbig = np.arange({N}, dtype=np.float64)"
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
