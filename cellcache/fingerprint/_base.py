@@ -181,6 +181,10 @@ class Kinds:
     def pickle_digest(self, value: object, *, fast: bool = False) -> bytes:
         raise NotImplementedError
 
+    def scalars_digest(self, items: list[Any]) -> tuple[bytes, bool]:
+        """``pickle_digest(items, fast=True)``, and whether every item was an exact builtin."""
+        raise NotImplementedError
+
     def part(self, value: object, owner: str, what: str) -> bytes:
         raise NotImplementedError
 

@@ -120,7 +120,14 @@ class _Run(ValueKinds, CodeKinds):
             # Only a cycle needs the memo; its stream is tagged apart.
             return self.stream_digest(value, _SetPickler, b"Q", memo=True)
 
+    def scalars_digest(self, items: list[Any]) -> tuple[bytes, bool]:
+        digest, pickler = self.stream(items, _ScalarPickler, b"P", memo=False)
+        return digest, not pickler.hooked  # type: ignore[attr-defined]
+
     def stream_digest(self, value: object, kind: type[_Pickler], tag: bytes, *, memo: bool) -> bytes:
+        return self.stream(value, kind, tag, memo=memo)[0]
+
+    def stream(self, value: object, kind: type[_Pickler], tag: bytes, *, memo: bool) -> tuple[bytes, _Pickler]:
         hasher = xxhash.xxh3_128(tag)
         buffers = _Buffers()
         pickler = kind(self, hasher, buffers)
@@ -136,8 +143,8 @@ class _Run(ValueKinds, CodeKinds):
         except Exception as exc:
             raise _unfingerprintable(value, exc) from exc
         if buffers.hasher is None:
-            return hasher.digest()
-        return _hash(b"B", hasher.digest(), buffers.hasher.digest())
+            return hasher.digest(), pickler
+        return _hash(b"B", hasher.digest(), buffers.hasher.digest()), pickler
 
     def part(self, value: object, owner: str, what: str) -> bytes:
         """The digest of a component of ``owner``, naming it if it fails."""
@@ -341,6 +348,20 @@ class _Pickler(pickle.Pickler):
         except KeyError:
             handler = run.classify(kind)
         return handler(obj)
+
+
+class _ScalarPickler(_Pickler):
+    """The object-column pickler: its stream is ``_Pickler``'s, and it notes whether any item needed a hook.
+
+    The C pickler skips ``reducer_override`` only for exact builtins, so an
+    unhooked stream of a scalars-only column proves every item immutable.
+    """
+
+    hooked = False
+
+    def reducer_override(self, obj: object) -> object:
+        self.hooked = True
+        return super().reducer_override(obj)
 
 
 class _SetPickler(_Pickler):

@@ -17,6 +17,7 @@ from typing import Any
 import xxhash
 
 from cellcache import pagemap
+from cellcache.fingerprint import pointers
 from cellcache.fingerprint._base import Kinds, _ref, _str_digest
 
 # Non-contiguous arrays are copied at most this many bytes at a time.
@@ -173,7 +174,7 @@ class ValueKinds(Kinds):
         else:
             # Arrow-backed, interval, sparse and third-party arrays: their
             # values as Python objects, which with the dtype define them.
-            hasher.update(b"objects" + self.object_values_digest(np.asarray(values, dtype=object)))
+            hasher.update(b"objects" + self.object_values_digest(np.asarray(values, dtype=object), lasting=False))
         return hasher.digest()
 
     def dtype_digest(self, dtype: Any) -> bytes:
@@ -187,16 +188,35 @@ class ValueKinds(Kinds):
         fields = tuple(getattr(dtype, name) for name in getattr(dtype, "_metadata", ()))
         return self.digest((type(dtype), str(dtype), fields))
 
-    def object_values_digest(self, values: Any) -> bytes:
-        """Object column values: a fast-mode pickle when they are scalars only."""
+    def object_values_digest(self, values: Any, *, lasting: bool = True) -> bytes:
+        """Object column values: a fast-mode pickle when they are scalars only.
+
+        A ``lasting`` array (one that outlives this call: a column's own
+        buffer, not a conversion) of exact immutable builtins is remembered by
+        its pointers, so hashing it again while it is unchanged skips the items.
+        """
+        known = pointers.known_digest(values) if lasting else None
+        if known is not None:
+            return known
         pd = sys.modules["pandas"]
         flat = values.reshape(-1)
         fast = pd.api.types.infer_dtype(flat, skipna=True) in _SCALAR_KINDS
         hasher = xxhash.xxh3_128(b"O" + (b"f" if fast else b"g"))
         hasher.update(pickle.dumps(values.shape, protocol=5))
+        exact, kept = fast, []
         for start in range(0, len(flat), _CHUNK_ITEMS):
-            hasher.update(self.pickle_digest(flat[start : start + _CHUNK_ITEMS].tolist(), fast=fast))
-        return hasher.digest()
+            items = flat[start : start + _CHUNK_ITEMS].tolist()
+            if fast:
+                part, plain = self.scalars_digest(items)
+                exact = exact and plain
+                kept.append(items)
+            else:
+                part = self.pickle_digest(items)
+            hasher.update(part)
+        digest = hasher.digest()
+        if exact and lasting:
+            pointers.remember(values, digest, kept)
+        return digest
 
 
 def _arrow_string_buffers_digest(array: Any) -> bytes:

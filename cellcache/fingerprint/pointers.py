@@ -1,0 +1,135 @@
+"""Object columns remembered by the pointers they hold: an unchanged one is not pickled again.
+
+An object array's buffer is a row of pointers. When every item it points to
+is an exact ``str``, ``bytes``, ``int``, ``float``, ``bool`` or ``None``, no
+item can change in place, so the array's value is fixed by its pointers,
+provided an address can't come to stand for another object. The memo holds a
+reference to every item it saw, so none of them can be freed, and no address
+reused, while its entry lives. A later call on an array with the same owner,
+address, shape and strides whose pointer row hashes the same (8 bytes per
+item, about a tenth of what pickling reads) gets the digest without touching
+the items. Any write to the array (an item set, a sort, a fill) changes the
+row, and the items are hashed again.
+
+An entry lives as long as the array that owns the buffer (a weak reference
+drops it) and the memo is bounded, least recently used first, by the items
+it keeps alive: replaced items stay alive only until their entry goes.
+The lists that keep them are taken out of the cycle collector: they hold
+atoms only, so they can't be in a cycle, and a collector pass would
+otherwise touch every item of every list, about 15 ms per million.
+"""
+from __future__ import annotations
+
+import ctypes
+import sys
+import threading
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import xxhash
+
+# Below this many items pickling is cheap enough that nothing is remembered.
+MIN_ITEMS = 1 << 16
+# Items kept alive across all entries (8 bytes of list per item).
+MAX_ITEMS = 1 << 24
+
+_CPYTHON = sys.implementation.name == "cpython"
+
+_Key = tuple[int, int, tuple[int, ...], tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    owner: weakref.ReferenceType
+    pointers: bytes
+    digest: bytes
+    keep: tuple[list[Any], ...]  # the items, so no address in ``pointers`` can be reused
+    items: int
+
+
+_entries: OrderedDict[_Key, _Entry] = OrderedDict()
+_kept = 0
+# Re-entrant: dropping an entry can free an owner, whose weak-reference callback pops under the lock.
+_lock = threading.RLock()
+
+
+def _locate(values: Any) -> tuple[_Key, Any] | None:
+    """``values``' key and the array that owns its buffer, or None if it can't be remembered."""
+    np = sys.modules["numpy"]
+    if type(values) is not np.ndarray or values.dtype != object or values.size < MIN_ITEMS:
+        return None
+    if not values.flags.c_contiguous:
+        return None
+    owner = values
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    if owner.base is not None:
+        return None  # memory numpy doesn't own: nothing to watch
+    return (id(owner), values.ctypes.data, values.shape, values.strides), owner
+
+
+def _untrack(items: list[Any]) -> None:
+    # What CPython does by itself for tuples and dicts of atoms, done for lists.
+    ctypes.pythonapi.PyObject_GC_UnTrack(ctypes.py_object(items))
+
+
+def _pointers(values: Any) -> bytes:
+    row = (ctypes.c_char * values.nbytes).from_address(values.ctypes.data)
+    return xxhash.xxh3_128_digest(row)
+
+
+def known_digest(values: Any) -> bytes | None:
+    """The digest remembered for ``values`` if it provably holds the same items; else None."""
+    found = _locate(values)
+    if found is None:
+        return None
+    key, owner = found
+    with _lock:
+        entry = _entries.get(key)
+        if entry is None or entry.owner() is not owner:
+            return None
+        if _pointers(values) != entry.pointers:
+            return None
+        _entries.move_to_end(key)
+        return entry.digest
+
+
+def remember(values: Any, digest: bytes, keep: list[list[Any]]) -> None:
+    """Note ``digest`` for ``values``, whose items (all in ``keep``, which the memo then owns) are exact immutable builtins."""
+    global _kept
+    found = _locate(values) if _CPYTHON else None
+    if found is None:
+        return
+    key, owner = found
+    items = sum(map(len, keep))
+    if items > MAX_ITEMS:
+        return
+    for part in keep:
+        _untrack(part)
+    entry = _Entry(weakref.ref(owner, lambda _, key=key: _drop(key)), _pointers(values), digest, tuple(keep), items)
+    with _lock:
+        old = _entries.pop(key, None)
+        if old is not None:
+            _kept -= old.items
+        _entries[key] = entry
+        _kept += items
+        while _kept > MAX_ITEMS:
+            _, evicted = _entries.popitem(last=False)
+            _kept -= evicted.items
+
+
+def _drop(key: _Key) -> None:
+    global _kept
+    with _lock:
+        entry = _entries.pop(key, None)
+        if entry is not None:
+            _kept -= entry.items
+
+
+def forget() -> None:
+    global _kept
+    with _lock:
+        _entries.clear()
+        _kept = 0
