@@ -21,6 +21,7 @@ otherwise touch every item of every list, about 15 ms per million.
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 import threading
 import weakref
@@ -88,12 +89,12 @@ def known_digest(values: Any) -> bytes | None:
     key, owner = found
     with _lock:
         entry = _entries.get(key)
-        if entry is None or entry.owner() is not owner:
-            return None
-        if _pointers(values) != entry.pointers:
-            return None
-        _entries.move_to_end(key)
-        return entry.digest
+    if entry is None or entry.owner() is not owner or _pointers(values) != entry.pointers:
+        return None
+    with _lock:
+        if key in _entries:
+            _entries.move_to_end(key)
+    return entry.digest
 
 
 def remember(values: Any, digest: bytes, keep: list[list[Any]]) -> None:
@@ -126,6 +127,16 @@ def _drop(key: _Key) -> None:
         entry = _entries.pop(key, None)
         if entry is not None:
             _kept -= entry.items
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    # A thread that held the lock at the fork doesn't exist in the child (a write-behind snapshot).
+    _lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def forget() -> None:
