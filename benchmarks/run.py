@@ -75,6 +75,12 @@ def expect(hit: bool) -> None:
         raise SystemExit(f"benchmark setup error: expected {'a hit' if hit else 'a miss'}, got {run}")
 
 
+def timed_hit(shell: InteractiveShell, source: str) -> float:
+    seconds = timed(lambda: cell(shell, source))
+    expect(hit=True)
+    return seconds
+
+
 class Report:
     def __init__(self, judge: bool) -> None:
         self.judge = judge
@@ -222,8 +228,7 @@ def bench_inputs(shell: InteractiveShell, report: Report, n: int, repeat: int) -
     raw, hit = [], []
     for _ in range(repeat):
         raw.append(timed(lambda: xxhash.xxh3_128(memoryview(a)).digest()))
-        hit.append(timed(lambda: cell(shell, "%%cached bench_input\ns = float(a[0])")))
-        expect(hit=True)
+        hit.append(timed_hit(shell, "%%cached bench_input\ns = float(a[0])"))
     jh = timed(lambda: joblib.hash(a))
     report.ratio(
         f"hit, {n * 8 / 2**30:.2f} GiB input (made by the user) / raw xxh3_128 of it",
@@ -244,8 +249,7 @@ def bench_inputs(shell: InteractiveShell, report: Report, n: int, repeat: int) -
     expect(hit=True)
     mapped = []
     for _ in range(repeat):
-        mapped.append(timed(lambda: cell(shell, use)))
-        expect(hit=True)
+        mapped.append(timed_hit(shell, use))
     report.ratio(
         f"hit, {n * 8 / 2**30:.2f} GiB input mapped by an earlier hit / raw xxh3_128",
         [m / r for m, r in zip(mapped, raw)],
@@ -437,11 +441,9 @@ def bench_strings(shell: InteractiveShell, report: Report, rows: int, repeat: in
     cell(shell, body)
     remembered, forgotten = [], []
     for _ in range(repeat):
-        remembered.append(timed(lambda: cell(shell, body)))
-        expect(hit=True)
+        remembered.append(timed_hit(shell, body))
         pointers.forget()
-        forgotten.append(timed(lambda: cell(shell, body)))
-        expect(hit=True)
+        forgotten.append(timed_hit(shell, body))
     report.ratio(
         f"hit, input frame with a {rows:,}-row object str column: remembered / pickled every time",
         [r / f for r, f in zip(remembered, forgotten)],
