@@ -52,7 +52,7 @@ class _Entry:
 
 _entries: OrderedDict[_Key, _Entry] = OrderedDict()
 _kept = 0
-# Re-entrant: dropping an entry can free an owner, whose weak-reference callback pops under the lock.
+# Re-entrant: a collection that runs inside the lock can free an owner, whose callback takes the lock.
 _lock = threading.RLock()
 
 

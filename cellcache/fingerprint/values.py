@@ -4,8 +4,10 @@ Plain-dtype arrays feed their bytes to xxh3 in place (in bounded chunks
 when not C-contiguous); pandas frames, series and indexes hash their
 labels, index, dtypes and each column through the array route, or for
 object columns a fast-mode pickle when ``infer_dtype`` proves they hold
-only scalars. numpy and pandas are never imported here: they are looked up
-in ``sys.modules``, so a kernel that never imported them pays nothing.
+only scalars. An object column of exact immutable builtins is then
+remembered by its pointers (``pointers``), so an unchanged one is not
+pickled again. numpy and pandas are never imported here: they are looked
+up in ``sys.modules``, so a kernel that never imported them pays nothing.
 """
 from __future__ import annotations
 
@@ -209,7 +211,8 @@ class ValueKinds(Kinds):
             if fast:
                 part, plain = self.scalars_digest(items)
                 exact = exact and plain
-                kept.append(items)
+                if lasting:
+                    kept.append(items)
             else:
                 part = self.pickle_digest(items)
             hasher.update(part)
