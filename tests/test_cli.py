@@ -155,6 +155,7 @@ def filled(store: Path) -> dict[str, Manifest]:
         "charlie": put(local, "charlie", list(range(300)), now - 10),
     }
     local.record_run("alpha", entries["alpha"].key, "hit", 0.01, 1.99, "hit")
+    local.index.close()  # its run records are written behind: in, before another store reads them
     return entries
 
 
