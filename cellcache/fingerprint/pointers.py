@@ -73,7 +73,10 @@ def _locate(values: Any) -> tuple[_Key, Any] | None:
 
 def _untrack(items: list[Any]) -> None:
     # What CPython does by itself for tuples and dicts of atoms, done for lists.
-    ctypes.pythonapi.PyObject_GC_UnTrack(ctypes.py_object(items))
+    # pythonapi is a PyDLL: the call keeps the GIL, as the C API requires.
+    untrack = ctypes.pythonapi.PyObject_GC_UnTrack
+    untrack.argtypes, untrack.restype = [ctypes.py_object], None
+    untrack(items)
 
 
 def _pointers(values: Any) -> bytes:
