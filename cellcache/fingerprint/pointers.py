@@ -37,6 +37,11 @@ MIN_ITEMS = 1 << 16
 MAX_ITEMS = 1 << 24
 
 _CPYTHON = sys.implementation.name == "cpython"
+if _CPYTHON:
+    # What CPython does by itself for tuples and dicts of atoms, done for the lists that keep items.
+    # pythonapi is a PyDLL: the call keeps the GIL, as the C API requires.
+    _untrack = ctypes.pythonapi.PyObject_GC_UnTrack
+    _untrack.argtypes, _untrack.restype = [ctypes.py_object], None
 
 _Key = tuple[int, int, tuple[int, ...], tuple[int, ...]]
 
@@ -69,14 +74,6 @@ def _locate(values: Any) -> tuple[_Key, Any] | None:
     if owner.base is not None:
         return None  # memory numpy doesn't own: nothing to watch
     return (id(owner), values.ctypes.data, values.shape, values.strides), owner
-
-
-def _untrack(items: list[Any]) -> None:
-    # What CPython does by itself for tuples and dicts of atoms, done for lists.
-    # pythonapi is a PyDLL: the call keeps the GIL, as the C API requires.
-    untrack = ctypes.pythonapi.PyObject_GC_UnTrack
-    untrack.argtypes, untrack.restype = [ctypes.py_object], None
-    untrack(items)
 
 
 def _pointers(values: Any) -> bytes:
