@@ -190,6 +190,67 @@ def test_numeric_pandas_blocks_and_arrow_strings_are_mapped(tmp_path):
     assert frame.loc[0, "x"] == 0.0
 
 
+class Label(str):
+    pass
+
+
+def _object_arrays() -> dict[str, np.ndarray]:
+    def filled(items, shape=None):
+        array = np.empty(len(items), dtype=object)
+        for i, item in enumerate(items):
+            array[i] = item
+        return array if shape is None else array.reshape(shape)
+
+    looped = np.empty(3, dtype=object)
+    looped[:] = ["a", None, None]
+    looped[1] = looped  # an array that is one of its own items
+    return {
+        "strings": filled([f"s{i}" for i in range(1000)]),
+        "atoms": filled(["a", b"b", 1, 2**80, 1.5, float("nan"), True, None]),
+        "containers": filled([(1, 2), [3, [4]], {"k": {5}}, frozenset({6}), bytearray(b"x")]),
+        "arrays": filled([np.arange(3), np.array(["x", None], dtype=object), np.float64(2.5)]),
+        "classes": filled([Label("tag"), pd.NA, pd.Timestamp("2024-01-01"), np.int64(7)]),
+        "looped": looped,
+        "two_d": filled(list(range(6)), (2, 3)),
+        "fortran": np.asfortranarray(filled(list("abcdef"), (2, 3))),
+        "shared": filled([looped[0]] * 4),
+    }
+
+
+def test_object_arrays_of_every_kind_come_back_equal(tmp_path):
+    values = _object_arrays()
+    restored = load(*write_blob(tmp_path, {**values, "nested": [values["strings"], {"in": values["containers"]}]}))
+    for name, value in values.items():
+        again = restored[name]
+        assert type(again) is np.ndarray and again.dtype == object and again.shape == value.shape, name
+        if name == "looped":
+            assert again[1] is again and again[0] == "a"
+            continue
+        assert again.flags.f_contiguous == value.flags.f_contiguous, name
+        for mine, theirs in zip(again.ravel(order="A"), value.ravel(order="A")):
+            assert type(mine) is type(theirs), (name, mine)
+            if isinstance(mine, np.ndarray):
+                assert np.array_equal(mine, theirs), name
+            elif not (mine is pd.NA or (isinstance(mine, float) and mine != mine)):
+                assert mine == theirs, (name, mine)
+    assert all(item is restored["shared"][0] for item in restored["shared"])  # one object, as stored
+    assert restored["nested"][0] is restored["strings"]  # an alias stays one array
+    assert type(restored["classes"][0]) is Label
+
+
+def test_object_columns_of_a_frame_come_back_equal(tmp_path):
+    n = 5000
+    frame = pd.DataFrame(
+        {
+            "name": pd.Series([f"user_{i % 97}" for i in range(n)], dtype=object),
+            "mixed": pd.Series([i if i % 3 else str(i) for i in range(n)], dtype=object),
+            "x": np.arange(n, dtype=np.float64),
+        }
+    )
+    restored = load(*write_blob(tmp_path, frame))
+    pd.testing.assert_frame_equal(restored, frame)
+
+
 def test_joblib_load_still_reads_blobs(tmp_path):
     values = {"big": np.arange(BIG, dtype=np.float64), "small": np.arange(3), "text": "x"}
     path, _ = write_blob(tmp_path, values)
@@ -198,6 +259,26 @@ def test_joblib_load_still_reads_blobs(tmp_path):
 
 
 # through the shell --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rows", [50, BIG])  # stored at once, and written behind
+def test_object_outputs_are_stored_and_hit(shell, rows):
+    import cellcache
+
+    body = (
+        "%%cached objects\nimport numpy as np, pandas as pd\n"
+        f"people = pd.DataFrame({{'name': pd.Series([f'p{{i}}' for i in range({rows})], dtype=object), 'n': np.arange({rows})}})\n"
+        "tags = np.array([('a', 1), None, 'b'], dtype=object)"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)
+        run(shell, body)
+        cellcache.flush()
+        made = shell.user_ns.pop("people"), shell.user_ns.pop("tags")
+        run(shell, body)
+    assert cellcache.last_run().hit
+    pd.testing.assert_frame_equal(shell.user_ns["people"], made[0])
+    assert list(shell.user_ns["tags"]) == list(made[1])
 
 
 def corrupt_every_blob(store: Path) -> int:

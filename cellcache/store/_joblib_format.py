@@ -196,9 +196,8 @@ class BundleUnpickler(NumpyUnpickler):
             self.stack.pop()
             if wrapper.dtype.hasobject:
                 # The nested stream of an object array: the C unpickler reads it many times faster.
-                inner = pickle.Unpickler(self.reader)
-                inner.find_class = self.find_class  # type: ignore[method-assign]
-                self.stack.append(inner.load())
+                # (Its find_class is its own, as joblib's is pickle's: the C one can't be assigned.)
+                self.stack.append(pickle.Unpickler(self.reader).load())
             else:
                 self.stack.append(_array_from(wrapper, self.reader, self.mapped))
 
