@@ -10,6 +10,10 @@ page of its data has been written, its fingerprint is the one the manifest
 recorded when the entry was made: reading 2 MB of flags replaces hashing
 1 GiB of data.
 
+An object array a hit built is in no mapping; it is proven unchanged by
+its row of pointers instead, while the items it was built from are kept
+alive and are all exact immutable builtins (``fingerprint.pointers``).
+
 Any doubt answers "don't know", and the caller hashes: another platform, an
 unreadable pagemap, a page written (even if written back to the same bytes),
 swapped out or migrated, an array that is not the object the hit produced,
@@ -40,6 +44,7 @@ class _Mapped:
     layout: tuple[Any, ...]  # what a page check can't see: shape, strides, dtype, pointers, labels
     spans: tuple[tuple[int, int], ...]  # (address, length) of the mapped bytes the value's content is
     keep: tuple[Any, ...] = ()  # the parts whose ids are in the layout, kept alive so no id is reused
+    objects: tuple[Any, ...] = ()  # object arrays, proven unchanged by their pointers instead of their pages
 
 
 _known: dict[int, _Mapped] = {}
@@ -53,21 +58,33 @@ def _in_mapping(address: int, length: int) -> bool:
     return any(start <= address and address + length <= start + ctypes.sizeof(region) for start, region in list(_MAPPINGS.items()))
 
 
-def _array_layout(array: Any) -> tuple[tuple[Any, ...], tuple[tuple[int, int], ...], tuple[Any, ...]] | None:
+# What a value is checked by: its layout, the spans whose pages must be unwritten, the parts
+# kept alive, and the object arrays whose pointers must be unchanged.
+_Found = tuple[tuple[Any, ...], tuple[tuple[int, int], ...], tuple[Any, ...], tuple[Any, ...]]
+
+
+def _array_layout(array: Any) -> _Found | None:
+    from cellcache.fingerprint import pointers
     from cellcache.store.format import MAP_THRESHOLD, mapping_of
 
-    if array.nbytes < MAP_THRESHOLD or not array.flags.c_contiguous or mapping_of(array) is None:
+    if not array.flags.c_contiguous:
         return None
-    return (array.shape, array.strides, array.dtype, array.ctypes.data), ((array.ctypes.data, array.nbytes),), ()
+    layout = (array.shape, array.strides, array.dtype, array.ctypes.data)
+    if array.dtype.hasobject:
+        return (layout, (), (), (array,)) if pointers.watched(array) else None
+    if array.nbytes < MAP_THRESHOLD or mapping_of(array) is None:
+        return None
+    return layout, ((array.ctypes.data, array.nbytes),), (), ()
 
 
-def _frame_layout(frame: Any) -> tuple[tuple[Any, ...], tuple[tuple[int, int], ...], tuple[Any, ...]] | None:
+def _frame_layout(frame: Any) -> _Found | None:
     """A DataFrame whose every column lies in a cellcache mapping (or in immutable bytes), by its layout.
 
     Only the plain case: a RangeIndex, no attrs, numeric numpy blocks, datetime
-    and timedelta blocks, and Arrow string blocks. The labels are compared by value (an Index's name can be set
-    in place); the blocks by identity, pointers and shapes, and their bytes by
-    their pages.
+    and timedelta blocks, Arrow string blocks, and object blocks a hit built
+    (``pointers.watch``). The labels are compared by value (an Index's name can
+    be set in place); the blocks by identity, pointers and shapes, their bytes
+    by their pages, and an object block's items by its row of pointers.
     """
     pd, np = sys.modules["pandas"], sys.modules["numpy"]
     index, columns = frame.index, frame.columns
@@ -77,12 +94,20 @@ def _frame_layout(frame: Any) -> tuple[tuple[Any, ...], tuple[tuple[int, int], .
     blocks: list[Any] = []
     spans: list[tuple[int, int]] = []
     keep: list[Any] = []
+    objects: list[Any] = []
+    from cellcache.fingerprint import pointers
     from cellcache.store.format import mapping_of
 
     for block in mgr.blocks:
         values = block.values
-        if type(values) is np.ndarray:
-            if values.dtype.hasobject or not values.flags.c_contiguous or mapping_of(values) is None:
+        if type(values) is np.ndarray and values.dtype.hasobject:
+            if not pointers.watched(values):
+                return None
+            blocks.append((id(values), values.ctypes.data, values.shape, values.strides, values.dtype.str))
+            keep.append(values)
+            objects.append(values)
+        elif type(values) is np.ndarray:
+            if not values.flags.c_contiguous or mapping_of(values) is None:
                 return None
             blocks.append((id(values), values.ctypes.data, values.shape, values.strides, values.dtype.str))
             spans.append((values.ctypes.data, values.nbytes))
@@ -117,10 +142,10 @@ def _frame_layout(frame: Any) -> tuple[tuple[Any, ...], tuple[tuple[int, int], .
         index.start, index.stop, index.step, index.name,
         tuple(blocks), mgr.blknos.tobytes(), mgr.blklocs.tobytes(),
     )
-    return layout, tuple(spans), tuple(keep)
+    return layout, tuple(spans), tuple(keep), tuple(objects)
 
 
-def _layout(value: Any) -> tuple[tuple[Any, ...], tuple[tuple[int, int], ...], tuple[Any, ...]] | None:
+def _layout(value: Any) -> _Found | None:
     np, pd = sys.modules.get("numpy"), sys.modules.get("pandas")
     try:
         if np is not None and type(value) is np.ndarray:
@@ -143,9 +168,11 @@ def remember(values: Mapping[str, Any], digests: Mapping[str, str] | None) -> No
         found = _layout(value)
         if found is None:
             continue
-        layout, spans, keep = found
+        layout, spans, keep, objects = found
         key = id(value)
-        _known[key] = _Mapped(weakref.ref(value, lambda _, key=key: _known.pop(key, None)), bytes.fromhex(digest), layout, spans, keep)
+        _known[key] = _Mapped(
+            weakref.ref(value, lambda _, key=key: _known.pop(key, None)), bytes.fromhex(digest), layout, spans, keep, objects
+        )
 
 
 def unchanged_digest(value: Any) -> bytes | None:
@@ -158,6 +185,10 @@ def unchanged_digest(value: Any) -> bytes | None:
         if found is None or found[0] != known.layout:
             return None
         if not all(pages_unwritten(address, length) for address, length in known.spans):
+            return None
+        from cellcache.fingerprint import pointers
+
+        if not all(pointers.unchanged_atoms(values) for values in known.objects):
             return None
     except (OSError, ValueError):
         return None

@@ -99,14 +99,19 @@ FRAME = (
 USE_FRAME = "%%cached use_frame\ntotal = float(df['x'].sum())"
 
 
-def restored_frame(shell):
-    run(shell, FRAME)
-    run(shell, USE_FRAME)
+def restored_after(shell, make: str, use: str, name: str):
+    """Run ``make`` and ``use`` to stored misses, then ``make`` again as a hit: ``name`` is what the hit restored."""
+    run(shell, make)
+    run(shell, use)
     cellcache.flush()
-    shell.user_ns.pop("df")
-    run(shell, FRAME)
+    shell.user_ns.pop(name)
+    run(shell, make)
     assert cellcache.last_run().hit
-    return shell.user_ns["df"]
+    return shell.user_ns[name]
+
+
+def restored_frame(shell):
+    return restored_after(shell, FRAME, USE_FRAME, "df")
 
 
 def test_an_unwritten_restored_frame_takes_the_manifest_digest(shell):
@@ -140,3 +145,74 @@ def test_writing_one_value_of_a_restored_frame_misses_downstream(shell):
     run(shell, USE_FRAME)
     assert not cellcache.last_run().hit
     assert shell.user_ns["total"] == pytest.approx(float(shell.user_ns["df"]["x"].sum()))
+
+
+# object columns: a restored one is proven unchanged by its pointers ----------------------------
+
+from cellcache.fingerprint import pointers  # noqa: E402
+
+OBJECT_ROWS = fmt.MAP_THRESHOLD // 8 + 77  # an entry this big is written behind, with its digests
+OBJECT_FRAME = (
+    "%%cached people\nimport numpy as np, pandas as pd\n"
+    f"people = pd.DataFrame({{'name': pd.Series([f'p{{i % 313}}-{{i}}' for i in range({OBJECT_ROWS})], dtype=object), "
+    f"'n': np.arange({OBJECT_ROWS})}})"
+)
+USE_PEOPLE = "%%cached use_people\nlongest = int(people['name'].str.len().max())"
+
+
+def restored_people(shell):
+    return restored_after(shell, OBJECT_FRAME, USE_PEOPLE, "people")
+
+
+def cold(value) -> bytes:
+    """The value's digest hashed from scratch, with nothing remembered."""
+    pagemap.forget()
+    pointers.forget()
+    return fingerprint(value)
+
+
+def test_a_restored_frame_with_an_object_column_takes_the_manifest_digest(shell):
+    people = restored_people(shell)
+    known = pagemap.unchanged_digest(people)
+    assert known is not None and known == cold(people)
+    run(shell, USE_PEOPLE)
+    assert cellcache.last_run().hit
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "people.iloc[3, 0] = 'someone else'",
+        "people.iloc[4, 0] = 4",
+        "people.iloc[[1, 2], 0] = people.iloc[[2, 1], 0].to_numpy()",
+        "people.iloc[9, 0] = ''.join(list(people.iloc[9, 0]))",  # an equal value, another object
+    ],
+)
+def test_any_write_to_a_restored_object_column_is_not_unchanged(shell, change):
+    restored_people(shell)
+    run(shell, change)
+    people = shell.user_ns["people"]
+    assert pagemap.unchanged_digest(people) is None
+    assert fingerprint(people) == cold(people)
+
+
+def test_writing_one_name_of_a_restored_frame_misses_downstream(shell):
+    restored_people(shell)
+    run(shell, f"people.iloc[{OBJECT_ROWS - 1}, 0] = 'x' * 500")
+    run(shell, USE_PEOPLE)
+    assert not cellcache.last_run().hit
+    assert shell.user_ns["longest"] == 500
+
+
+def test_a_restored_object_array_takes_the_manifest_digest_until_written(shell):
+    make = f"%%cached names\nimport numpy as np\nnames = np.array([f'n{{i}}' for i in range({OBJECT_ROWS})], dtype=object)"
+    run(shell, make)
+    cellcache.flush()
+    shell.user_ns.pop("names")
+    run(shell, make)
+    names = shell.user_ns["names"]
+    assert pagemap.unchanged_digest(names) == cold(names)
+    run(shell, make)
+    names = shell.user_ns["names"]
+    names[0] = "first"
+    assert pagemap.unchanged_digest(names) is None

@@ -14,9 +14,15 @@ row, and the items are hashed again.
 An entry lives as long as the array that owns the buffer (a weak reference
 drops it) and the memo is bounded, least recently used first, by the items
 it keeps alive: replaced items stay alive only until their entry goes.
-The lists that keep them are taken out of the cycle collector: they hold
-atoms only, so they can't be in a cycle, and a collector pass would
+The lists that keep them are taken out of the cycle collector: only the
+memo holds them, so they can't be in a cycle, and a collector pass would
 otherwise touch every item of every list, about 15 ms per million.
+
+A hit's restore seeds the memo too (``watch``): an object array whose
+stream named no class gets an entry with no digest of its own, kept by the
+very list numpy filled it from. A restored frame or array then takes its
+manifest's digest (``pagemap``) while ``unchanged_atoms`` holds, which costs
+a pointer hash and, once, a check of the items' kinds.
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ import sys
 import threading
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import xxhash
@@ -45,14 +51,20 @@ if _CPYTHON:
 
 _Key = tuple[int, int, tuple[int, ...], tuple[int, ...]]
 
+# What infer_dtype(skipna=True) says of items that are all atoms, given that none is of a class a
+# stream had to name: str, bytes, int, float, bool, None. Containers and arrays are "mixed".
+_ATOM_KINDS = frozenset({"string", "bytes", "integer", "floating", "mixed-integer-float", "boolean", "empty"})
+_ATOM_TYPES = frozenset({str, bytes, int, float, bool, type(None)})
+
 
 @dataclass(frozen=True)
 class _Entry:
     owner: weakref.ReferenceType
     pointers: bytes
-    digest: bytes
+    digest: bytes | None  # None for an array a hit restored (``watch``), whose digest is its manifest's
     keep: tuple[list[Any], ...]  # the items, so no address in ``pointers`` can be reused
     items: int
+    atoms: bool | None = None  # every item an exact immutable builtin: None until asked, for a watched array
 
 
 _entries: OrderedDict[_Key, _Entry] = OrderedDict()
@@ -81,8 +93,8 @@ def _pointers(values: Any) -> bytes:
     return xxhash.xxh3_128_digest(row)
 
 
-def known_digest(values: Any) -> bytes | None:
-    """The digest remembered for ``values`` if it provably holds the same items; else None."""
+def _current(values: Any) -> tuple[_Key, _Entry] | None:
+    """``values``' key and entry, if it has one and its pointer row is the entry's; the entry becomes most recent."""
     found = _locate(values)
     if found is None:
         return None
@@ -94,11 +106,70 @@ def known_digest(values: Any) -> bytes | None:
     with _lock:
         if key in _entries:
             _entries.move_to_end(key)
-    return entry.digest
+    return key, entry
+
+
+def known_digest(values: Any) -> bytes | None:
+    """The digest remembered for ``values`` if it provably holds the same items; else None."""
+    current = _current(values)
+    return None if current is None else current[1].digest
 
 
 def remember(values: Any, digest: bytes, keep: list[list[Any]]) -> None:
     """Note ``digest`` for ``values``, whose items (all in ``keep``, which the memo then owns) are exact immutable builtins."""
+    _add(values, digest, keep, atoms=True)
+
+
+def watch(values: Any, items: list[Any]) -> None:
+    """Watch an object array a hit just built from ``items``, which the memo then owns.
+
+    The unpickler calls this only when the array's stream named no class but
+    numpy's own, so every item is an exact builtin (containers included) made
+    by pickle's opcodes. Whether all are atoms is asked only if ``unchanged_atoms`` is.
+    """
+    if len(items) == getattr(values, "size", -1):
+        _add(values, None, [items], atoms=None)
+
+
+def watched(values: Any) -> bool:
+    """True if ``values`` has an entry (remembered or watched): whether it still holds is ``unchanged_atoms``'s to say."""
+    found = _locate(values)
+    if found is None:
+        return False
+    with _lock:
+        entry = _entries.get(found[0])
+    return entry is not None and entry.owner() is found[1]
+
+
+def unchanged_atoms(values: Any) -> bool:
+    """True only if ``values`` holds the very items it held when its entry was made, all exact immutable builtins.
+
+    Such an array is the value a hit restored (or a fingerprint hashed), unchanged.
+    For a watched array the items' kinds are checked the first time it is
+    asked (``infer_dtype``, a fifth of pickling them; each item's type when
+    that says "mixed"): the pointer row proves
+    the items the same since, and an atom can't change in place.
+    """
+    current = _current(values)
+    if current is None:
+        return False
+    key, entry = current
+    pd = sys.modules.get("pandas")
+    if entry.atoms is None:
+        if pd is None:
+            return False  # the kinds are pandas' to tell
+        flat = values.reshape(-1)
+        kind = pd.api.types.infer_dtype(flat, skipna=True)
+        # "mixed" may be atoms of several kinds (str and int), or hide a container: each item's type says.
+        atoms = kind in _ATOM_KINDS or (kind.startswith("mixed") and set(map(type, flat)) <= _ATOM_TYPES)
+        with _lock:
+            if _entries.get(key) is entry:
+                _entries[key] = replace(entry, atoms=atoms)
+        return atoms
+    return entry.atoms
+
+
+def _add(values: Any, digest: bytes | None, keep: list[list[Any]], atoms: bool | None) -> None:
     global _kept
     found = _locate(values) if _CPYTHON else None
     if found is None:
@@ -108,8 +179,10 @@ def remember(values: Any, digest: bytes, keep: list[list[Any]]) -> None:
     if items > MAX_ITEMS:
         return
     for part in keep:
+        # Safe even with containers among a watched array's items: a list only this entry holds
+        # can't be part of a cycle, and the items it holds stay tracked themselves.
         _untrack(part)
-    entry = _Entry(weakref.ref(owner, lambda _, key=key: _drop(key)), _pointers(values), digest, tuple(keep), items)
+    entry = _Entry(weakref.ref(owner, lambda _, key=key: _drop(key)), _pointers(values), digest, tuple(keep), items, atoms)
     with _lock:
         old = _entries.pop(key, None)
         if old is not None:

@@ -11,6 +11,7 @@ import importlib
 import marshal
 import os
 import pickle
+import sys
 import types
 from typing import Any
 
@@ -180,6 +181,81 @@ def _array_from(wrapper: NumpyArrayWrapper, reader: _BufferReader, mapped: bool)
     return array
 
 
+def _load_object_array(reader: _BufferReader) -> Any:
+    """The nested stream of an object array, through the C unpickler (many times faster than joblib's).
+
+    numpy fills the array from a list of its items. When the stream names no
+    class but numpy's own (so every item was built by pickle's opcodes, not by
+    a class: no subclass, no enum, no numpy scalar), that list is handed to
+    ``pointers.watch``, which keeps the items alive so the array's pointer row
+    can later prove it unchanged without pickling it again.
+    """
+    start = reader.pos
+    inner = _ObjectArrayUnpickler(reader)
+    value = inner.load()
+    foreign = inner.foreign
+    inner.memo = {}  # the memo holds the placeholder (and a bound method of inner): now only a self-referencing array does
+    del inner
+    if type(value) is not _Pending:
+        return value
+    if sys.getrefcount(value) > 2:
+        # The array is one of its own items, which point at the placeholder: read it again, plainly.
+        reader.seek(start)
+        return pickle.Unpickler(reader).load()
+    array, state = value.array, value.state
+    if not foreign and isinstance(state, tuple) and len(state) == 5 and state[3] is False and type(state[4]) is list:
+        from cellcache.fingerprint import pointers
+
+        pointers.watch(array, state[4])
+    return array
+
+
+class _Pending:
+    """What the stream's one ``_reconstruct`` call returns: it takes the array's state, so its item list is seen."""
+
+    __slots__ = ("array", "state")
+
+    def __init__(self, array: Any) -> None:
+        self.array, self.state = array, None
+
+    def __setstate__(self, state: Any) -> None:
+        self.array.__setstate__(state)
+        self.state = state
+
+
+class _ObjectArrayUnpickler(pickle.Unpickler):
+    """The C unpickler, noting in ``foreign`` whether the stream named any class but numpy's own."""
+
+    def __init__(self, reader: _BufferReader) -> None:
+        import codecs
+
+        import numpy as np
+
+        super().__init__(reader)
+        self._reconstruct = np._core.multiarray._reconstruct if hasattr(np, "_core") else np.core.multiarray._reconstruct
+        # _reconstruct builds the array, ndarray and dtype are its arguments, codecs.encode
+        # spells bytes in protocol 2 (the array's flag, and bytes items, which are exact and immutable).
+        self._plain = (np.ndarray, np.dtype, codecs.encode)
+        self.foreign = False
+        self._calls = 0
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = super().find_class(module, name)
+        if found is self._reconstruct:
+            return self.reconstruct
+        if not any(found is plain for plain in self._plain):
+            self.foreign = True
+        return found
+
+    def reconstruct(self, *args: Any) -> Any:
+        self._calls += 1
+        array = self._reconstruct(*args)
+        if self._calls > 1:
+            self.foreign = True  # an array among the items
+            return array
+        return _Pending(array)
+
+
 class BundleUnpickler(NumpyUnpickler):
     """joblib's unpickler, reading arrays out of one buffer: views where it is a mapping."""
 
@@ -195,9 +271,7 @@ class BundleUnpickler(NumpyUnpickler):
         if isinstance(wrapper, NumpyArrayWrapper):
             self.stack.pop()
             if wrapper.dtype.hasobject:
-                # The nested stream of an object array: the C unpickler reads it many times faster.
-                # (Its find_class is its own, as joblib's is pickle's: the C one can't be assigned.)
-                self.stack.append(pickle.Unpickler(self.reader).load())
+                self.stack.append(_load_object_array(self.reader))
             else:
                 self.stack.append(_array_from(wrapper, self.reader, self.mapped))
 

@@ -156,3 +156,80 @@ def test_an_in_place_write_to_an_input_column_is_a_miss(shell):
     run(shell, "df.loc[5, 's'] = ''.join(list(df.loc[5, 's']))")  # an equal value, another object
     run(shell, body)
     assert cellcache.last_run().hit
+
+
+# object arrays a hit restored ------------------------------------------------------------------
+
+
+def restore(tmp_path, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Write ``values`` as a blob and load it back, as a hit does."""
+    from tests.test_format import load, write_blob
+
+    return load(*write_blob(tmp_path, values))
+
+
+def filled(items: list[object]) -> np.ndarray:
+    array = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        array[i] = item
+    return array
+
+
+def test_a_restored_object_array_is_watched_only_if_its_stream_names_no_class(tmp_path):
+    def with_item(item: object) -> np.ndarray:
+        items: list[object] = words()
+        items[ROWS // 2] = item
+        return filled(items)
+
+    restored = restore(
+        tmp_path,
+        {
+            "plain": filled(words()),
+            "atoms": filled([[str(i), i, float(i), b"b", None, True][i % 6] for i in range(ROWS)]),
+            "tuples": filled([(i,) for i in range(ROWS)]),
+            "one_list": with_item([1]),
+            "subclass": with_item(Tagged("x")),
+            "numpy_scalar": with_item(np.int64(3)),
+            "missing": with_item(pd.NA),
+            "array": with_item(np.arange(3)),
+            "small": filled(words(100)),
+        },
+    )
+    assert {name for name, value in restored.items() if pointers.watched(value)} == {"plain", "atoms", "tuples", "one_list"}
+    assert pointers.unchanged_atoms(restored["plain"]) and pointers.unchanged_atoms(restored["atoms"])
+    # Containers: watched (they name no class), but never taken as unchanged.
+    assert not pointers.unchanged_atoms(restored["tuples"]) and not pointers.unchanged_atoms(restored["one_list"])
+    for value in restored.values():
+        assert pointers.known_digest(value) is None  # a watched array has no digest of its own
+
+
+@pytest.mark.parametrize("mutate", MUTATIONS.values(), ids=MUTATIONS.keys())
+def test_any_write_to_a_restored_object_array_is_seen(tmp_path, mutate):
+    series = restore(tmp_path, {"s": column(words())})["s"]
+    assert pointers.unchanged_atoms(series.array.to_numpy())
+    mutate(series)
+    assert not pointers.unchanged_atoms(series.array.to_numpy())
+
+
+def test_a_freed_item_of_a_restored_array_cant_lend_its_address(tmp_path):
+    values = restore(tmp_path, {"v": filled(words())})["v"]
+    assert pointers.unchanged_atoms(values)
+    [entry] = pointers._entries.values()
+    assert all(kept is item for kept, item in zip(entry.keep[0], values))  # the items themselves are held
+    for i in range(50):
+        rest = values[i][1:]
+        old_address = id(values[i])
+        values[i] = None  # freed here, by its count; a collection now would free others into its place
+        values[i] = "v" + rest  # one allocation of the freed item's size: the allocator's first pick is its block
+        assert id(values[i]) != old_address
+        assert not pointers.unchanged_atoms(values)
+
+
+def test_a_restored_arrays_items_are_kept_untracked_and_die_with_it(tmp_path):
+    values = restore(tmp_path, {"v": filled(words())})["v"]
+    [entry] = pointers._entries.values()
+    assert entry.keep and not any(gc.is_tracked(part) for part in entry.keep)
+    assert pointers._kept == ROWS
+    del values
+    gc.collect()
+    assert not pointers._entries and pointers._kept == 0
