@@ -238,6 +238,17 @@ def test_object_arrays_of_every_kind_come_back_equal(tmp_path):
     assert type(restored["classes"][0]) is Label
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix's own
+def test_object_arrays_inside_other_classes_come_back_equal(tmp_path):
+    items = np.array(["a", None, 3, ("t",)], dtype=object)
+    masked = np.ma.masked_array(items, mask=[0, 1, 0, 0])
+    matrix = np.asmatrix(np.array([["a", 1], [None, 2.5]], dtype=object))
+    restored = load(*write_blob(tmp_path, {"masked": masked, "matrix": matrix}))
+    assert type(restored["masked"]) is np.ma.MaskedArray and list(restored["masked"].mask) == [False, True, False, False]
+    assert restored["masked"].data.tolist() == items.tolist()
+    assert type(restored["matrix"]) is np.matrix and restored["matrix"].tolist() == matrix.tolist()
+
+
 def test_object_columns_of_a_frame_come_back_equal(tmp_path):
     n = 5000
     frame = pd.DataFrame(

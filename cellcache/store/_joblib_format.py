@@ -11,8 +11,8 @@ import importlib
 import marshal
 import os
 import pickle
-import sys
 import types
+import weakref
 from typing import Any
 
 import cloudpickle
@@ -194,15 +194,16 @@ def _load_object_array(reader: _BufferReader) -> Any:
     inner = _ObjectArrayUnpickler(reader)
     value = inner.load()
     foreign = inner.foreign
-    inner.memo = {}  # the memo holds the placeholder (and a bound method of inner): now only a self-referencing array does
+    inner.memo = {}  # the memo holds the placeholder (and a bound method of inner)
     del inner
     if type(value) is not _Pending:
         return value
-    if sys.getrefcount(value) > 2:
-        # The array is one of its own items, which point at the placeholder: read it again, plainly.
+    array, state, placeholder = value.array, value.state, weakref.ref(value)
+    del value
+    if placeholder() is not None:
+        # Something still holds the placeholder: the array is among its own items. Read it again, plainly.
         reader.seek(start)
         return pickle.Unpickler(reader).load()
-    array, state = value.array, value.state
     if not foreign and isinstance(state, tuple) and len(state) == 5 and state[3] is False and type(state[4]) is list:
         from cellcache.fingerprint import pointers
 
@@ -213,7 +214,7 @@ def _load_object_array(reader: _BufferReader) -> Any:
 class _Pending:
     """What the stream's one ``_reconstruct`` call returns: it takes the array's state, so its item list is seen."""
 
-    __slots__ = ("array", "state")
+    __slots__ = ("array", "state", "__weakref__")
 
     def __init__(self, array: Any) -> None:
         self.array, self.state = array, None
@@ -250,8 +251,9 @@ class _ObjectArrayUnpickler(pickle.Unpickler):
     def reconstruct(self, *args: Any) -> Any:
         self._calls += 1
         array = self._reconstruct(*args)
-        if self._calls > 1:
-            self.foreign = True  # an array among the items
+        if self._calls > 1 or self.foreign:
+            # An array among the items, or inside an object that is not a plain array: where it is expected.
+            self.foreign = True
             return array
         return _Pending(array)
 
