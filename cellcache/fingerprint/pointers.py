@@ -144,11 +144,11 @@ def watched(values: Any) -> bool:
 def unchanged_atoms(values: Any) -> bool:
     """True only if ``values`` holds the very items it held when its entry was made, all exact immutable builtins.
 
-    Such an array is the value a hit restored (or a fingerprint hashed), unchanged.
-    For a watched array the items' kinds are checked the first time it is
-    asked (``infer_dtype``, a fifth of pickling them; each item's type when
-    that says "mixed"): the pointer row proves
-    the items the same since, and an atom can't change in place.
+    Such an array is the value a hit restored (or a fingerprint hashed),
+    unchanged. For a watched array the items' kinds are checked the first
+    time it is asked (``infer_dtype``, a fifth of pickling them; each item's
+    type when that says "mixed"): the pointer row proves the items the same
+    since, and an atom can't change in place.
     """
     current = _current(values)
     if current is None:
