@@ -292,6 +292,62 @@ def test_object_outputs_are_stored_and_hit(shell, rows):
     assert list(shell.user_ns["tags"]) == list(made[1])
 
 
+# Outputs of the kinds notebooks make, each big enough to be written behind where it can be.
+OUTPUT_KINDS = {
+    "categorical": "pd.Series(pd.Categorical(['a', 'b', 'a'] * 1000))",
+    "nullable": "pd.Series([1, None, 3] * 1000, dtype='Int64')",
+    "tz_aware": "pd.Series(pd.date_range('2024', periods=3000, freq='h', tz='Europe/Paris'))",
+    "period": "pd.Series(pd.period_range('2024-01', periods=300, freq='M'))",
+    "interval": "pd.Series(pd.interval_range(0, 300))",
+    "multiindex": "pd.DataFrame({'v': range(600)}, index=pd.MultiIndex.from_product([range(300), ['a', 'b']]))",
+    "object_index": "pd.Series(range(3), index=['x', ('t', 1), 3])",
+    "sparse": "pd.Series(pd.arrays.SparseArray([0, 0, 1.5] * 1000))",
+    "masked": "np.ma.masked_array(np.arange(10.0), mask=[0, 1] * 5)",
+    "structured_objects": f"np.array([(i, str(i)) for i in range({BIG})], dtype=[('n', 'i8'), ('o', 'O')])",
+    "object_2d": f"np.array([[str(i), i] for i in range({BIG})], dtype=object)",
+    "object_bools": f"pd.DataFrame({{'a': pd.Series([True, None] * {BIG // 2}, dtype=object), 'b': np.arange({BIG}.0)}})",
+    "nested": "{'a': pd.DataFrame({'x': [1]}), 'b': [np.arange(3), np.array(['q'], dtype=object)]}",
+    "arrow_ints": f"pd.Series(range({BIG}), dtype='int64[pyarrow]')",
+    "decimals": f"pd.Series([__import__('decimal').Decimal('1.1')] * {BIG}, dtype=object)",
+}
+
+
+@pytest.mark.parametrize("expr", OUTPUT_KINDS.values(), ids=OUTPUT_KINDS.keys())
+def test_every_kind_of_output_is_stored_and_hits_equal(shell, expr):
+    import cellcache
+
+    body = f"%%cached kind\nimport numpy as np, pandas as pd\nvalue = {expr}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)
+        run(shell, body)
+        cellcache.flush()
+        made = shell.user_ns.pop("value")
+        run(shell, body)
+    assert cellcache.last_run().hit
+    assert_same(shell.user_ns["value"], made)
+
+
+def assert_same(again, made) -> None:
+    """Equal in value, dtype, index and type (pickle bytes differ by caches a value grows)."""
+    assert type(again) is type(made)
+    if isinstance(made, pd.DataFrame):
+        pd.testing.assert_frame_equal(again, made)
+    elif isinstance(made, pd.Series):
+        pd.testing.assert_series_equal(again, made)
+    elif isinstance(made, np.ma.MaskedArray):
+        assert np.array_equal(again.data, made.data) and np.array_equal(again.mask, made.mask)
+        assert again.fill_value == made.fill_value
+    elif isinstance(made, np.ndarray):
+        assert again.dtype == made.dtype and again.shape == made.shape and again.tolist() == made.tolist()
+    elif isinstance(made, (dict, list)):
+        pairs = zip(again.values(), made.values()) if isinstance(made, dict) else zip(again, made)
+        assert len(again) == len(made) and (not isinstance(made, dict) or list(again) == list(made))
+        for mine, theirs in pairs:
+            assert_same(mine, theirs)
+    else:
+        assert again == made
+
+
 def corrupt_every_blob(store: Path) -> int:
     flipped = 0
     for blob in (store / "blobs").glob("*/*"):
