@@ -100,17 +100,16 @@ def _frame_layout(frame: Any) -> _Found | None:
 
     for block in mgr.blocks:
         values = block.values
-        if type(values) is np.ndarray and values.dtype.hasobject:
-            if not pointers.watched(values):
+        if type(values) is np.ndarray:
+            if values.dtype.hasobject:
+                if not pointers.watched(values):
+                    return None
+                objects.append(values)
+            elif values.flags.c_contiguous and mapping_of(values) is not None:
+                spans.append((values.ctypes.data, values.nbytes))
+            else:
                 return None
             blocks.append((id(values), values.ctypes.data, values.shape, values.strides, values.dtype.str))
-            keep.append(values)
-            objects.append(values)
-        elif type(values) is np.ndarray:
-            if not values.flags.c_contiguous or mapping_of(values) is None:
-                return None
-            blocks.append((id(values), values.ctypes.data, values.shape, values.strides, values.dtype.str))
-            spans.append((values.ctypes.data, values.nbytes))
             keep.append(values)
         elif type(values) in (pd.arrays.DatetimeArray, pd.arrays.TimedeltaArray):
             data = values._ndarray  # the M8/m8 ndarray the array wraps; its dtype (unit, tz) is compared apart

@@ -53,7 +53,7 @@ _Key = tuple[int, int, tuple[int, ...], tuple[int, ...]]
 
 # What infer_dtype(skipna=True) says of items that are all atoms, given that none is of a class a
 # stream had to name: str, bytes, int, float, bool, None. Containers and arrays are "mixed".
-_ATOM_KINDS = frozenset({"string", "bytes", "integer", "floating", "mixed-integer-float", "boolean", "empty"})
+ATOM_KINDS = frozenset({"string", "bytes", "integer", "floating", "mixed-integer-float", "boolean", "empty"})
 _ATOM_TYPES = frozenset({str, bytes, int, float, bool, type(None)})
 
 
@@ -93,20 +93,29 @@ def _pointers(values: Any) -> bytes:
     return xxhash.xxh3_128_digest(row)
 
 
-def _current(values: Any) -> tuple[_Key, _Entry] | None:
-    """``values``' key and entry, if it has one and its pointer row is the entry's; the entry becomes most recent."""
+def _entry(values: Any) -> tuple[_Key, _Entry] | None:
+    """``values``' key and entry, if it has one whose owner is still its buffer's owner."""
     found = _locate(values)
     if found is None:
         return None
     key, owner = found
     with _lock:
         entry = _entries.get(key)
-    if entry is None or entry.owner() is not owner or _pointers(values) != entry.pointers:
+    if entry is None or entry.owner() is not owner:
         return None
+    return key, entry
+
+
+def _current(values: Any) -> tuple[_Key, _Entry] | None:
+    """``values``' key and entry, if its pointer row is still the entry's; the entry becomes most recent."""
+    found = _entry(values)
+    if found is None or _pointers(values) != found[1].pointers:
+        return None
+    key = found[0]
     with _lock:
         if key in _entries:
             _entries.move_to_end(key)
-    return key, entry
+    return found
 
 
 def known_digest(values: Any) -> bytes | None:
@@ -133,12 +142,7 @@ def watch(values: Any, items: list[Any]) -> None:
 
 def watched(values: Any) -> bool:
     """True if ``values`` has an entry (remembered or watched): whether it still holds is ``unchanged_atoms``'s to say."""
-    found = _locate(values)
-    if found is None:
-        return False
-    with _lock:
-        entry = _entries.get(found[0])
-    return entry is not None and entry.owner() is found[1]
+    return _entry(values) is not None
 
 
 def unchanged_atoms(values: Any) -> bool:
@@ -154,14 +158,14 @@ def unchanged_atoms(values: Any) -> bool:
     if current is None:
         return False
     key, entry = current
-    pd = sys.modules.get("pandas")
     if entry.atoms is None:
+        pd = sys.modules.get("pandas")
         if pd is None:
             return False  # the kinds are pandas' to tell
         flat = values.reshape(-1)
         kind = pd.api.types.infer_dtype(flat, skipna=True)
         # "mixed" may be atoms of several kinds (str and int), or hide a container: each item's type says.
-        atoms = kind in _ATOM_KINDS or (kind.startswith("mixed") and set(map(type, flat)) <= _ATOM_TYPES)
+        atoms = kind in ATOM_KINDS or (kind.startswith("mixed") and set(map(type, flat)) <= _ATOM_TYPES)
         with _lock:
             if _entries.get(key) is entry:
                 _entries[key] = replace(entry, atoms=atoms)

@@ -29,10 +29,9 @@ _CHUNK_ITEMS = 1 << 20
 # Numpy kinds whose buffer holds the values themselves (no pointers).
 _BUFFER_KINDS = frozenset("biufcmMSUV")
 # infer_dtype(skipna=True) results that guarantee scalars only: no container
-# can hide in them, so a fast-mode (memo-less) pickle is safe and exact.
-_SCALAR_KINDS = frozenset(
-    {"string", "bytes", "integer", "floating", "mixed-integer-float", "boolean", "complex", "decimal", "empty"}
-)
+# can hide in them, so a fast-mode (memo-less) pickle is safe and exact. They are
+# the kinds of atoms, plus complex and Decimal objects.
+_SCALAR_KINDS = pointers.ATOM_KINDS | {"complex", "decimal"}
 
 
 class ValueKinds(Kinds):
