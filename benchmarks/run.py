@@ -94,6 +94,10 @@ class Report:
         print(f"{name:<62} {value:8.3f}{unit} {spread:<15} (bar {bar}{unit}, {verdict})", flush=True)
         print(f"{'':<6}{detail}", flush=True)
 
+    def versus(self, name: str, hits: list[float], baseline: list[float], bar: float) -> None:
+        """The per-round ratio of two hit timings taken in the same rounds."""
+        self.ratio(name, [h / b for h, b in zip(hits, baseline)], bar, f"hit {ms(hits)} vs {ms(baseline)}")
+
     def note(self, text: str) -> None:
         print(f"{'':<6}{text}", flush=True)
 
@@ -444,12 +448,7 @@ def bench_strings(shell: InteractiveShell, report: Report, rows: int, repeat: in
         remembered.append(timed_hit(shell, body))
         pointers.forget()
         forgotten.append(timed_hit(shell, body))
-    report.ratio(
-        f"hit, input frame with a {rows:,}-row object str column: remembered / pickled every time",
-        [r / f for r, f in zip(remembered, forgotten)],
-        0.5,
-        f"hit {ms(remembered)} vs {ms(forgotten)}",
-    )
+    report.versus(f"hit, input frame with a {rows:,}-row object str column: remembered / pickled every time", remembered, forgotten, 0.5)
     shell.user_ns.pop("names")
 
     # After a Restart & Run All: the frame comes from an earlier cell's hit, and the
@@ -460,7 +459,8 @@ def bench_strings(shell: InteractiveShell, report: Report, rows: int, repeat: in
         f"'n': np.arange({rows})}})"
     )
     use = "%%cached bench_use_objects\nfirst = made['name'].iloc[0]"
-    cell(shell, make), cell(shell, use)
+    cell(shell, make)
+    cell(shell, use)
     cellcache.flush()
     from cellcache import pagemap
 
@@ -470,13 +470,11 @@ def bench_strings(shell: InteractiveShell, report: Report, rows: int, repeat: in
             shell.user_ns.pop("made")
             timed_hit(shell, make)
             if forget:
-                pagemap.forget(), pointers.forget()  # as before: the column is pickled into the hash
+                pagemap.forget()  # as before: the column is pickled into the hash
+                pointers.forget()
             times.append(timed_hit(shell, use))
-    report.ratio(
-        f"hit whose input frame (a {rows:,}-row object str column) an earlier hit restored / pickled as at filing",
-        [s / u for s, u in zip(seeded, unseeded)],
-        0.5,
-        f"hit {ms(seeded)} vs {ms(unseeded)}",
+    report.versus(
+        f"hit whose input frame (a {rows:,}-row object str column) an earlier hit restored / pickled as at filing", seeded, unseeded, 0.5
     )
     shell.user_ns.pop("made")
 

@@ -194,13 +194,15 @@ class Label(str):
     pass
 
 
-def _object_arrays() -> dict[str, np.ndarray]:
-    def filled(items, shape=None):
-        array = np.empty(len(items), dtype=object)
-        for i, item in enumerate(items):
-            array[i] = item
-        return array if shape is None else array.reshape(shape)
+def filled(items: list[object], shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """An object array holding exactly ``items`` (np.array would unpack tuples and lists)."""
+    array = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        array[i] = item
+    return array if shape is None else array.reshape(shape)
 
+
+def _object_arrays() -> dict[str, np.ndarray]:
     looped = np.empty(3, dtype=object)
     looped[:] = ["a", None, None]
     looped[1] = looped  # an array that is one of its own items

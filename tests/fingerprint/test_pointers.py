@@ -10,6 +10,7 @@ import pytest
 import cellcache
 from cellcache.fingerprint import fingerprint, pointers
 from tests.conftest import run
+from tests.test_format import filled, load, write_blob
 
 ROWS = pointers.MIN_ITEMS + 123
 
@@ -163,16 +164,7 @@ def test_an_in_place_write_to_an_input_column_is_a_miss(shell):
 
 def restore(tmp_path, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Write ``values`` as a blob and load it back, as a hit does."""
-    from tests.test_format import load, write_blob
-
     return load(*write_blob(tmp_path, values))
-
-
-def filled(items: list[object]) -> np.ndarray:
-    array = np.empty(len(items), dtype=object)
-    for i, item in enumerate(items):
-        array[i] = item
-    return array
 
 
 def test_a_restored_object_array_is_watched_only_if_its_stream_names_no_class(tmp_path):
