@@ -33,6 +33,18 @@ _BUFFER_KINDS = frozenset("biufcmMSUV")
 # the kinds of atoms, plus complex and Decimal objects.
 _SCALAR_KINDS = pointers.ATOM_KINDS | {"complex", "decimal"}
 
+try:
+    from cellcache.fingerprint import _atoms
+except ImportError:  # not compiled here: the pickler's route, same digests, slower
+    _atoms = None  # type: ignore[assignment]
+
+# ``_atoms``' bits for the kinds it met. infer_dtype(skipna=True) skips None and NaN, and is
+# in _SCALAR_KINDS for atoms of one kind, or ints with floats ("mixed-integer-float");
+# "mixed" or "mixed-integer" otherwise (tests/fingerprint/test_atoms.py holds the two equal).
+_BOOL, _INT, _FLOAT, _STR, _BYTES = 2, 4, 8, 32, 64
+_KINDS = _BOOL | _INT | _FLOAT | _STR | _BYTES
+_SCALARS_ONLY = frozenset({0, _BOOL, _INT, _FLOAT, _STR, _BYTES, _INT | _FLOAT})
+
 
 class ValueKinds(Kinds):
     """The walk's hooks for arrays and pandas objects."""
@@ -199,8 +211,14 @@ class ValueKinds(Kinds):
         known = pointers.known_digest(values) if lasting else None
         if known is not None:
             return known
-        pd = sys.modules["pandas"]
         flat = values.reshape(-1)
+        streamed = _atoms_digest(values.shape, flat)
+        if streamed is not None:
+            digest, fast, kept = streamed
+            if fast and lasting:
+                pointers.remember(values, digest, kept)
+            return digest
+        pd = sys.modules["pandas"]
         fast = pd.api.types.infer_dtype(flat, skipna=True) in _SCALAR_KINDS
         hasher = xxhash.xxh3_128(b"O" + (b"f" if fast else b"g"))
         hasher.update(pickle.dumps(values.shape, protocol=5))
@@ -219,6 +237,36 @@ class ValueKinds(Kinds):
         if exact and lasting:
             pointers.remember(values, digest, kept)
         return digest
+
+
+def _atoms_digest(shape: tuple[int, ...], flat: Any) -> tuple[bytes, bool, list[list[Any]]] | None:
+    """``object_values_digest``'s result in one pass of ``_atoms``, if every item is an exact atom.
+
+    The digest is the one the pickler's route gives (the tests hold them equal),
+    with ``infer_dtype``'s verdict read off the kinds met. Returns the digest,
+    whether the column is scalars-only, and the lists of its items; None where
+    the route doesn't apply (no compiled ``_atoms``, a strided array, an item
+    that isn't an atom), for the pickler's route to take.
+    """
+    if _atoms is None or not flat.flags.c_contiguous:
+        return None
+    address = flat.__array_interface__["data"][0]
+    parts, kept, seen = [], [], 0
+    for start in range(0, len(flat), _CHUNK_ITEMS):
+        count = min(_CHUNK_ITEMS, len(flat) - start)
+        part = xxhash.xxh3_128(b"P")
+        result = _atoms.stream(address + start * flat.itemsize, count, part.update)
+        if result is None:
+            return None
+        seen |= result[0]
+        kept.append(result[1])
+        parts.append(part.digest())
+    fast = seen & _KINDS in _SCALARS_ONLY
+    hasher = xxhash.xxh3_128(b"O" + (b"f" if fast else b"g"))
+    hasher.update(pickle.dumps(shape, protocol=5))
+    for part in parts:
+        hasher.update(part)
+    return hasher.digest(), fast, kept
 
 
 def _arrow_string_buffers_digest(array: Any) -> bytes:
