@@ -363,6 +363,28 @@ error:
     return NULL;
 }
 
+static PyObject *
+atoms_exact(PyObject *module, PyObject *args)
+{
+    unsigned long long address;
+    Py_ssize_t count;
+    if (!PyArg_ParseTuple(args, "Kn:exact", &address, &count))
+        return NULL;
+    PyObject **items = (PyObject **)(uintptr_t)address;
+    /* Only types are read and nothing is called, so the GIL is held throughout and the array can't change. */
+    for (Py_ssize_t i = 0; i < count; i++) {
+#if defined(__GNUC__)
+        if (i + PREFETCH_AHEAD < count)
+            __builtin_prefetch(items[i + PREFETCH_AHEAD], 0);
+#endif
+        PyTypeObject *type = Py_TYPE(items[i]);
+        if (type != &PyUnicode_Type && type != &PyBytes_Type && type != &PyLong_Type && type != &PyFloat_Type
+            && type != &PyBool_Type && items[i] != Py_None)
+            Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
     {"stream", atoms_stream, METH_VARARGS,
      "stream(address, count, write) -> (seen, items) | None\n\n"
@@ -371,6 +393,10 @@ static PyMethodDef methods[] = {
      "if all are exact str, bytes, int (64-bit), float, bool or None. ``seen`` is a bit set of the kinds\n"
      "met; ``items`` is the list pickled. None, part-way through, if an item is something else, or if\n"
      "the array no longer holds the items written (another thread): what was written is to be thrown away."},
+    {"exact", atoms_exact, METH_VARARGS,
+     "exact(address, count) -> bool\n\n"
+     "True if each of the ``count`` objects whose pointers lie at ``address`` is an exact str, bytes,\n"
+     "int (any size), float, bool or None."},
     {NULL, NULL, 0, NULL},
 };
 

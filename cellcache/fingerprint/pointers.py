@@ -37,6 +37,11 @@ from typing import Any
 
 import xxhash
 
+try:
+    from cellcache.fingerprint import _atoms
+except ImportError:  # not compiled here: pandas' and Python's checks, same verdicts, slower
+    _atoms = None  # type: ignore[assignment]
+
 # Below this many items pickling is cheap enough that nothing is remembered.
 MIN_ITEMS = 1 << 16
 # Items kept alive across all entries (8 bytes of list per item).
@@ -150,8 +155,8 @@ def unchanged_atoms(values: Any) -> bool:
 
     Such an array is the value a hit restored (or a fingerprint hashed),
     unchanged. For a watched array the items' kinds are checked the first
-    time it is asked (``infer_dtype``, a fifth of pickling them; each item's
-    type when that says "mixed"): the pointer row proves the items the same
+    time it is asked (each item's type, by ``_atoms`` or else by ``infer_dtype``
+    and, if it says "mixed", Python): the pointer row proves the items the same
     since, and an atom can't change in place.
     """
     current = _current(values)
@@ -162,15 +167,20 @@ def unchanged_atoms(values: Any) -> bool:
         pd = sys.modules.get("pandas")
         if pd is None:
             return False  # the kinds are pandas' to tell
-        flat = values.reshape(-1)
-        kind = pd.api.types.infer_dtype(flat, skipna=True)
-        # "mixed" may be atoms of several kinds (str and int), or hide a container: each item's type says.
-        atoms = kind in ATOM_KINDS or (kind.startswith("mixed") and set(map(type, flat)) <= _ATOM_TYPES)
+        atoms = _all_atoms(values.reshape(-1))
         with _lock:
             if _entries.get(key) is entry:
                 _entries[key] = replace(entry, atoms=atoms)
         return atoms
     return entry.atoms
+
+
+def _all_atoms(flat: Any) -> bool:
+    if _atoms is not None and flat.flags.c_contiguous:
+        return _atoms.exact(flat.__array_interface__["data"][0], len(flat))
+    kind = sys.modules["pandas"].api.types.infer_dtype(flat, skipna=True)
+    # "mixed" may be atoms of several kinds (str and int), or hide a container: each item's type says.
+    return kind in ATOM_KINDS or (kind.startswith("mixed") and set(map(type, flat)) <= _ATOM_TYPES)
 
 
 def _add(values: Any, digest: bytes | None, keep: list[list[Any]], atoms: bool | None) -> None:

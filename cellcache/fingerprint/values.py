@@ -33,10 +33,8 @@ _BUFFER_KINDS = frozenset("biufcmMSUV")
 # the kinds of atoms, plus complex and Decimal objects.
 _SCALAR_KINDS = pointers.ATOM_KINDS | {"complex", "decimal"}
 
-try:
-    from cellcache.fingerprint import _atoms
-except ImportError:  # not compiled here: the pickler's route, same digests, slower
-    _atoms = None  # type: ignore[assignment]
+# The compiled routine, or None where it wasn't built: then the pickler's route, same digests, slower.
+_atoms = pointers._atoms
 
 # ``_atoms``' bits for the kinds it met. infer_dtype(skipna=True) skips None and NaN, and is
 # in _SCALAR_KINDS for atoms of one kind, or ints with floats ("mixed-integer-float");

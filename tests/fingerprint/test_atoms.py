@@ -107,6 +107,33 @@ def test_anything_but_an_exact_atom_declines(odd: Any) -> None:
         assert streamed(items) is None
 
 
+# What a stream can hold without naming a class: the atoms and the containers pickle has opcodes for.
+_UNNAMED = [[1], (1,), {"a": 1}, {1}, frozenset({1})]
+# Items whose stream names a class, so a restore never watches them; infer_dtype takes some for atoms.
+_NAMED = [_Str("sub"), _Color.RED, 1j, decimal.Decimal("1"), np.float64(1.0), np.int64(1), pd.NA,
+          pd.Timestamp("2020-01-01"), bytearray(b"x"), object()]
+
+
+def _kinds_checked(odd: Any) -> list[bool]:
+    atoms = ["a", b"b", 1, 2**70, -(2**64), 1.5, float("nan"), True, None] * 300
+    arrays = [column(atoms), column([]), column(["a"] * 1500 + [odd]), column([odd] + ["a"] * 10), column([odd])]
+    return [pointers._all_atoms(array) for array in arrays]
+
+
+@pytest.mark.parametrize("odd", [None, *_UNNAMED], ids=lambda value: type(value).__name__)
+def test_the_kinds_check_of_a_watched_column_agrees_with_pandas_and_python(odd: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``exact`` answers ``unchanged_atoms``' first question: every item an exact atom (big ints too, unlike the stream)."""
+    compiled = _kinds_checked(odd)
+    assert compiled == [True, True] + [odd is None] * 3
+    monkeypatch.setattr(pointers, "_atoms", None)
+    assert _kinds_checked(odd) == compiled
+
+
+@pytest.mark.parametrize("odd", _NAMED, ids=lambda value: type(value).__name__)
+def test_the_compiled_kinds_check_refuses_every_class_not_only_containers(odd: Any) -> None:
+    assert _kinds_checked(odd) == [True, True, False, False, False]
+
+
 def test_an_array_changed_while_streaming_declines() -> None:
     """``write`` can let go of the GIL; if another thread replaces an item meanwhile, the stream isn't the array's."""
     items = [f"s{i}" * 50 for i in range(5000)]
