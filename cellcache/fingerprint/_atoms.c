@@ -45,24 +45,7 @@ typedef struct {
     PyObject *write; /* called with each committed run of bytes, as a pickler's file */
 } Writer;
 
-/* Hand the buffer to ``write`` and empty it: only when no frame is open, as its header isn't final. */
-static int
-flush(Writer *w)
-{
-    if (w->len == 0)
-        return 0;
-    PyObject *view = PyMemoryView_FromMemory(PyBytes_AS_STRING(w->out), w->len, PyBUF_READ);
-    if (view == NULL)
-        return -1;
-    PyObject *result = PyObject_CallOneArg(w->write, view);
-    Py_DECREF(view);
-    if (result == NULL)
-        return -1;
-    Py_DECREF(result);
-    w->len = 0;
-    return 0;
-}
-
+/* ``write`` gets a view of memory this writer reuses, or of an item's: it must copy or hash, not keep. */
 static int
 write_through(Writer *w, const char *data, Py_ssize_t size)
 {
@@ -74,6 +57,18 @@ write_through(Writer *w, const char *data, Py_ssize_t size)
     if (result == NULL)
         return -1;
     Py_DECREF(result);
+    return 0;
+}
+
+/* Hand the buffer to ``write`` and empty it: only when no frame is open, as its header isn't final. */
+static int
+flush(Writer *w)
+{
+    if (w->len == 0)
+        return 0;
+    if (write_through(w, PyBytes_AS_STRING(w->out), w->len) < 0)
+        return -1;
+    w->len = 0;
     return 0;
 }
 
@@ -388,7 +383,7 @@ atoms_exact(PyObject *module, PyObject *args)
 static PyMethodDef methods[] = {
     {"stream", atoms_stream, METH_VARARGS,
      "stream(address, count, write) -> (seen, items) | None\n\n"
-     "Calls ``write`` with the protocol-5 fast-mode pickle of the list of the ``count`` objects whose\n"
+     "Calls ``write`` (which must not keep the views it is given) with the protocol-5 fast-mode pickle of the list of the ``count`` objects whose\n"
      "pointers lie at ``address`` (a C-contiguous object array the caller holds and has bounds-checked),\n"
      "if all are exact str, bytes, int (64-bit), float, bool or None. ``seen`` is a bit set of the kinds\n"
      "met; ``items`` is the list pickled. None, part-way through, if an item is something else, or if\n"
