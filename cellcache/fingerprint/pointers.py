@@ -164,9 +164,6 @@ def unchanged_atoms(values: Any) -> bool:
         return False
     key, entry = current
     if entry.atoms is None:
-        pd = sys.modules.get("pandas")
-        if pd is None:
-            return False  # the kinds are pandas' to tell
         atoms = _all_atoms(values.reshape(-1))
         with _lock:
             if _entries.get(key) is entry:
@@ -178,7 +175,10 @@ def unchanged_atoms(values: Any) -> bool:
 def _all_atoms(flat: Any) -> bool:
     if _atoms is not None and flat.flags.c_contiguous:
         return _atoms.exact(flat.__array_interface__["data"][0], len(flat))
-    kind = sys.modules["pandas"].api.types.infer_dtype(flat, skipna=True)
+    pd = sys.modules.get("pandas")
+    if pd is None:
+        return False  # without the compiled check, the kinds are pandas' to tell
+    kind = pd.api.types.infer_dtype(flat, skipna=True)
     # "mixed" may be atoms of several kinds (str and int), or hide a container: each item's type says.
     return kind in ATOM_KINDS or (kind.startswith("mixed") and set(map(type, flat)) <= _ATOM_TYPES)
 

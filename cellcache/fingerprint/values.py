@@ -259,7 +259,7 @@ def _atoms_digest(shape: tuple[int, ...], flat: Any) -> tuple[bytes, bool, list[
         seen |= result[0]
         kept.append(result[1])
         parts.append(part.digest())
-    fast = seen & _KINDS in _SCALARS_ONLY
+    fast = (seen & _KINDS) in _SCALARS_ONLY
     hasher = xxhash.xxh3_128(b"O" + (b"f" if fast else b"g"))
     hasher.update(pickle.dumps(shape, protocol=5))
     for part in parts:
