@@ -218,9 +218,7 @@ class ValueKinds(Kinds):
             return digest
         pd = sys.modules["pandas"]
         fast = pd.api.types.infer_dtype(flat, skipna=True) in _SCALAR_KINDS
-        hasher = xxhash.xxh3_128(b"O" + (b"f" if fast else b"g"))
-        hasher.update(pickle.dumps(values.shape, protocol=5))
-        exact, kept = fast, []
+        exact, kept, parts = fast, [], []
         for start in range(0, len(flat), _CHUNK_ITEMS):
             items = flat[start : start + _CHUNK_ITEMS].tolist()
             if fast:
@@ -230,8 +228,8 @@ class ValueKinds(Kinds):
                     kept.append(items)
             else:
                 part = self.pickle_digest(items)
-            hasher.update(part)
-        digest = hasher.digest()
+            parts.append(part)
+        digest = _object_digest(values.shape, fast, parts)
         if exact and lasting:
             pointers.remember(values, digest, kept)
         return digest
@@ -260,11 +258,16 @@ def _atoms_digest(shape: tuple[int, ...], flat: Any) -> tuple[bytes, bool, list[
         kept.append(result[1])
         parts.append(part.digest())
     fast = (seen & _KINDS) in _SCALARS_ONLY
+    return _object_digest(shape, fast, parts), fast, kept
+
+
+def _object_digest(shape: tuple[int, ...], fast: bool, parts: list[bytes]) -> bytes:
+    """An object array's digest from its chunks' digests: one definition for both routes, so keys agree."""
     hasher = xxhash.xxh3_128(b"O" + (b"f" if fast else b"g"))
     hasher.update(pickle.dumps(shape, protocol=5))
     for part in parts:
         hasher.update(part)
-    return hasher.digest(), fast, kept
+    return hasher.digest()
 
 
 def _arrow_string_buffers_digest(array: Any) -> bytes:
