@@ -473,7 +473,7 @@ def bench_strings(shell: InteractiveShell, report: Report, rows: int, repeat: in
     cell(shell, make)
     cell(shell, use)
     cellcache.flush()
-    from cellcache import pagemap
+    from cellcache.fingerprint import mapped as mapped_pages
 
     seeded, unseeded = [], []
     for _ in range(repeat):
@@ -481,7 +481,7 @@ def bench_strings(shell: InteractiveShell, report: Report, rows: int, repeat: in
             shell.user_ns.pop("made")
             timed_hit(shell, make)
             if forget:
-                pagemap.forget()  # nothing known: the column is streamed into the hash
+                mapped_pages.forget()  # nothing known: the column is streamed into the hash
                 pointers.forget()
             times.append(timed_hit(shell, use))
     report.versus(

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from cellcache import config as _config
-from cellcache import effects, files, pagemap, reasons
+from cellcache import effects, files, reasons
+from cellcache.fingerprint import mapped
 from cellcache.analysis import CellNames, analyze
 from cellcache.capture import recording, replay, show_marker
 from cellcache.report import format_seconds
@@ -345,7 +346,7 @@ class Session:
     ) -> StepRun:
         ns = self.shell.user_ns
         ns.update(bundle["ns"])
-        pagemap.remember(bundle["ns"], bundle.get("digests"))  # the next cell need not re-hash these maps
+        mapped.remember(bundle["ns"], bundle.get("digests"))  # the next cell need not re-hash these maps
         for gone in manifest.deletes:
             ns.pop(gone, None)
         effects.apply(bundle.get("record", {}).get("effects"), ns)

@@ -15,10 +15,11 @@ import pandas as pd
 import pytest
 
 from cellcache.errors import CacheWarning, EntryCorrupt
+from cellcache.fingerprint import mapped
 from cellcache.store import format as fmt
 from tests.conftest import run
 
-BIG = fmt.MAP_THRESHOLD // 8 * 2  # float64 elements of an array twice the mapping threshold
+BIG = mapped.MAP_THRESHOLD // 8 * 2  # float64 elements of an array twice the mapping threshold
 
 
 def write_blob(folder: Path, value) -> tuple[Path, fmt.BlobInfo]:
@@ -46,8 +47,8 @@ def test_large_arrays_come_back_as_plain_arrays_mapped_from_the_blob(tmp_path):
     restored = load(path, info)
     assert type(restored["big"]) is np.ndarray and not isinstance(restored["big"], np.memmap)
     assert np.array_equal(restored["big"], big)
-    assert fmt.mapping_of(restored["big"]) is not None
-    assert fmt.mapping_of(restored["small"]) is None and restored["small"].flags.owndata
+    assert mapped.mapping_of(restored["big"]) is not None
+    assert mapped.mapping_of(restored["small"]) is None and restored["small"].flags.owndata
     assert restored["big"].flags.writeable
 
 
@@ -56,7 +57,7 @@ def test_large_arrays_start_on_a_page_boundary_in_the_blob(tmp_path):
     path, _ = write_blob(tmp_path, {"pad": "x" * 1234, "a": marker})
     data = path.read_bytes()
     start = data.find(marker[:64].tobytes())
-    assert start > 0 and start % fmt.PAGE == 0
+    assert start > 0 and start % mapped.PAGE == 0
 
 
 def test_two_restores_are_independent_and_writes_never_reach_the_blob(tmp_path):
@@ -84,7 +85,7 @@ def test_mapped_restores_hold_no_file_descriptor(tmp_path):
     before = len(os.listdir("/proc/self/fd"))
     kept = [load(path, info) for _ in range(20)]
     assert len(os.listdir("/proc/self/fd")) == before
-    assert all(fmt.mapping_of(a) is not None for a in kept)
+    assert all(mapped.mapping_of(a) is not None for a in kept)
 
 
 @pytest.mark.parametrize("size", [10, BIG], ids=["read", "mapped"])
@@ -124,7 +125,7 @@ def test_unverified_load_trusts_the_disk(tmp_path):
     with pytest.raises(EntryCorrupt):
         load(path, info)
     restored = load(path, info, verify=False)
-    assert fmt.mapping_of(restored) is not None and restored[-2] != 0.0
+    assert mapped.mapping_of(restored) is not None and restored[-2] != 0.0
 
 
 def test_statfs_reports_the_real_filesystem_type(tmp_path):
@@ -137,7 +138,7 @@ def test_a_network_filesystem_store_reads_instead_of_mapping(tmp_path, network_f
     big = np.arange(BIG, dtype=np.float64)
     path, info = write_blob(tmp_path, {"a": big, "b": big})
     restored = load(path, info)
-    assert fmt.mapping_of(restored["a"]) is None
+    assert mapped.mapping_of(restored["a"]) is None
     assert restored["a"] is restored["b"] and np.array_equal(restored["a"], big)
     restored["a"][0] = 5.0
     assert fmt.file_digest(path) == info.digest
@@ -181,9 +182,9 @@ def test_numeric_pandas_blocks_and_arrow_strings_are_mapped(tmp_path):
     assert frame["s"].array.__class__.__name__ == "ArrowStringArray"
     restored = load(*write_blob(tmp_path, frame))
     pd.testing.assert_frame_equal(restored, frame)
-    assert fmt.mapping_of(restored["x"].to_numpy()) is not None
+    assert mapped.mapping_of(restored["x"].to_numpy()) is not None
     chunk = restored["s"].array._pa_array.chunks[0]
-    start, end = fmt.mapping_of(restored["x"].to_numpy())
+    start, end = mapped.mapping_of(restored["x"].to_numpy())
     data = chunk.buffers()[-1]
     assert start <= data.address < end  # the strings' bytes lie in the blob's mapping too
     restored.loc[0, "x"] = -1.0
@@ -428,8 +429,8 @@ def test_importing_cellcache_leaves_joblib_and_numpy_for_the_first_blob(tmp_path
 def test_blobs_name_the_array_wrapper_where_they_always_found_it(tmp_path):
     path = tmp_path / "blob"
     with open(path, "wb") as f:
-        fmt.dump({"a": np.arange(fmt.MAP_THRESHOLD // 8 * 2, dtype=np.float64)}, f)
+        fmt.dump({"a": np.arange(mapped.MAP_THRESHOLD // 8 * 2, dtype=np.float64)}, f)
     data = path.read_bytes()
     assert b"cellcache.store.format" in data and b"PageAlignedArrayWrapper" in data
     assert b"_joblib_format" not in data  # a blob written now loads in any release that reads the old name
-    assert np.array_equal(fmt.load(path, digest=fmt.file_digest(path))["a"], np.arange(fmt.MAP_THRESHOLD // 8 * 2, dtype=np.float64))
+    assert np.array_equal(fmt.load(path, digest=fmt.file_digest(path))["a"], np.arange(mapped.MAP_THRESHOLD // 8 * 2, dtype=np.float64))

@@ -21,7 +21,7 @@ otherwise touch every item of every list, about 15 ms per million.
 A hit's restore seeds the memo too (``watch``): an object array whose
 stream named no class gets an entry with no digest of its own, kept by the
 very list numpy filled it from. A restored frame or array then takes its
-manifest's digest (``pagemap``) while ``unchanged_atoms`` holds, which costs
+manifest's digest (``mapped``) while ``unchanged_atoms`` holds, which costs
 a pointer hash and, once, a check of the items' kinds.
 """
 from __future__ import annotations

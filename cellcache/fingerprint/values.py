@@ -18,7 +18,7 @@ from typing import Any
 
 import xxhash
 
-from cellcache import pagemap
+from cellcache.fingerprint import mapped
 from cellcache.fingerprint import pointers
 from cellcache.fingerprint._base import Kinds, _ref, _str_digest
 
@@ -108,7 +108,7 @@ class ValueKinds(Kinds):
         return None
 
     def frame_digest(self, frame: Any) -> bytes:
-        known = pagemap.unchanged_digest(frame)
+        known = mapped.unchanged_digest(frame)
         if known is not None:
             return known  # a frame a hit mapped, unchanged in layout and pages: the manifest's digest
         hasher = xxhash.xxh3_128(b"D")
@@ -317,7 +317,7 @@ def _buffer_safe(dtype: Any) -> bool:
 
 
 def _array_digest(array: Any) -> bytes:
-    known = pagemap.unchanged_digest(array)
+    known = mapped.unchanged_digest(array)
     if known is not None:
         return known  # an array a hit mapped, none of its pages written since: the manifest's digest
     dtype = array.dtype

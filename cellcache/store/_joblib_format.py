@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import functools
 import importlib
+import io
 import marshal
 import os
 import pickle
@@ -19,16 +20,14 @@ import cloudpickle
 from joblib.numpy_pickle import NumpyArrayWrapper, NumpyPickler, NumpyUnpickler
 
 from cellcache.errors import EntryCorrupt
-from cellcache.store.format import (
-    MAP_THRESHOLD,
-    PAGE,
-    _BufferReader,
-    _by_reference,
-    _cached_property,
-    _class_by_value,
-    _defined_in_notebook,
-    _rebuild_function,
-    _rebuild_subclass,
+from cellcache.fingerprint.mapped import MAP_THRESHOLD, PAGE
+from cellcache.store.reducers import (
+    BufferReader,
+    by_reference,
+    cached_property_of,
+    defined_in_notebook,
+    rebuild_function,
+    rebuild_subclass,
 )
 
 
@@ -36,7 +35,7 @@ class _ClassPickler(cloudpickle.Pickler):
     """cloudpickle, plus functools.cached_property, which holds an RLock until 3.12 and so does not pickle."""
 
     dispatch_table = collections.ChainMap(
-        {functools.cached_property: lambda p: (_cached_property, (p.func, p.attrname, p.__doc__))},
+        {functools.cached_property: lambda p: (cached_property_of, (p.func, p.attrname, p.__doc__))},
         cloudpickle.Pickler.dispatch_table,
     )
 
@@ -117,7 +116,7 @@ class BundlePickler(NumpyPickler):
             return
         if np is not None and isinstance(obj, np.ndarray) and kind is not np.memmap and _plain_reduce(kind, np):
             # numpy's reduce drops a subclass's instance attributes: keep them, and the data as a plain array.
-            self.save_reduce(_rebuild_subclass, (kind, obj.view(np.ndarray), dict(getattr(obj, "__dict__", {}))), obj=obj)
+            self.save_reduce(rebuild_subclass, (kind, obj.view(np.ndarray), dict(getattr(obj, "__dict__", {}))), obj=obj)
             return
         super().save(obj)
 
@@ -125,11 +124,11 @@ class BundlePickler(NumpyPickler):
         kind = type(obj)
         if kind is types.ModuleType:
             return importlib.import_module, (obj.__name__,)
-        if kind is types.FunctionType and _defined_in_notebook(obj):
+        if kind is types.FunctionType and defined_in_notebook(obj):
             closure = tuple(c.cell_contents for c in obj.__closure__ or ())
-            return _by_reference(
+            return by_reference(
                 obj,
-                _rebuild_function,
+                rebuild_function,
                 (
                     marshal.dumps(obj.__code__),
                     obj.__name__,
@@ -140,9 +139,15 @@ class BundlePickler(NumpyPickler):
                     dict(obj.__dict__),
                 ),
             )
-        if isinstance(obj, type) and _defined_in_notebook(obj):
-            return _by_reference(obj, cloudpickle.loads, (_class_by_value(obj),))
+        if isinstance(obj, type) and defined_in_notebook(obj):
+            return by_reference(obj, cloudpickle.loads, (_class_by_value(obj),))
         return NotImplemented
+
+
+def _class_by_value(cls: type) -> bytes:
+    buffer = io.BytesIO()
+    _ClassPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(cls)
+    return buffer.getvalue()
 
 
 def _plain_reduce(kind: type, np: Any) -> bool:
@@ -159,7 +164,7 @@ def _is_arrow_buffer(buffer: pickle.PickleBuffer) -> bool:
         return False
 
 
-def _array_from(wrapper: NumpyArrayWrapper, reader: _BufferReader, mapped: bool) -> Any:
+def _array_from(wrapper: NumpyArrayWrapper, reader: BufferReader, mapped: bool) -> Any:
     """The array whose bytes start at the reader's position: a view of the buffer where mapped, else a copy."""
     import numpy as np
 
@@ -181,7 +186,7 @@ def _array_from(wrapper: NumpyArrayWrapper, reader: _BufferReader, mapped: bool)
     return array
 
 
-def _load_object_array(reader: _BufferReader) -> Any:
+def _load_object_array(reader: BufferReader) -> Any:
     """The nested stream of an object array, through the C unpickler (many times faster than joblib's).
 
     numpy fills the array from a list of its items. When the stream names no
@@ -227,7 +232,7 @@ class _Pending:
 class _ObjectArrayUnpickler(pickle.Unpickler):
     """The C unpickler, noting in ``foreign`` whether the stream named any class but numpy's own."""
 
-    def __init__(self, reader: _BufferReader) -> None:
+    def __init__(self, reader: BufferReader) -> None:
         import codecs
 
         import numpy as np
@@ -263,7 +268,7 @@ class BundleUnpickler(NumpyUnpickler):
 
     dispatch = NumpyUnpickler.dispatch.copy()
 
-    def __init__(self, name: str, reader: _BufferReader, mapped: bool) -> None:
+    def __init__(self, name: str, reader: BufferReader, mapped: bool) -> None:
         super().__init__(name, reader, ensure_native_byte_order=False)
         self.reader, self.mapped = reader, mapped
 

@@ -19,15 +19,10 @@ resident); a read one is hashed as it is read. ``verify=False`` (the user's
 from __future__ import annotations
 
 import ctypes
-import functools
 import io
-import marshal
-import mmap
 import os
 import pickle
-import sys
 import types
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -35,8 +30,18 @@ from typing import Any, BinaryIO
 import xxhash
 
 from cellcache.errors import EntryCorrupt
+# The registry of mappings is the fingerprint's too: it tells an unwritten mapped array from a changed one.
+from cellcache.fingerprint.mapped import MAP_THRESHOLD, drop_pages, libc, map_private
+from cellcache.store.reducers import BufferReader
 
 _JOBLIB_NAMES = frozenset({"PageAlignedArrayWrapper", "BundlePickler", "BundleUnpickler", "_ClassPickler", "_array_from"})
+# Reducers that blobs written before they moved name as ``cellcache.store.format.<old name>``.
+_MOVED_REDUCERS = {
+    "_rebuild_function": "rebuild_function",
+    "_live_or_rebuilt": "live_or_rebuilt",
+    "_cached_property": "cached_property_of",
+    "_rebuild_subclass": "rebuild_subclass",
+}
 
 
 def _joblib() -> types.ModuleType:
@@ -54,12 +59,13 @@ def __getattr__(name: str) -> Any:
     # Blobs name the wrapper as cellcache.store.format.PageAlignedArrayWrapper: found here, on first use.
     if name in _JOBLIB_NAMES:
         return getattr(_joblib(), name)
+    if name in _MOVED_REDUCERS:
+        from cellcache.store import reducers
+
+        return getattr(reducers, _MOVED_REDUCERS[name])
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# Arrays and Arrow buffers at least this big are page aligned in the blob and restored mapped.
-MAP_THRESHOLD = 1 << 20
-PAGE = mmap.PAGESIZE
 # A blob bigger than this also gets the digest of each CHUNK of it, in its signed manifest, so a restore
 # checks its chunks on every core (one xxh3 stream is bound by one core, not by memory). Part of the
 # manifest's format: another size would misread every chunk list written before.
@@ -110,79 +116,6 @@ class HashingWriter(io.RawIOBase):
         return self._hasher.hexdigest()
 
 
-def _defined_in_notebook(obj: Any) -> bool:
-    return getattr(obj, "__module__", None) == "__main__"
-
-
-def _rebuild_function(
-    code: bytes, name: str, qualname: str, defaults: Any, kwdefaults: Any, closure: tuple, attrs: dict
-) -> types.FunctionType:
-    # The notebook's namespace is __main__'s, in a kernel as in a script: a restored function
-    # reads the live globals, exactly as the function the cell defined did.
-    namespace = vars(sys.modules["__main__"])
-    cells = tuple(types.CellType(v) for v in closure)
-    fn = types.FunctionType(marshal.loads(code), namespace, name, defaults, cells or None)
-    fn.__qualname__, fn.__kwdefaults__ = qualname, kwdefaults
-    fn.__dict__.update(attrs)
-    return fn
-
-
-def _live_or_rebuilt(qualname: str, digest: bytes, rebuild: Any, args: tuple) -> Any:
-    """The notebook's live function or class of that name if it still has the code it was stored with; else a copy.
-
-    After Restart & Run All, or a re-run of the class's cell, the live class
-    is a new object with the same code: restoring by reference to it keeps
-    ``isinstance`` and ``==`` working against objects made by later cells.
-    A changed or missing definition gets the stored copy, by value.
-    """
-    from cellcache.fingerprint import fingerprint
-
-    live: Any = sys.modules["__main__"]
-    for part in qualname.split("."):
-        live = getattr(live, part, None)
-    if live is not None:
-        try:
-            if fingerprint(live) == digest:
-                return live
-        except Exception:  # noqa: BLE001 - no digest for the live object: the stored copy is the safe answer
-            pass
-    return rebuild(*args)
-
-
-def _by_reference(obj: Any, rebuild: Any, args: tuple) -> tuple[Any, tuple]:
-    """A reduce value: by reference to ``__main__`` when ``obj`` is the live object there, by value otherwise."""
-    from cellcache.fingerprint import fingerprint
-
-    live: Any = sys.modules.get("__main__")
-    for part in obj.__qualname__.split("."):
-        live = getattr(live, part, None)
-    if live is obj:
-        try:
-            return _live_or_rebuilt, (obj.__qualname__, fingerprint(obj), rebuild, args)
-        except Exception:  # noqa: BLE001 - no digest: by value only
-            pass
-    return rebuild, args
-
-
-def _cached_property(func: Any, attrname: str | None, doc: str | None) -> Any:
-    prop = functools.cached_property(func)
-    prop.attrname, prop.__doc__ = attrname, doc
-    return prop
-
-
-def _class_by_value(cls: type) -> bytes:
-    buffer = io.BytesIO()
-    _joblib()._ClassPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(cls)
-    return buffer.getvalue()
-
-
-def _rebuild_subclass(cls: type, data: Any, attrs: dict) -> Any:
-    """An ndarray subclass with its instance attributes, which numpy's own pickling drops."""
-    array = data.view(cls)
-    array.__dict__.update(attrs)
-    return array
-
-
 # How a blob is read back: the loader axis, next to the store's place axis.
 JOBLIB = "joblib"  # holds numpy arrays in joblib's layout (array bytes after their wrapper)
 PICKLE = "pickle"  # no arrays: a plain pickle stream, which the C unpickler reads much faster
@@ -213,25 +146,12 @@ NETWORK_FS_TYPES = frozenset(
      0x0BD00BD0, 0x01161970, 0x7461636F, 0x564C}
 )
 
-_libc: Any = None
-if sys.platform.startswith("linux"):
-    try:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.mmap.restype = ctypes.c_void_p
-        _libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
-        _libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
-        _libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-        _libc.statfs.argtypes = (ctypes.c_char_p, ctypes.c_void_p)
-    except (OSError, AttributeError):  # pragma: no cover - a libc without these: read instead
-        _libc = None
-
-
 def statfs_type(path: Path) -> int | None:
     """The filesystem's magic number (``statfs(2)`` ``f_type``), or None where it can't be asked."""
-    if _libc is None:
+    if libc is None:
         return None
     buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
-    if _libc.statfs(os.fsencode(path), buf) != 0:
+    if libc.statfs(os.fsencode(path), buf) != 0:
         return None
     # f_type is the first field, a signed word; the magic numbers are unsigned 32-bit.
     return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
@@ -247,79 +167,6 @@ def can_map(path: Path, device: int) -> bool:
         kind = statfs_type(path)
         known = _mappable_devices[device] = kind is not None and kind not in NETWORK_FS_TYPES
     return known
-
-
-_MAPPINGS: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
-
-
-def _map_private(fd: int, size: int) -> Any:
-    """A copy-on-write mapping of the whole file, unmapped when the last view of it goes.
-
-    Through libc rather than the mmap module: an ``mmap.mmap`` keeps a duplicate of
-    the file descriptor open as long as it lives, so a notebook holding many restored
-    arrays would run out of descriptors. The mapping itself needs no descriptor.
-    """
-    address = _libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE, fd, 0)
-    if address in (None, ctypes.c_void_p(-1).value):
-        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-    region = (ctypes.c_ubyte * size).from_address(address)
-    weakref.finalize(region, _libc.munmap, address, size)
-    _MAPPINGS[address] = region
-    return region
-
-
-def mapping_of(array: Any) -> tuple[int, int] | None:
-    """(start, end) addresses of the cellcache mapping an array's data lies in, or None."""
-    base = array
-    while base is not None and not isinstance(base, ctypes.Array):
-        base = getattr(base, "base", None)
-    if base is None:
-        return None
-    start = ctypes.addressof(base)
-    if _MAPPINGS.get(start) is not base:
-        return None
-    return start, start + ctypes.sizeof(base)
-
-
-def _drop_pages(region: Any) -> None:
-    # The hash faulted every page in as our resident memory; the page cache keeps them, we don't
-    # need to. Untouched private pages are the file's, so dropping them loses nothing.
-    _libc.madvise(ctypes.addressof(region), ctypes.sizeof(region), mmap.MADV_DONTNEED)
-
-
-class _BufferReader:
-    """A read-only file over a buffer (the mapping, or the bytes read): what the unpicklers need."""
-
-    def __init__(self, buffer: Any) -> None:
-        self.owner = buffer
-        self.view = memoryview(buffer).cast("B")
-        self.pos = 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self.view) if n is None or n < 0 else min(self.pos + n, len(self.view))
-        data = self.view[self.pos : end].tobytes()
-        self.pos = end
-        return data
-
-    def readinto(self, target: Any) -> int:
-        out = memoryview(target).cast("B")
-        n = min(len(out), len(self.view) - self.pos)
-        out[:n] = self.view[self.pos : self.pos + n]
-        self.pos += n
-        return n
-
-    def readline(self) -> bytes:
-        end = bytes(self.view[self.pos : self.pos + 4096]).find(b"\n")
-        if end < 0:
-            return self.read()
-        return self.read(end + 1)
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        self.pos = offset if whence == os.SEEK_SET else self.pos + offset if whence == os.SEEK_CUR else len(self.view) + offset
-        return self.pos
-
-    def tell(self) -> int:
-        return self.pos
 
 
 def load(
@@ -344,13 +191,13 @@ def load(
         info = os.fstat(fd)
         size = info.st_size
         mapping = (
-            mapped and loader == JOBLIB and size >= MAP_THRESHOLD and _libc is not None and can_map(path.parent, info.st_dev)
+            mapped and loader == JOBLIB and size >= MAP_THRESHOLD and libc is not None and can_map(path.parent, info.st_dev)
         )
         if mapping:
-            buffer: Any = _map_private(fd, size)
+            buffer: Any = map_private(fd, size)
             if verify:
                 _check(memoryview(buffer).cast("B"), expected, path, chunks)
-                _drop_pages(buffer)
+                drop_pages(buffer)
         else:
             buffer = bytearray(size)
             view = memoryview(buffer)
@@ -366,7 +213,7 @@ def load(
     try:
         if loader == PICKLE:
             return pickle.loads(buffer)
-        return _joblib().BundleUnpickler(str(path), _BufferReader(buffer), mapping).load()
+        return _joblib().BundleUnpickler(str(path), BufferReader(buffer), mapping).load()
     except EntryCorrupt:
         raise
     except Exception as exc:  # unpickling a damaged file can raise almost anything

@@ -31,6 +31,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+# Arrays and Arrow buffers at least this big are page aligned in the blob and restored mapped.
+MAP_THRESHOLD = 1 << 20
 PAGE = mmap.PAGESIZE
 _PRESENT = 1 << 63
 _SWAPPED = 1 << 62
@@ -51,10 +53,58 @@ _known: dict[int, _Mapped] = {}
 _pagemap_fd: int | None = None
 _available = sys.platform.startswith("linux")
 
+libc: Any = None
+if sys.platform.startswith("linux"):
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+        libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+        libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        libc.statfs.argtypes = (ctypes.c_char_p, ctypes.c_void_p)
+    except (OSError, AttributeError):  # pragma: no cover - a libc without these: read instead
+        libc = None
+
+# Every mapping a restore made, by start address: only these hold a blob's checked bytes.
+_MAPPINGS: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+
+
+def map_private(fd: int, size: int) -> Any:
+    """A copy-on-write mapping of the whole file, unmapped when the last view of it goes.
+
+    Through libc rather than the mmap module: an ``mmap.mmap`` keeps a duplicate of
+    the file descriptor open as long as it lives, so a notebook holding many restored
+    arrays would run out of descriptors. The mapping itself needs no descriptor.
+    """
+    address = libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE, fd, 0)
+    if address in (None, ctypes.c_void_p(-1).value):
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    region = (ctypes.c_ubyte * size).from_address(address)
+    weakref.finalize(region, libc.munmap, address, size)
+    _MAPPINGS[address] = region
+    return region
+
+
+def mapping_of(array: Any) -> tuple[int, int] | None:
+    """(start, end) addresses of the cellcache mapping an array's data lies in, or None."""
+    base = array
+    while base is not None and not isinstance(base, ctypes.Array):
+        base = getattr(base, "base", None)
+    if base is None:
+        return None
+    start = ctypes.addressof(base)
+    if _MAPPINGS.get(start) is not base:
+        return None
+    return start, start + ctypes.sizeof(base)
+
+
+def drop_pages(region: Any) -> None:
+    # The hash faulted every page in as our resident memory; the page cache keeps them, we don't
+    # need to. Untouched private pages are the file's, so dropping them loses nothing.
+    libc.madvise(ctypes.addressof(region), ctypes.sizeof(region), mmap.MADV_DONTNEED)
+
 
 def _in_mapping(address: int, length: int) -> bool:
-    from cellcache.store.format import _MAPPINGS
-
     return any(start <= address and address + length <= start + ctypes.sizeof(region) for start, region in list(_MAPPINGS.items()))
 
 
@@ -65,7 +115,6 @@ _Found = tuple[tuple[Any, ...], tuple[tuple[int, int], ...], tuple[Any, ...], tu
 
 def _array_layout(array: Any) -> _Found | None:
     from cellcache.fingerprint import pointers
-    from cellcache.store.format import MAP_THRESHOLD, mapping_of
 
     if not array.flags.c_contiguous:
         return None
@@ -96,7 +145,6 @@ def _frame_layout(frame: Any) -> _Found | None:
     keep: list[Any] = []
     objects: list[Any] = []
     from cellcache.fingerprint import pointers
-    from cellcache.store.format import mapping_of
 
     for block in mgr.blocks:
         values = block.values

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 
 import cellcache
-from cellcache import pagemap
+from cellcache.fingerprint import mapped
 from cellcache.fingerprint import fingerprint
-from cellcache.store import format as fmt
 from tests.conftest import run
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/pagemap is Linux's")
 
-N = fmt.MAP_THRESHOLD // 8 * 4
+N = mapped.MAP_THRESHOLD // 8 * 4
 MAKE = f"%%cached make\nimport numpy as np\nbig = np.random.default_rng(0).random({N})"
 USE = "%%cached use\ntotal = float(big.sum())"
 
@@ -27,39 +26,39 @@ def restored(shell) -> np.ndarray:
     run(shell, MAKE)
     assert cellcache.last_run().hit
     big = shell.user_ns["big"]
-    assert fmt.mapping_of(big) is not None
+    assert mapped.mapping_of(big) is not None
     return big
 
 
 def test_the_page_flags_tell_a_written_page_from_the_files(shell):
     big = restored(shell)
     start, length = big.ctypes.data, big.nbytes
-    assert pagemap.pages_unwritten(start, length)
+    assert mapped.pages_unwritten(start, length)
     float(big.sum())  # reading faults the file's pages in: still the file's
-    assert pagemap.pages_unwritten(start, length)
+    assert mapped.pages_unwritten(start, length)
     big[N // 2] = big[N // 2]  # the same bytes written back: the page is a private copy now
-    assert not pagemap.pages_unwritten(start, length)
-    assert pagemap.pages_unwritten(start, N // 2 * 8 - fmt.PAGE)  # the pages before it are untouched
+    assert not mapped.pages_unwritten(start, length)
+    assert mapped.pages_unwritten(start, N // 2 * 8 - mapped.PAGE)  # the pages before it are untouched
 
 
 def test_anonymous_memory_is_never_taken_for_the_file(shell):
     written = np.ones(N)
-    assert not pagemap.pages_unwritten(written.ctypes.data, written.nbytes)
-    assert pagemap.unchanged_digest(written) is None
+    assert not mapped.pages_unwritten(written.ctypes.data, written.nbytes)
+    assert mapped.unchanged_digest(written) is None
 
 
 def test_an_unwritten_restored_input_takes_the_manifest_digest(shell):
     big = restored(shell)
-    known = pagemap.unchanged_digest(big)
+    known = mapped.unchanged_digest(big)
     assert known is not None and known == fingerprint(big.copy())
     assert fingerprint(big) == known
-    assert pagemap.unchanged_digest(big[: N // 2]) is None  # a view it can't trace is hashed
+    assert mapped.unchanged_digest(big[: N // 2]) is None  # a view it can't trace is hashed
 
 
 def test_a_layout_change_in_place_is_not_unchanged(shell):
     big = restored(shell)
     big.shape = (2, N // 2)
-    assert pagemap.unchanged_digest(big) is None
+    assert mapped.unchanged_digest(big) is None
 
 
 def test_writing_one_element_of_a_restored_array_misses_downstream(shell):
@@ -84,12 +83,12 @@ def test_a_value_written_back_unchanged_is_hashed_and_still_hits(shell):
     shell.user_ns.pop("big")
     run(shell, MAKE)
     run(shell, "big[7] = big[7]")
-    assert pagemap.unchanged_digest(shell.user_ns["big"]) is None
+    assert mapped.unchanged_digest(shell.user_ns["big"]) is None
     run(shell, USE)
     assert cellcache.last_run().hit  # hashed, found equal
 
 
-ROWS = fmt.MAP_THRESHOLD // 8 * 2
+ROWS = mapped.MAP_THRESHOLD // 8 * 2
 FRAME = (
     "%%cached frame\nimport numpy as np, pandas as pd\n"
     f"df = pd.DataFrame({{'x': np.arange({ROWS}, dtype=np.float64), 'n': np.arange({ROWS}), "
@@ -116,7 +115,7 @@ def restored_frame(shell):
 
 def test_an_unwritten_restored_frame_takes_the_manifest_digest(shell):
     df = restored_frame(shell)
-    known = pagemap.unchanged_digest(df)
+    known = mapped.unchanged_digest(df)
     assert known is not None and known == fingerprint(df.copy(deep=True))
     run(shell, USE_FRAME)
     assert cellcache.last_run().hit
@@ -136,7 +135,7 @@ def test_an_unwritten_restored_frame_takes_the_manifest_digest(shell):
 def test_any_change_to_a_restored_frame_is_not_unchanged(shell, change):
     restored_frame(shell)
     run(shell, change)
-    assert pagemap.unchanged_digest(shell.user_ns["df"]) is None
+    assert mapped.unchanged_digest(shell.user_ns["df"]) is None
 
 
 def test_writing_one_value_of_a_restored_frame_misses_downstream(shell):
@@ -151,7 +150,7 @@ def test_writing_one_value_of_a_restored_frame_misses_downstream(shell):
 
 from cellcache.fingerprint import pointers  # noqa: E402
 
-OBJECT_ROWS = fmt.MAP_THRESHOLD // 8 + 77  # an entry this big is written behind, with its digests
+OBJECT_ROWS = mapped.MAP_THRESHOLD // 8 + 77  # an entry this big is written behind, with its digests
 OBJECT_FRAME = (
     "%%cached people\nimport numpy as np, pandas as pd\n"
     f"people = pd.DataFrame({{'name': pd.Series([f'p{{i % 313}}-{{i}}' for i in range({OBJECT_ROWS})], dtype=object), "
@@ -166,14 +165,14 @@ def restored_people(shell):
 
 def cold(value) -> bytes:
     """The value's digest hashed from scratch, with nothing remembered."""
-    pagemap.forget()
+    mapped.forget()
     pointers.forget()
     return fingerprint(value)
 
 
 def test_a_restored_frame_with_an_object_column_takes_the_manifest_digest(shell):
     people = restored_people(shell)
-    known = pagemap.unchanged_digest(people)
+    known = mapped.unchanged_digest(people)
     assert known is not None and known == cold(people)
     run(shell, USE_PEOPLE)
     assert cellcache.last_run().hit
@@ -192,7 +191,7 @@ def test_any_write_to_a_restored_object_column_is_not_unchanged(shell, change):
     restored_people(shell)
     run(shell, change)
     people = shell.user_ns["people"]
-    assert pagemap.unchanged_digest(people) is None
+    assert mapped.unchanged_digest(people) is None
     assert fingerprint(people) == cold(people)
 
 
@@ -211,8 +210,8 @@ def test_a_restored_object_array_takes_the_manifest_digest_until_written(shell):
     shell.user_ns.pop("names")
     run(shell, make)
     names = shell.user_ns["names"]
-    assert pagemap.unchanged_digest(names) == cold(names)
+    assert mapped.unchanged_digest(names) == cold(names)
     run(shell, make)
     names = shell.user_ns["names"]
     names[0] = "first"
-    assert pagemap.unchanged_digest(names) is None
+    assert mapped.unchanged_digest(names) is None
