@@ -25,7 +25,7 @@ from run import cell, expect_hit, make_shell, median  # noqa: E402
 HOOK_PROBE = textwrap.dedent(
     """
     import os, sys, time
-    from cellcache import files
+    from cellcache.cell import files
     mode, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     recorder = None
     if mode in ("inert", "recording"):

@@ -8,7 +8,7 @@ from typing import Any
 
 from cellcache.api import clear, flush, invalidate, last_run, panel, stats
 from cellcache.errors import CacheError, CacheWarning, CellcacheError
-from cellcache.runner import StepRun
+from cellcache.cell.runner import StepRun
 from cellcache.store.index import StepStats
 
 __all__ = [
@@ -34,7 +34,7 @@ _SESSION_ATTR = "_cellcache_session"
 def load_ipython_extension(shell: Any) -> None:
     from cellcache import api, config
     from cellcache.magic import CellcacheMagics
-    from cellcache.runner import Session
+    from cellcache.cell.runner import Session
 
     if getattr(shell, _SESSION_ATTR, None) is not None:
         return  # loading twice keeps the one session, its hooks and its last run

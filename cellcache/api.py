@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from cellcache import config as _config
-from cellcache.runner import Session, StepRun
+from cellcache.cell.runner import Session, StepRun
 from cellcache.report import render_text
 from cellcache.store.index import StepStats
 from cellcache.store.local import LocalStore

@@ -19,7 +19,7 @@ A failed execution always wins over the report: a hit whose replay raised is
 an ``error``. After a failure (or Ctrl-C) every later code cell is ``not run``.
 
 ``status`` never executes a cached body. At the first step that would run it
-keeps going: the cells' reads and writes (``cellcache.analysis`` on the
+keeps going: the cells' reads and writes (``cellcache.cell.analysis`` on the
 transformed source) tell which later cells read what a would-run step writes,
 directly or through other cells; those are not executed at all, and are
 reported as ``would run: reads w from fit`` (cached) or ``not run`` (plain).
@@ -320,7 +320,7 @@ def cell_names(source: str) -> Any | None:
     """
     from IPython.core.inputtransformer2 import TransformerManager
 
-    from cellcache.analysis import analyze
+    from cellcache.cell.analysis import analyze
 
     body = source
     first = _first_line(source)

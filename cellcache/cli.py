@@ -23,7 +23,7 @@ from cellcache import config as _config
 from cellcache import sweep as _sweep
 from cellcache.errors import BatchError, CellcacheError, ConfigError, StepError
 from cellcache.report import format_age, format_seconds, format_size
-from cellcache.spec import parse_duration, parse_size
+from cellcache.cell.spec import parse_duration, parse_size
 from cellcache.store.local import LocalStore
 
 _STATUS_LABEL = {

@@ -13,8 +13,8 @@ from IPython.core.magic_arguments import argument, magic_arguments
 
 from cellcache import api
 from cellcache.errors import CacheError, DepNotFound, StepError
-from cellcache.runner import Session
-from cellcache.spec import STRATEGIES, StageSpec, parse_duration, parse_size
+from cellcache.cell.runner import Session
+from cellcache.cell.spec import STRATEGIES, StageSpec, parse_duration, parse_size
 
 
 def _duration(text: str) -> float:

@@ -46,7 +46,7 @@ from cellcache.store.base import StepRef
 from cellcache.store.index import StepStats
 
 if TYPE_CHECKING:
-    from cellcache.runner import Session, StepRun
+    from cellcache.cell.runner import Session, StepRun
     from cellcache.store.local import LocalStore
 
 PAGE_SIZE = 25

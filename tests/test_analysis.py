@@ -1,4 +1,4 @@
-"""Tests for cellcache.analysis: which names a cell reads, writes, deletes.
+"""Tests for cellcache.cell.analysis: which names a cell reads, writes, deletes.
 
 A missing read is a stale cache hit, so most cases pin the exact read set:
 an implementation that reads too little fails them, and so does one that
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
-from cellcache import analysis
-from cellcache.analysis import CellNames, analyze
+from cellcache.cell import analysis
+from cellcache.cell.analysis import CellNames, analyze
 
 _TRANSFORMER = TransformerManager()
 

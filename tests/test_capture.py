@@ -8,7 +8,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import cellcache
-from cellcache.capture import OWN_METADATA, is_own, marker_text
+from cellcache.cell.capture import OWN_METADATA, is_own, marker_text
 
 from .conftest import run
 
@@ -113,7 +113,7 @@ def test_figure_and_result_keep_their_order_on_a_hit(shell: InteractiveShell, mo
 
 
 def test_old_recordings_without_result_at_still_show_the_result_last(shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cellcache.capture import replay
+    from cellcache.cell.capture import replay
 
     shown = Shown(shell, monkeypatch)
     record = {"events": [("display", {"text/plain": "d"}, {})], "result": ({"text/plain": "r"}, {})}

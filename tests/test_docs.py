@@ -13,8 +13,10 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
-from cellcache import config, reasons
+from cellcache import config
 
+
+from cellcache.cell import reasons
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import cellcache
-from cellcache.analysis import analyze
+from cellcache.cell.analysis import analyze
 from cellcache.errors import CacheWarning
 from tests.conftest import run
 

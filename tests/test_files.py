@@ -10,7 +10,7 @@ import pytest
 from IPython.core.error import UsageError
 
 import cellcache
-from cellcache import files
+from cellcache.cell import files
 from cellcache.errors import DepNotFound, OutNotProduced
 from tests.conftest import run
 from tests.test_runner import _Counter, counting_cell, executions

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from cellcache.key import StageKey, code_digest
+from cellcache.cell.key import StageKey, code_digest
 
 
 def build(**overrides):

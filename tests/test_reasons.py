@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-from cellcache import reasons
-
-
+from cellcache.cell import reasons
 def test_first_run():
     assert reasons.explain_miss(None, {"code": "a"}) == reasons.FIRST_RUN
 

@@ -13,7 +13,7 @@ import pytest
 from IPython.utils.capture import capture_output
 
 import cellcache
-from cellcache import key as key_module
+from cellcache.cell import key as key_module
 from cellcache.errors import CacheWarning
 from tests.conftest import run
 

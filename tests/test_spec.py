@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from cellcache.spec import StageSpec, parse_duration, parse_size
+from cellcache.cell.spec import StageSpec, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), ("15", 15), ("1.5h", 5400)])

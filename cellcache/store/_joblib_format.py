@@ -22,7 +22,9 @@ from joblib.numpy_pickle import NumpyArrayWrapper, NumpyPickler, NumpyUnpickler
 from cellcache.errors import EntryCorrupt
 from cellcache.fingerprint.mapped import MAP_THRESHOLD, PAGE
 from cellcache.store.reducers import (
+    RENAMED,
     BufferReader,
+    Unpickler,
     by_reference,
     cached_property_of,
     defined_in_notebook,
@@ -208,7 +210,7 @@ def _load_object_array(reader: BufferReader) -> Any:
     if placeholder() is not None:
         # Something still holds the placeholder: the array is among its own items. Read it again, plainly.
         reader.seek(start)
-        return pickle.Unpickler(reader).load()
+        return Unpickler(reader).load()
     if not foreign and isinstance(state, tuple) and len(state) == 5 and state[3] is False and type(state[4]) is list:
         from cellcache.fingerprint import pointers
 
@@ -229,7 +231,7 @@ class _Pending:
         self.state = state
 
 
-class _ObjectArrayUnpickler(pickle.Unpickler):
+class _ObjectArrayUnpickler(Unpickler):
     """The C unpickler, noting in ``foreign`` whether the stream named any class but numpy's own."""
 
     def __init__(self, reader: BufferReader) -> None:
@@ -271,6 +273,9 @@ class BundleUnpickler(NumpyUnpickler):
     def __init__(self, name: str, reader: BufferReader, mapped: bool) -> None:
         super().__init__(name, reader, ensure_native_byte_order=False)
         self.reader, self.mapped = reader, mapped
+
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(*RENAMED.get((module, name), (module, name)))
 
     def load_build(self) -> None:
         pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]

@@ -19,6 +19,7 @@ resident); a read one is hashed as it is read. ``verify=False`` (the user's
 from __future__ import annotations
 
 import ctypes
+import importlib
 import io
 import os
 import pickle
@@ -32,16 +33,10 @@ import xxhash
 from cellcache.errors import EntryCorrupt
 # The registry of mappings is the fingerprint's too: it tells an unwritten mapped array from a changed one.
 from cellcache.fingerprint.mapped import MAP_THRESHOLD, drop_pages, libc, map_private
-from cellcache.store.reducers import BufferReader
+from cellcache.store.reducers import RENAMED, BufferReader, Unpickler
 
 _JOBLIB_NAMES = frozenset({"PageAlignedArrayWrapper", "BundlePickler", "BundleUnpickler", "_ClassPickler", "_array_from"})
-# Reducers that blobs written before they moved name as ``cellcache.store.format.<old name>``.
-_MOVED_REDUCERS = {
-    "_rebuild_function": "rebuild_function",
-    "_live_or_rebuilt": "live_or_rebuilt",
-    "_cached_property": "cached_property_of",
-    "_rebuild_subclass": "rebuild_subclass",
-}
+
 
 
 def _joblib() -> types.ModuleType:
@@ -59,10 +54,9 @@ def __getattr__(name: str) -> Any:
     # Blobs name the wrapper as cellcache.store.format.PageAlignedArrayWrapper: found here, on first use.
     if name in _JOBLIB_NAMES:
         return getattr(_joblib(), name)
-    if name in _MOVED_REDUCERS:
-        from cellcache.store import reducers
-
-        return getattr(reducers, _MOVED_REDUCERS[name])
+    moved = RENAMED.get((__name__, name))
+    if moved is not None:  # a class pickled by value (cloudpickle, not our unpickler) names the old place
+        return getattr(importlib.import_module(moved[0]), moved[1])
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -212,7 +206,7 @@ def load(
         os.close(fd)
     try:
         if loader == PICKLE:
-            return pickle.loads(buffer)
+            return Unpickler(BufferReader(buffer)).load()
         return _joblib().BundleUnpickler(str(path), BufferReader(buffer), mapping).load()
     except EntryCorrupt:
         raise

@@ -174,7 +174,7 @@ class StepStats:
     @property
     def slower_hit(self) -> str | None:
         """"restoring costs 99 ms, running 94 ms" where this step's hits cost more than its runs."""
-        from cellcache.reasons import slower_hit
+        from cellcache.cell.reasons import slower_hit
 
         return slower_hit(self.hit_seconds, self.run_seconds) if self.hit_seconds is not None else None
 

@@ -545,7 +545,7 @@ class LocalStore(Store):
         The path was checked when the manifest was read; it is checked again here
         because a manifest can also come from memory (the remote's copy).
         """
-        from cellcache.files import digest  # files depends on the store's format, not the other way round
+        from cellcache.cell.files import digest  # files depends on the store's format, not the other way round
 
         # The runner asks for cwd / out.path; whatever it asks, nothing is written outside the project.
         if Path(os.path.normpath(target)) != _out_target(out.path):

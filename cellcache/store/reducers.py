@@ -1,15 +1,16 @@
 """The reducers a blob names: how notebook functions, classes and array subclasses come back.
 
 A pickle stream refers to these by module and name, so they live in a module of
-their own at the bottom of the store, and never move again. Blobs written
-before they moved name them ``cellcache.store.format._rebuild_function`` and
-so on: ``format`` still answers to those names.
+their own at the bottom of the store. Blobs written before a module moved name
+its classes and functions by their old paths: ``RENAMED`` maps those to where
+they live now, and every unpickler of the store resolves names through it.
 """
 from __future__ import annotations
 
 import functools
 import marshal
 import os
+import pickle
 import sys
 import types
 from typing import Any
@@ -115,3 +116,20 @@ class BufferReader:
 
     def tell(self) -> int:
         return self.pos
+
+
+# (old module, old name) -> (module, name): what blobs written before a move name, and where it is now.
+RENAMED: dict[tuple[str, str], tuple[str, str]] = {
+    ("cellcache.store.format", "_rebuild_function"): (__name__, "rebuild_function"),
+    ("cellcache.store.format", "_live_or_rebuilt"): (__name__, "live_or_rebuilt"),
+    ("cellcache.store.format", "_cached_property"): (__name__, "cached_property_of"),
+    ("cellcache.store.format", "_rebuild_subclass"): (__name__, "rebuild_subclass"),
+    ("cellcache.effects", "_Absent"): ("cellcache.cell.effects", "_Absent"),
+}
+
+
+class Unpickler(pickle.Unpickler):
+    """The C unpickler, resolving the names of moved classes and functions (``RENAMED``)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(*RENAMED.get((module, name), (module, name)))

@@ -7,7 +7,7 @@ Directives (usable from MyST as ```{name}```):
 - ``cellcache-line-usage``: ``%cellcache``'s usage line, from the magic;
 - ``cellcache-config-keys``: every setting, from ``cellcache.config.KEYS``;
 - ``cellcache-reasons``: every reason ``--explain`` can give, from
-  ``cellcache.reasons.CATALOGUE``.
+  ``cellcache.cell.reasons.CATALOGUE``.
 
 And ``read_linked_notebook``, a MyST-NB custom format: a ``.nblink`` file names
 a notebook of the repository (and parameters to inject, papermill style), so
@@ -119,11 +119,10 @@ class ConfigKeys(_Generated):
 
 
 class Reasons(_Generated):
-    """Every reason a hit or miss can be given, from ``cellcache.reasons.CATALOGUE``."""
+    """Every reason a hit or miss can be given, from ``cellcache.cell.reasons.CATALOGUE``."""
 
     def lines(self) -> list[str]:
-        from cellcache import reasons
-
+        from cellcache.cell import reasons
         rows = [[" / ".join(_literal(t) for t in reason.examples), reason.when] for reason in reasons.CATALOGUE]
         return _table(["reason (as --explain prints it)", "when"], rows, "40 60")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import cellcache
-from cellcache import reasons
+from cellcache.cell import reasons
 from cellcache import remote as remote_ops
 from cellcache.config import resolve
 from cellcache.errors import CacheWarning

@@ -1,6 +1,6 @@
 """What a cell reads and does beyond the names it binds: hidden state in the key, and its replay on a hit.
 
-The analysis (``cellcache.analysis``) says what the code names: attribute
+The analysis (``cellcache.cell.analysis``) says what the code names: attribute
 chains, environment variables, imports. This module resolves those names
 against the live namespace, because only values tell a module from a data
 object, or ``np.random.rand`` from ``np.mean``:
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from types import BuiltinMethodType, CodeType, FunctionType, MethodType, ModuleType
 from typing import Any
 
-from cellcache.analysis import CellNames
+from cellcache.cell.analysis import CellNames
 from cellcache.errors import Unfingerprintable
 from cellcache.fingerprint import describe, fingerprint, fingerprints
 

@@ -64,7 +64,7 @@ class CellNames:
     writes: frozenset[str]  # top-level names the cell may bind
     deletes: frozenset[str]  # top-level names the cell `del`s and does not bind again afterwards
     imports: frozenset[str]  # top-level module names the cell imports
-    # What the key needs beyond names (see cellcache.effects, which resolves them against the namespace):
+    # What the key needs beyond names (see cellcache.cell.effects, which resolves them against the namespace):
     modules: frozenset[str] = frozenset()  # every dotted module the cell imports (`import a.b` -> a.b)
     aliases: tuple[tuple[str, str], ...] = ()  # (name, module) bound by the cell's imports, `from m import x` as m.x
     attr_reads: frozenset[tuple[str, ...]] = frozenset()  # loaded chains rooted at a name: ("settings", "LR")

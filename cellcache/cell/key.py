@@ -15,7 +15,7 @@ from typing import Mapping
 
 import xxhash
 
-from cellcache.analysis import deep_recursion
+from cellcache.cell.analysis import deep_recursion
 
 # Bump when anything about how keys or entries are produced changes, so that
 # old entries become misses instead of being misread.

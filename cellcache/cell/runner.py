@@ -17,17 +17,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from cellcache import config as _config
-from cellcache import effects, files, reasons
+from cellcache.cell import effects, files, reasons
 from cellcache.fingerprint import mapped
-from cellcache.analysis import CellNames, analyze
-from cellcache.capture import recording, replay, show_marker
+from cellcache.cell.analysis import CellNames, analyze
+from cellcache.cell.capture import recording, replay, show_marker
 from cellcache.report import format_seconds
 from cellcache.config import Config
 from cellcache.errors import CacheError, EntryGone, OutNotProduced, StoreError, Unfingerprintable, warn
 from cellcache.fingerprint import describe, fingerprint, module_digest, module_version
 from cellcache.fingerprint.modules import remember_loaded, take_stale
-from cellcache.key import StageKey, code_digest
-from cellcache.spec import StageSpec
+from cellcache.cell.key import StageKey, code_digest
+from cellcache.cell.spec import StageSpec
 from cellcache.store import writer
 from cellcache.store.base import LOCAL, REMOTE, Found, StepRef
 from cellcache.store.local import LocalStore
