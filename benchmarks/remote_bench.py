@@ -87,7 +87,7 @@ def raw_fs() -> Any:
 
 
 def bench_remote_hit(tmp: Path, key: Path, fingerprint: str, size: int, repeat: int) -> tuple[float, float]:
-    from cellcache.store.remote import RemoteStore
+    from cellcache.remote.bucket import RemoteStore
 
     url = f"s3://{BUCKET}/hit"
     body = f"%%cached big\nimport numpy as np\nx = np.random.default_rng(seed).integers(0, 255, size={size}, dtype=np.uint8)\n"
@@ -96,7 +96,7 @@ def bench_remote_hit(tmp: Path, key: Path, fingerprint: str, size: int, repeat: 
     ci.user_ns["seed"] = 1
     cell(ci, body)
     ci._cellcache_session.flush()  # the miss's blob is written behind; push what it stored
-    from cellcache import remote as remote_ops
+    from cellcache.remote import commands as remote_ops
     from cellcache.config import resolve
 
     pushed = remote_ops.push(resolve(), ci._cellcache_session.store.local)
@@ -181,7 +181,7 @@ def quickstart_entries(store: Path) -> None:
 
 
 def bench_push(tmp: Path, key: Path, repeat: int) -> tuple[float, float]:
-    from cellcache import remote as remote_ops
+    from cellcache.remote import commands as remote_ops
     from cellcache.config import resolve
     from cellcache.store.local import LocalStore
 
@@ -217,8 +217,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             tmp = Path(folder)
             os.environ["XDG_CONFIG_HOME"] = str(tmp / "config")
-            from cellcache import keys
-
+            from cellcache.remote import signer_keys as keys
             info = keys.generate(tmp / "signing_key")
             hit, cat = bench_remote_hit(tmp, Path(info.path), info.fingerprint, size, repeat)
             print(f"remote hit of a {size >> 20} MB output / raw s3fs cat of its bytes: {hit / cat:.2f}x "

@@ -77,7 +77,7 @@ def panel(session: Session | None = None) -> Any:
 
 
 def _remote_info(session: Session) -> list[str]:
-    from cellcache.remote import info_lines  # the remote's own account: configured, in use or down, trusted signers
+    from cellcache.remote.commands import info_lines  # the remote's own account: configured, in use or down, trusted signers
 
     try:
         return info_lines(session.config, session.store)

@@ -35,7 +35,7 @@ class Config:
     marker: bool = True  # a quiet "restored from cache" line on a hit
     # A big miss is written from a forked copy-on-write snapshot (Linux), so the cell never waits for its digests.
     fork_writes: bool = True
-    # The shared remote (cellcache.store.remote): whose entries a reader trusts, this machine's key, how strictly.
+    # The shared remote (cellcache.remote.bucket): whose entries a reader trusts, this machine's key, how strictly.
     trusted_signers: tuple[str, ...] = ()
     signing_key: Path | None = None
     verify: str = "on"  # on | strict | off

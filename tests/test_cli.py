@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from nbformat.v4 import new_code_cell, new_notebook
 
 from cellcache import api
-from cellcache.cli import main
+from cellcache.cli.main import main
 from cellcache.store.local import LocalStore
 from cellcache.store.manifest import Manifest
 
@@ -30,7 +30,7 @@ def write_nb(path: Path, *sources: str) -> Path:
 def cellcache(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """The installed `cellcache` script, as a user runs it."""
     script = Path(sys.executable).with_name("cellcache")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "cellcache.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "cellcache.cli.main"]
     return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 

@@ -7,7 +7,8 @@ import numpy as np
 from rich.console import Console
 
 import cellcache
-from cellcache import batch, cli
+from cellcache import batch
+from cellcache.cli import main as cli
 from cellcache.cell import reasons, runner
 from tests.conftest import run
 

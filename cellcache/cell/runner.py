@@ -147,7 +147,7 @@ class Session:
     @property
     def store(self) -> LocalStore:
         if self._store is None:
-            from cellcache.remote import build_store  # the remote, if configured, sits behind the local store
+            from cellcache.remote.commands import build_store  # the remote, if configured, sits behind the local store
 
             self._store = build_store(self.config, LocalStore(self.config.dir, verify_local=self.config.verify_local))
         return self._store

@@ -16,7 +16,7 @@ The manifests are the truth. A manifest appears only after its blobs are
 complete, and the index row follows it; an entry the index does not know is
 still found (and learned on first sight), and the commands that drop entries
 reconcile the index with the manifests first. The signing key lives outside
-the store (``cellcache.store.keys``).
+the store (``cellcache.store.local_key``).
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ from cellcache.store import format as fmt
 from cellcache.store.atomic import atomic_write_bytes
 from cellcache.store.base import LOCAL, Found, Store, StepRef
 from cellcache.store.index import EntryRow, Index, IndexUnusable, StepStats
-from cellcache.store.keys import SigningKey, load_signing_key
+from cellcache.store.local_key import LocalKey, load_signing_key
 from cellcache.store.manifest import Manifest, OutFile, inside_project, sign, validate, verify
 
 STORE_VERSION = 2  # the layout above; a v1 store's entries/ab/<key>.json files are ignored and reclaimed by gc
@@ -109,7 +109,7 @@ class LocalStore(Store):
             key = os.environ["CELLCACHE_KEY"].encode()  # set but empty is refused, not ignored
         self._key_bytes = key
         self._key_file = key_file
-        self._key: SigningKey | None = None
+        self._key: LocalKey | None = None
         self._index: Index | None = None
         # Verified manifests by path and the identity of the file read: a manifest is never changed in
         # place (a new one is a new file, renamed in), so a re-run hit skips the read, HMAC and parse.
@@ -152,7 +152,7 @@ class LocalStore(Store):
     # the signing key ---------------------------------------------------------
 
     @property
-    def signing_key(self) -> SigningKey:
+    def signing_key(self) -> LocalKey:
         if self._key is None:
             self._key = load_signing_key(self._key_bytes, self._key_file)
         return self._key

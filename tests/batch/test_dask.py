@@ -18,8 +18,7 @@ distributed = pytest.importorskip("distributed")
 @pytest.mark.kernel
 @pytest.mark.timeout(240)
 def test_a_4_job_sweep_on_two_workers_runs_the_shared_upstream_step_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cellcache import keys
-
+    from cellcache.remote import signer_keys as keys
     signer = keys.generate(tmp_path / "keys" / "ci_key")
     monkeypatch.delenv("CELLCACHE_DIR", raising=False)
     for name, value in {

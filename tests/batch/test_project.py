@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cellcache import batch
-from cellcache.cli import main
+from cellcache.cli.main import main
 from cellcache.store.local import LocalStore
 
 from .helpers import REPO, cellcache, write_nb

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from cellcache import sweep
-from cellcache.cli import main
+from cellcache.cli.main import main
 from cellcache.errors import BatchError
 from cellcache.store.local import LocalStore
 

@@ -16,8 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from cellcache import keys
-
+from cellcache.remote import signer_keys as keys
 REMOTE_ENV = (
     "CELLCACHE_REMOTE",
     "CELLCACHE_TRUSTED_SIGNERS",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cellcache.cli import main
+from cellcache.cli.main import main
 from cellcache.store.local import LocalStore
 
 from .conftest import BUCKET

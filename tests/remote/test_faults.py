@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cellcache.store.local import LocalStore
-from cellcache.store.remote import RemoteStore
+from cellcache.remote.bucket import RemoteStore
 
 from .conftest import BUCKET, free_port, moto_auth, wait_for
 from .helpers import local_entry
@@ -85,7 +85,8 @@ def test_bad_credentials_are_a_loud_configuration_warning(make_shell, tmp_path: 
 PUSH_SCRIPT = """
 import sys
 from pathlib import Path
-from cellcache import config, remote
+from cellcache import config
+from cellcache.remote import commands as remote
 from cellcache.store.local import LocalStore
 remote.push(config.resolve(), LocalStore(Path(sys.argv[1])))
 """
@@ -112,7 +113,7 @@ def test_a_push_killed_with_sigkill_leaves_nothing_a_reader_takes(tmp_path: Path
     reader = RemoteStore(s3.url, trusted=[signer.fingerprint])
     assert reader.fetch(manifest.key).entries == ()
     # The next push completes, and the entry arrives whole.
-    from cellcache import remote as remote_ops
+    from cellcache.remote import commands as remote_ops
     from cellcache.config import resolve
 
     monkeypatch.setenv("CELLCACHE_REMOTE", s3.url)

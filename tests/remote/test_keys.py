@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cellcache import keys
+from cellcache.remote import signer_keys as keys
 from cellcache.errors import ConfigError
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from cellcache.errors import EntryCorrupt, UntrustedEntry
 from cellcache.store.local import LocalStore
-from cellcache.store.remote import RemoteStore
+from cellcache.remote.bucket import RemoteStore
 
 from .helpers import blob_files, local_entry, local_manifests
 

@@ -7,7 +7,7 @@ import pytest
 
 from cellcache.errors import EntryCorrupt, UntrustedEntry
 from cellcache.store.manifest import Manifest
-from cellcache.store.signing import DOMAIN, RemoteBlob, canonical, open_envelope, sign
+from cellcache.remote.signing import DOMAIN, RemoteBlob, canonical, open_envelope, sign
 
 
 def _manifest(key: str = "a" * 32) -> Manifest:
@@ -63,7 +63,7 @@ def test_the_signature_is_domain_separated(signer) -> None:
     envelope = json.loads(sign(_manifest(), BLOBS, signer.key, pushed=1.0))
     import base64
 
-    from cellcache.keys import PublicKey
+    from cellcache.remote.signer_keys import PublicKey
 
     public = PublicKey(base64.b64decode(envelope["public_key"]))
     signature = base64.b64decode(envelope["signature"])

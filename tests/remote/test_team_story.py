@@ -29,7 +29,7 @@ def working_copy(root: Path) -> Path:
 
 
 def cellcache(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", "from cellcache.cli import main; main()", *args]
+    command = [sys.executable, "-c", "from cellcache.cli.main import main; main()", *args]
     return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=240)
 
 

@@ -8,10 +8,10 @@ import pytest
 
 import cellcache
 from cellcache.cell import reasons
-from cellcache import remote as remote_ops
+from cellcache.remote import commands as remote_ops
 from cellcache.config import resolve
 from cellcache.errors import CacheWarning
-from cellcache.store.remote import RemoteStore
+from cellcache.remote.bucket import RemoteStore
 
 from .conftest import BUCKET
 
@@ -203,7 +203,7 @@ def test_a_full_push_queue_never_blocks_a_cell() -> None:
     import threading
     import time as _time
 
-    from cellcache.store.tiered import BackgroundPusher, RemoteHealth
+    from cellcache.remote.tiered import BackgroundPusher, RemoteHealth
 
     release = threading.Event()
     pusher = BackgroundPusher(lambda m: release.wait(20), RemoteHealth(), size=2)

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 import cellcache
-from cellcache.cli import main
+from cellcache.cli.main import main
 from cellcache.store.local import LocalStore
 from tests.conftest import run
 from tests.store.conftest import run_counting_warnings

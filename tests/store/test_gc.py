@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from cellcache.cli import main
+from cellcache.cli.main import main
 from cellcache.store.local import LocalStore
 from cellcache.store.manifest import Manifest, OutFile
 

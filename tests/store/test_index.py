@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import cellcache
-from cellcache.cli import main
+from cellcache.cli.main import main
 from cellcache.store.base import StepRef
 from cellcache.store.index import Index
 from cellcache.store.local import LocalStore

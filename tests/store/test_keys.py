@@ -12,7 +12,7 @@ import pytest
 
 import cellcache
 from cellcache.errors import SigningKeyError
-from cellcache.store.keys import MIN_KEY_BYTES, default_key_file, load_signing_key
+from cellcache.store.local_key import MIN_KEY_BYTES, default_key_file, load_signing_key
 from cellcache.store.local import LocalStore
 from tests.conftest import run
 from tests.store.conftest import run_counting_warnings
@@ -111,7 +111,7 @@ def test_racing_processes_agree_on_one_complete_key(tmp_path):
     script = textwrap.dedent(
         f"""
         import sys, time
-        from cellcache.store.keys import load_signing_key
+        from cellcache.store.local_key import load_signing_key
         from pathlib import Path
         start = float(sys.argv[1])
         while time.time() < start:

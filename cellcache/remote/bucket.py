@@ -32,10 +32,10 @@ from typing import Any, Callable, Iterable, Iterator
 import xxhash
 
 from cellcache.errors import CacheError, EntryCorrupt, RemoteDenied, RemoteUnavailable, UntrustedEntry
-from cellcache.keys import SigningKey, fingerprint_from_id
-from cellcache.store import signing
+from cellcache.remote.signer_keys import SigningKey, fingerprint_from_id
+from cellcache.remote import signing
 from cellcache.store.manifest import Manifest
-from cellcache.store.signing import RemoteBlob, SignedEntry
+from cellcache.remote.signing import RemoteBlob, SignedEntry
 
 PREFIX = "cellcache/v1"
 FORMAT_TEXT = b"cellcache remote store, layout v1\n"
@@ -118,7 +118,7 @@ class RemoteStore:
         timeout: float = DEFAULT_TIMEOUT,
         fs: Any = None,
     ) -> None:
-        from cellcache.keys import signer_id
+        from cellcache.remote.signer_keys import signer_id
 
         self.url = url
         self.timeout = timeout

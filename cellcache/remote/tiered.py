@@ -23,8 +23,8 @@ from typing import Any, Callable, Iterator
 from cellcache.errors import CacheError, RefusedRemoteEntry, RemoteDenied, RemoteUnavailable, warn
 from cellcache.store.base import LOCAL, REMOTE, Found, Store, StepRef
 from cellcache.store.manifest import Manifest, OutFile
-from cellcache.store.remote import RemoteStore
-from cellcache.store.signing import SignedEntry
+from cellcache.remote.bucket import RemoteStore
+from cellcache.remote.signing import SignedEntry
 
 PUSH_QUEUE = 64  # entries waiting for a background push; beyond that they wait for `cellcache push`
 EXIT_GRACE = 10.0  # seconds the interpreter's exit waits for queued background pushes

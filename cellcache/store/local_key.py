@@ -29,7 +29,7 @@ def default_key_file() -> Path:
 
 
 @dataclass(frozen=True)
-class SigningKey:
+class LocalKey:
     secret: bytes
     source: str  # "CELLCACHE_KEY" or the key file's path
 
@@ -96,14 +96,14 @@ def _create(path: Path) -> None:
             pass
 
 
-def load_signing_key(env_key: bytes | None = None, key_file: Path | None = None) -> SigningKey:
+def load_signing_key(env_key: bytes | None = None, key_file: Path | None = None) -> LocalKey:
     """The key that signs this user's local manifests; SigningKeyError if it can't be had."""
     if env_key is not None:
-        return SigningKey(_checked(env_key, "CELLCACHE_KEY"), "CELLCACHE_KEY")
+        return LocalKey(_checked(env_key, "CELLCACHE_KEY"), "CELLCACHE_KEY")
     path = key_file or default_key_file()
     for attempt in range(3):
         try:
-            return SigningKey(_checked(_read(path), str(path)), str(path))
+            return LocalKey(_checked(_read(path), str(path)), str(path))
         except FileNotFoundError:
             pass
         try:

@@ -613,10 +613,10 @@ def verify(repair: bool, store_dir: Path | None) -> None:
 
 # the shared remote: keys, push, pull, remote status|verify|gc (cellcache/remote_cli.py) ------
 
-from cellcache import remote_cli as _remote_cli  # noqa: E402 - registers onto `main`, defined above
+from cellcache.cli import remote as _remote_cli  # noqa: E402 - registers onto `main`, defined above
 
 _remote_cli.register(main, SIZE, DURATION)
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m cellcache.cli`
+if __name__ == "__main__":  # pragma: no cover - `python -m cellcache.cli.main`
     main()

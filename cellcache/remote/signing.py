@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from cellcache.errors import EntryCorrupt, UntrustedEntry
-from cellcache.keys import PublicKey, SigningKey
+from cellcache.remote.signer_keys import PublicKey, SigningKey
 from cellcache.store.manifest import Manifest
 
 DOMAIN = b"cellcache remote manifest v1\x00"

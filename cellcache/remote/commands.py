@@ -2,7 +2,7 @@
 
 Plain functions over values; the CLI and ``%cellcache info`` only render
 them. The mechanics (layout, checks, write-once uploads) live in
-``cellcache.store.remote``, the read-through in ``cellcache.store.tiered``.
+``cellcache.remote.bucket``, the read-through in ``cellcache.remote.tiered``.
 
 Trust, in one paragraph the docs repeat: a cached entry is a pickle, and
 restoring it runs code. Trusting a signer's fingerprint (``trusted_signers``)
@@ -20,14 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
-from cellcache import keys
+from cellcache.remote import signer_keys as keys
 from cellcache.config import Config
 from cellcache.errors import CacheError, ConfigError, EntryCorrupt, RemoteDenied, RemoteUnavailable, UntrustedEntry
 from cellcache.store.base import Store, StepRef
 from cellcache.store.manifest import Manifest
-from cellcache.store.remote import RemoteStore
-from cellcache.store.signing import open_envelope
-from cellcache.store.tiered import TieredStore
+from cellcache.remote.bucket import RemoteStore
+from cellcache.remote.signing import open_envelope
+from cellcache.remote.tiered import TieredStore
 
 TRUST_WARNING = (
     "Trusting a signer's key lets whoever holds it run code on your machine: a cached entry is a pickle, "

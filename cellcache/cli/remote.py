@@ -1,7 +1,7 @@
 """The remote's command-line verbs: ``keys``, ``push``, ``pull`` and ``remote status|verify|gc``.
 
-Registered on ``cellcache.cli.main`` by the section at the end of cli.py.
-Glue only: parse, call ``cellcache.remote`` / ``cellcache.keys``, print.
+Registered on ``cellcache.cli.main.main`` by the section at the end of cli.py.
+Glue only: parse, call ``cellcache.remote.commands`` / ``cellcache.remote.signer_keys``, print.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Any, Iterator, Sequence
 import click
 
 from cellcache import config as _config
-from cellcache import keys as _keys
-from cellcache import remote as _remote
+from cellcache.remote import signer_keys as _keys
+from cellcache.remote import commands as _remote
 from cellcache.report import format_seconds, format_size
 from cellcache.store.base import StepRef
 
