@@ -9,7 +9,7 @@ from rich.console import Console
 import cellcache
 from cellcache import batch
 from cellcache.cli import main as cli
-from cellcache.cell import reasons, runner
+from cellcache.cell import reasons, stage
 from tests.conftest import run
 
 
@@ -57,13 +57,13 @@ def test_each_input_is_fingerprinted_once_per_hit(shell, monkeypatch):
     source = "%%cached both\ns = float(a.sum() + b.sum())"
     run(shell, source)
     calls: list[int] = []
-    real = runner.fingerprint
+    real = stage.fingerprint
 
     def counting(value):
         calls.append(id(value))
         return real(value)
 
-    monkeypatch.setattr(runner, "fingerprint", counting)
+    monkeypatch.setattr(stage, "fingerprint", counting)
     run(shell, source)
     assert cellcache.last_run().hit
     assert calls.count(id(shell.user_ns["a"])) == 1

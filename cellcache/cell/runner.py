@@ -14,22 +14,34 @@ import time
 import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 from cellcache import config as _config
 from cellcache.cell import effects, files, reasons
 from cellcache.fingerprint import mapped
-from cellcache.cell.analysis import CellNames, analyze
+from cellcache.cell.analysis import analyze
 from cellcache.cell.capture import recording, replay, show_marker
 from cellcache.report import format_seconds
 from cellcache.config import Config
 from cellcache.errors import CacheError, EntryGone, OutNotProduced, StoreError, Unfingerprintable, warn
-from cellcache.fingerprint import describe, fingerprint, module_digest, module_version
+from cellcache.fingerprint import fingerprint
 from cellcache.fingerprint.modules import remember_loaded, take_stale
 from cellcache.cell.key import StageKey, code_digest
 from cellcache.cell.spec import StageSpec
+from cellcache.cell.stage import (
+    Bundle,
+    Failed,
+    Hit,
+    Miss,
+    Outcome,
+    Plain,
+    Stage,
+    UnfingerprintableInput,
+    component_inputs,
+    module_components,
+)
 from cellcache.store import writer
-from cellcache.store.base import LOCAL, REMOTE, Found, StepRef
+from cellcache.store.base import LOCAL, REMOTE, StepRef
 from cellcache.store.local import LocalStore
 from cellcache.store.manifest import FileDigest, Manifest, OutFile
 
@@ -65,42 +77,6 @@ class StepRun:
 
 class StopAtMiss(Exception):
     """Raised into a restore-only run (``cellcache status``) at the first cell that would run."""
-
-
-class _UnfingerprintableInput(Exception):
-    def __init__(self, name: str, cause: Unfingerprintable) -> None:
-        super().__init__(name)
-        self.name, self.cause = name, cause
-
-
-def _component_inputs(values: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
-    digests, descriptions = {}, {}
-    seen: dict[int, str] = {}  # two names bound to one object: one fingerprint (the values stay alive in `values`)
-    for name, value in values.items():
-        try:
-            digests[name] = seen.get(id(value)) or seen.setdefault(id(value), fingerprint(value).hex())
-        except Unfingerprintable as exc:
-            raise _UnfingerprintableInput(name, exc) from exc
-        descriptions[f"input:{name}"] = describe(value)
-    return digests, descriptions
-
-
-def _module_components(imports: frozenset[str], dotted: Iterable[str] = ()) -> dict[str, str]:
-    components = {}
-    # `import pkg.sub` and `from pkg import sub` reach pkg/sub.py, which pkg/__init__.py may not import.
-    local_tops = {m for m in imports if module_digest(m) is not None}
-    submodules = {m for m in dotted if "." in m and m.partition(".")[0] in local_tops}
-    for module in sorted(set(imports) | submodules):
-        local = module_digest(module)
-        if local is not None:
-            components[f"module:{module}"] = local.hex()
-            continue
-        if module in submodules:
-            continue  # `from pkg import name` where name is no module
-        version = module_version(module)
-        if version is not None and version != "stdlib":
-            components[f"package:{module}"] = version.partition("==")[2] or version
-    return components
 
 
 class Session:
@@ -178,48 +154,68 @@ class Session:
         for message in self.writer.take_failures():
             warn(message)
 
-    # the flow ----------------------------------------------------------------
+    # the flow: prepare, then lookup -> restore | execute -> commit --------------
 
     def run(self, spec: StageSpec, body: str) -> StepRun:
         started = time.perf_counter()
         self._warned = False
+        stage = self.prepare(spec, body, started)
+        if isinstance(stage, Plain):
+            # Run outside any except clause, so the shell reports an error exactly as it would
+            # without the magic: no chained exception, no cellcache frames.
+            return self._finish(self._plain(stage.name, body, started, stage.reason))
+        miss_reason = reasons.FORCED if (spec.force or self.force_all) else None
+        if miss_reason is None:
+            found = self.lookup(stage)
+            if isinstance(found, Hit):
+                return self._finish(self.restore(stage, found))
+            miss_reason = found.reason or self._explain_new_key(stage)
+        if self.restore_only:
+            return self._finish(self._stop_at_miss(stage.name, stage.key.digest, miss_reason))
+        if spec.explain:
+            print(f"cellcache: {stage.name}: miss: {miss_reason}")
+        outcome = self.execute(stage)
+        if isinstance(outcome, Failed):
+            return self._finish(self._failed(stage, outcome, miss_reason))
+        self.commit(stage, outcome)
+        key = outcome.keys[0].digest
+        self._record(stage.name, key, "miss", outcome.seconds, 0.0, miss_reason)
+        seconds = time.perf_counter() - started
+        return self._finish(StepRun(name=stage.name, hit=False, key=key, seconds=seconds, saved_seconds=0.0, reason=miss_reason, status="miss"))
+
+    def prepare(self, spec: StageSpec, body: str, started: float) -> Stage | Plain:
+        """Analyse and key the cell; or say why it runs without the cache."""
         transformed = self._transform(body)
-        unanalysable = None
         try:
             names = analyze(transformed)
             code = code_digest(transformed)
         except SyntaxError:
-            unanalysable = "syntax error"
+            return Plain(spec.name or "cell", "syntax error")
         except (RecursionError, MemoryError):  # nested deeper than the analysis (or the parser) can follow
-            unanalysable = "code nested too deeply to analyse"
             self._warn_once(f"cellcache: step {spec.name or 'cell'!r} ran uncached: its code is nested too deeply to analyse.")
-        if unanalysable is not None:
-            # Run outside the except clause, so the shell reports the error exactly as it would
-            # without the magic: no chained exception, no cellcache frames.
-            return self._finish(self._plain(spec.name or "cell", body, started, unanalysable))
+            return Plain(spec.name or "cell", "code nested too deeply to analyse")
         name = spec.name or self.cell_id or f"cell-{code[:8]}"
         if not self.enabled:
-            return self._finish(self._plain(name, body, started, reasons.DISABLED))
+            return Plain(name, reasons.DISABLED)
         if spec.strategy == "off":
-            return self._finish(self._plain(name, body, started, reasons.STRATEGY_OFF))
-
+            return Plain(name, reasons.STRATEGY_OFF)
         ns = self.shell.user_ns
         read_names = sorted(n for n in names.reads if n in ns and n not in spec.ignore and not _SHELL_PLUMBING.match(n))
         if names.dynamic:
             self._warn_once(f"cellcache: step {name!r} ran uncached: {names.dynamic}. Spell the names it reads.")
-            return self._finish(self._plain(name, body, started, names.dynamic))
+            return Plain(name, names.dynamic)
         try:
-            inputs, descriptions = _component_inputs({n: ns[n] for n in read_names})
+            inputs, descriptions = component_inputs({n: ns[n] for n in read_names})
             hidden = effects.observe(names, ns, {n: ns[n] for n in read_names}, self._draws.get(name, ()))
             descriptions.update(hidden.descriptions)
-        except _UnfingerprintableInput as exc:
+        except UnfingerprintableInput as exc:
             culprit = exc.name
             self._warn_once(
                 f"cellcache: step {name!r} ran uncached: input `{culprit}` can't be fingerprinted ({exc.cause}). "
                 f"`--ignore {culprit}` would leave it out of the key: the cell would then never re-run when "
                 f"`{culprit}` changes, so use it only if `{culprit}` does not affect the result."
             )
-            return self._finish(self._plain(name, body, started, f"input `{culprit}` can't be fingerprinted"))
+            return Plain(name, f"input `{culprit}` can't be fingerprinted")
         cwd = Path.cwd()
         # A missing dep raises DepNotFound here, before anything runs.
         dep_paths = files.expand(spec.deps, cwd) if spec.deps else []
@@ -229,7 +225,7 @@ class Session:
             code=code,
             inputs=inputs,
             files=file_digests,
-            modules=_module_components(names.imports, names.named_modules),
+            modules=module_components(names.imports, names.named_modules),
             extra=hidden.components,
         )
         stale_modules = take_stale()
@@ -239,21 +235,20 @@ class Session:
                 f"cellcache: module {listed} changed on disk since it was imported; the cell runs, and is keyed on, "
                 f"the code that was imported. Run importlib.reload({stale_modules[0]}) or %autoreload 2 to use the new code."
             )
-
-        miss_reason = reasons.FORCED if (spec.force or self.force_all) else None
-        if miss_reason is None:
-            self.writer.wait_for(key.digest)  # a re-run right after its miss finds what that miss stored
-            found, bundle, miss_reason = self._lookup(name, key, spec, cwd)
-            if found is not None and found.manifest is not None:
-                return self._finish(self._restore(name, spec, found.manifest, bundle, started, found.source))
-        if miss_reason is None:
-            miss_reason = self._explain_new_key(name, key, descriptions)
-        if self.restore_only:
-            return self._finish(self._stop_at_miss(name, key.digest, miss_reason))
-        if spec.explain:
-            print(f"cellcache: {name}: miss: {miss_reason}")
-        run = self._run_and_store(name, body, names, key, inputs, descriptions, miss_reason, started, spec, cwd, dep_paths, hidden)
-        return self._finish(run)
+        return Stage(
+            step=self._step(name),
+            spec=spec,
+            body=body,
+            source=transformed,
+            names=names,
+            inputs=inputs,
+            descriptions=descriptions,
+            hidden=hidden,
+            deps=tuple(dep_paths),
+            key=key,
+            cwd=cwd,
+            started=started,
+        )
 
     # lookup ------------------------------------------------------------------
 
@@ -266,29 +261,28 @@ class Session:
     def _step(self, name: str) -> StepRef:
         return StepRef(getattr(self, "notebook", "") or "", name)
 
-    def _lookup(
-        self, name: str, key: StageKey, spec: StageSpec, cwd: Path
-    ) -> tuple[Found | None, dict[str, Any] | None, str | None]:
-        """The first candidate that is fresh, sound and restorable: (found, bundle, None); else (None, None, why it missed).
+    def lookup(self, stage: Stage) -> Hit | Miss:
+        """The first candidate that is fresh, sound and restorable; else a miss and why.
 
         Candidates come lazily, so a tiered store only asks the network when every local one failed.
         """
+        self.writer.wait_for(stage.key.digest)  # a re-run right after its miss finds what that miss stored
         problems: list[str] = []
         reason: str | None = None
         try:
-            for found in self.store.candidates(key.digest):
+            for found in self.store.candidates(stage.key.digest):
                 if found.manifest is None:
                     problems.append(found.problem or "unreadable entry")
                     continue
                 manifest = found.manifest
-                if spec.ttl is not None and time.time() - manifest.created > spec.ttl:
+                if stage.spec.ttl is not None and time.time() - manifest.created > stage.spec.ttl:
                     reason = reason or reasons.TTL_EXPIRED
                     continue
                 cache = self._stat_cache()
                 stale = [
                     f"implicit file {d.path} {'is gone' if now is None else 'changed'}"
                     for d in manifest.implicit
-                    if (now := files.current_digest(d.path, cwd, cache)) != d.digest
+                    if (now := files.current_digest(d.path, stage.cwd, cache)) != d.digest
                 ]
                 if stale:
                     reason = reason or reasons.summarize(stale)
@@ -297,39 +291,36 @@ class Session:
                 if bundle is None and problem is None:
                     continue  # removed by a gc or invalidate while it was read: simply not there
                 if problem is None:
-                    problem = self._restore_outs(manifest, cwd)
+                    problem = self._restore_outs(manifest, stage.cwd)
                 if problem is None:
                     if problems:  # a sound entry serves, but a planted or damaged sibling is worth one line
-                        self._warn_once(f"cellcache: step {name!r}: ignored a broken entry: {problems[0]}")
-                    return found, bundle, None
+                        self._warn_once(f"cellcache: step {stage.name!r}: ignored a broken entry: {problems[0]}")
+                    return Hit(found, bundle)
                 problems.append(problem)
         except (CacheError, OSError) as exc:  # the store itself is unusable: a miss, and the store's one line
             problems.append(str(exc))
         if problems:
-            self._warn_once(f"cellcache: step {name!r}: ignoring a broken entry, the cell will run: {problems[0]}")
-            return None, None, reason or "stored entry was broken"
-        return None, None, reason
+            self._warn_once(f"cellcache: step {stage.name!r}: ignoring a broken entry, the cell will run: {problems[0]}")
+            return Miss(reason or "stored entry was broken")
+        return Miss(reason)
 
-    def _load(self, manifest: Manifest) -> tuple[dict[str, Any] | None, str | None]:
+    def _load(self, manifest: Manifest) -> tuple[Bundle | None, str | None]:
         try:
-            bundle = self.store.load(manifest)
-            if not isinstance(bundle, dict) or "ns" not in bundle or not isinstance(bundle["ns"], dict):
-                raise StoreError("blob does not hold a cellcache bundle")
-            return bundle, None
+            return Bundle.from_stored(self.store.load(manifest)), None
         except EntryGone:
             return None, None
         except (StoreError, OSError) as exc:
             return None, str(exc)
 
-    def _explain_new_key(self, name: str, key: StageKey, descriptions: Mapping[str, str]) -> str:
+    def _explain_new_key(self, stage: Stage) -> str:
         try:
-            previous = self.store.last_manifest(self._step(name)) if self.store.exists() else None
-            invalidated_at = self.store.invalidated_at(self._step(name)) if self.store.exists() else None
+            previous = self.store.last_manifest(stage.step) if self.store.exists() else None
+            invalidated_at = self.store.invalidated_at(stage.step) if self.store.exists() else None
         except Exception:  # noqa: BLE001 - the index is advisory; an explanation is not worth a crash
             previous, invalidated_at = None, None
         if previous is None:
             return reasons.INVALIDATED if invalidated_at is not None else reasons.FIRST_RUN
-        return reasons.explain_miss(previous.components, key.components, previous.descriptions, descriptions)
+        return reasons.explain_miss(previous.components, stage.key.components, previous.descriptions, stage.descriptions)
 
     # hit -----------------------------------------------------------------------
 
@@ -341,27 +332,28 @@ class Session:
             return f"cannot write back its --outs: {exc}"
         return None
 
-    def _restore(
-        self, name: str, spec: StageSpec, manifest: Manifest, bundle: dict[str, Any], started: float, source: str = LOCAL
-    ) -> StepRun:
+    def restore(self, stage: Stage, hit: Hit) -> StepRun:
+        """Set what the run set, and show what it showed; the body does not run."""
+        name, manifest, bundle, source = stage.name, hit.found.manifest, hit.bundle, hit.found.source
+        assert manifest is not None  # a Hit is only made from a readable manifest
         ns = self.shell.user_ns
-        ns.update(bundle["ns"])
-        mapped.remember(bundle["ns"], bundle.get("digests"))  # the next cell need not re-hash these maps
+        ns.update(bundle.ns)
+        mapped.remember(bundle.ns, bundle.digests)  # the next cell need not re-hash these maps
         for gone in manifest.deletes:
             ns.pop(gone, None)
-        effects.apply(bundle.get("record", {}).get("effects"), ns)
+        effects.apply(bundle.record.get("effects"), ns)
         reason = reasons.HIT_REMOTE if source == REMOTE else reasons.HIT
-        if spec.explain:
+        if stage.spec.explain:
             print(f"cellcache: {name}: {reason} (saved {format_seconds(manifest.seconds)})")
         if self._shows_marker():
             show_marker(self.shell, name, manifest.seconds, remote=source == REMOTE)
-        replay(self.shell, bundle.get("record", {}), ns.get(manifest.result_name) if manifest.result_name else None)
-        seconds = time.perf_counter() - started
+        replay(self.shell, bundle.record, ns.get(manifest.result_name) if manifest.result_name else None)
+        seconds = time.perf_counter() - stage.started
         saved = max(manifest.seconds - seconds, 0.0)
         slower = reasons.slower_hit(seconds, manifest.seconds)
         if slower:  # the cache costs this step more than it saves: say so where the user looks
             reason = f"{reason}; {slower}"
-            if spec.explain:
+            if stage.spec.explain:
                 print(f"cellcache: {name}: {slower}")
         self._record(name, manifest.key, "hit", seconds, saved, reason, source)
         return StepRun(name=name, hit=True, key=manifest.key, seconds=seconds, saved_seconds=saved, reason=reason, status="hit")
@@ -417,56 +409,42 @@ class Session:
             status="uncached" if result.success else "error",
         )
 
-    def _run_and_store(
-        self,
-        name: str,
-        body: str,
-        names: CellNames,
-        key: StageKey,
-        inputs: Mapping[str, str],
-        descriptions: Mapping[str, str],
-        reason: str,
-        started: float,
-        spec: StageSpec,
-        cwd: Path,
-        dep_paths: list[Path],
-        hidden: effects.Hidden | None = None,
-    ) -> StepRun:
+    def execute(self, stage: Stage) -> Outcome | Failed:
+        """Run the cell, watching what it binds, reads, shows and sets."""
+        name, key, spec, cwd = stage.name, stage.key, stage.spec, stage.cwd
         ns = self.shell.user_ns
         before = {k: id(v) for k, v in ns.items()}
-        fx = effects.Effects(names, ns, {n: ns[n] for n in inputs if n in ns}, hidden or effects.Hidden())
+        fx = effects.Effects(stage.names, ns, {n: ns[n] for n in stage.inputs if n in ns}, stage.hidden)
         run_started = time.perf_counter()
         with recording(self.shell) as rec, files.OpenRecorder(exclude=[self.config.dir]) as opened:
-            result = self._execute(body)
+            result = self._execute(stage.body)
         seconds = time.perf_counter() - run_started
         if not result.success:
-            # The index keeps what failed, so the panel can show each step's last error.
-            error = result.error_in_exec or result.error_before_exec
-            self._record(name, key.digest, "error", seconds, 0.0, f"{type(error).__name__}: {error}" if error else reason)
-            return StepRun(name=name, hit=False, key=key.digest, seconds=seconds, saved_seconds=0.0, reason=reason, status="error")
+            return Failed(result.error_in_exec or result.error_before_exec, seconds)
         try:
             out_paths = files.produced_outs(spec.outs, cwd)
         except OutNotProduced as exc:
-            return self._fail_outer(name, key, exc, seconds, reason)
+            return Failed(exc, seconds, promise=True)
 
         def keep(n: str) -> bool:
             # Dunders are interpreter plumbing (`%run` leaves `__nonzero__`, `__builtin__` behind).
             return n not in spec.ignore and not _SHELL_NAME.match(n) and not (len(n) > 4 and n[:2] == n[-2:] == "__")
 
+        names, inputs = stage.names, stage.inputs
         rebound = {k for k, v in ns.items() if before.get(k) != id(v)}
         outputs = {n for n in (names.writes | rebound | fx.mutated_globals(ns)) if n in ns and keep(n)}
         for n in inputs:
             if n not in outputs and n in ns and _digest_changed(ns[n], inputs[n]):
                 outputs.add(n)  # mutated in place: the restored namespace must carry the new value
-        deletes = sorted(n for n in before.keys() | names.deletes if n not in ns and keep(n))  # replayed even if absent now
+        deletes = tuple(sorted(n for n in before.keys() | names.deletes if n not in ns and keep(n)))  # replayed even if absent now
         values = {n: ns[n] for n in sorted(outputs)}
         result_name = None
         if result.result is not None:
             result_name = next((n for n, v in values.items() if v is result.result), None)
-        declared = set(dep_paths) | set(out_paths)
+        declared = set(stage.deps) | set(out_paths)
         named = [*names.strings, *(ns[n] for n in inputs if isinstance(ns.get(n), (str, os.PathLike)))]
         named += files.import_reads([*names.named_modules, *_modules_of(ns[n] for n in inputs if n in ns)])
-        implicit = [p for p in opened.files_read(named) if p not in declared]
+        implicit = tuple(p for p in opened.files_read(named) if p not in declared)
         record = rec.as_record()
         record["effects"] = fx.replay(ns)
         unkeyed = fx.unkeyed_rngs()
@@ -474,32 +452,25 @@ class Session:
             key = key.extended(unkeyed)
             self._draws.setdefault(name, set()).update(c.partition(":")[2] for c in unkeyed)
         rerun = fx.rerun_components(before, ns, values)
-        keys = [key, key.extended(rerun)] if rerun else [key]
-        self._store_entry(name, keys, descriptions, values, deletes, result_name, record, seconds, cwd, implicit, out_paths)
-        self._record(name, key.digest, "miss", seconds, 0.0, reason)
-        return StepRun(
-            name=name, hit=False, key=key.digest, seconds=time.perf_counter() - started, saved_seconds=0.0, reason=reason, status="miss"
+        return Outcome(
+            values=values,
+            deletes=deletes,
+            result_name=result_name,
+            record=record,
+            seconds=seconds,
+            implicit=implicit,
+            outs=tuple(out_paths),
+            keys=(key, key.extended(rerun)) if rerun else (key,),
         )
 
-    def _store_entry(
-        self,
-        name: str,
-        keys: list[StageKey],
-        descriptions: Mapping[str, str],
-        values: dict[str, Any],
-        deletes: list[str],
-        result_name: str | None,
-        record: dict[str, Any],
-        seconds: float,
-        cwd: Path,
-        implicit: list[Path],
-        out_paths: list[Path],
-    ) -> None:
+    def commit(self, stage: Stage, outcome: Outcome) -> None:
+        """Store the outcome under each of its keys; trouble is one warning, and the namespace keeps its values."""
+        name, cwd = stage.name, stage.cwd
         try:
             cache = self._stat_cache()
-            implicit_digests = tuple(FileDigest(p, d) for p, d in files.digests(implicit, cwd, cache).items())
+            implicit_digests = tuple(FileDigest(p, d) for p, d in files.digests(list(outcome.implicit), cwd, cache).items())
             outs: list[OutFile] = []
-            for path in out_paths:
+            for path in outcome.outs:
                 digest, size = self.store.put_file_blob(path)
                 outs.append(OutFile(path=files.display_path(path, cwd), blob=digest, size=size, mode=path.stat().st_mode & 0o777))
         except (OSError, CacheError) as exc:
@@ -511,31 +482,36 @@ class Session:
                 key=key.digest,
                 step=name,
                 created=time.time(),
-                seconds=seconds,
+                seconds=outcome.seconds,
                 blob="",  # filled in by the writer once the blob is written
                 blob_size=0,
-                outputs=tuple(values),
-                deletes=tuple(deletes),
-                result_name=result_name,
+                outputs=tuple(outcome.values),
+                deletes=outcome.deletes,
+                result_name=outcome.result_name,
                 components=dict(key.components),
-                descriptions=dict(descriptions),
+                descriptions=dict(stage.descriptions),
                 outs=tuple(outs),
                 implicit=implicit_digests,
-                notebook=self._step(name).notebook,
+                notebook=stage.step.notebook,
             )
-            for key in keys
+            for key in outcome.keys
         ]
-        entry = writer.prepare(manifests[0], values, record, fork=self.config.fork_writes, also=tuple(manifests[1:]))
+        entry = writer.prepare(manifests[0], outcome.values, outcome.record, fork=self.config.fork_writes, also=tuple(manifests[1:]))
         writer.store_entry(self.writer, self.store, entry, self._warn_once)
 
-    def _fail_outer(self, name: str, key: StageKey, exc: Exception, seconds: float, reason: str) -> StepRun:
-        """A broken promise of the cell (an --outs it did not write): say so, store nothing, fail the cell."""
-        print(f"cellcache: step {name!r}: {exc}; nothing was stored (its variables are in the namespace)", file=sys.stderr)
-        outer = getattr(self.shell.displayhook, "exec_result", None)
-        if outer is not None:
-            outer.error_in_exec = exc
-        self._record(name, key.digest, "error", seconds, 0.0, reason)
-        return StepRun(name=name, hit=False, key=key.digest, seconds=seconds, saved_seconds=0.0, reason=str(exc), status="error")
+    def _failed(self, stage: Stage, failed: Failed, reason: str) -> StepRun:
+        """The index keeps what failed, so the panel can show each step's last error; nothing is stored."""
+        name, key, error = stage.name, stage.key.digest, failed.error
+        if failed.promise:
+            # A broken promise of the cell: say so, and fail the cell, as the cell itself raised nothing.
+            print(f"cellcache: step {name!r}: {error}; nothing was stored (its variables are in the namespace)", file=sys.stderr)
+            outer = getattr(self.shell.displayhook, "exec_result", None)
+            if outer is not None:
+                outer.error_in_exec = error
+            self._record(name, key, "error", failed.seconds, 0.0, reason)
+            return StepRun(name=name, hit=False, key=key, seconds=failed.seconds, saved_seconds=0.0, reason=str(error), status="error")
+        self._record(name, key, "error", failed.seconds, 0.0, f"{type(error).__name__}: {error}" if error else reason)
+        return StepRun(name=name, hit=False, key=key, seconds=failed.seconds, saved_seconds=0.0, reason=reason, status="error")
 
     def _warn_not_stored(self, name: str, why: str) -> None:
         self._warn_once(f"cellcache: step {name!r} was not stored: {why}. Its results are in the namespace as usual.")

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from cellcache import api, batch
 from cellcache import config as _config
-from cellcache import sweep as _sweep
+from cellcache.batch import sweep as _sweep
 from cellcache.errors import BatchError, CellcacheError, ConfigError, StepError
 from cellcache.report import format_age, format_seconds, format_size
 from cellcache.cell.spec import parse_duration, parse_size
@@ -534,8 +534,7 @@ def ls(step: str | None, store_dir: Path | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
 def show(key: str, store_dir: Path | None, as_json: bool) -> None:
     """Print one entry: its step, notebook, created time, size, inputs with their descriptions, files and outs."""
-    from cellcache import entries
-
+    from cellcache.store import maintenance as entries
     info = entries.describe_entry(_store(store_dir), key)
     if as_json:
         click.echo(json.dumps(info.to_json(), indent=2))
@@ -549,8 +548,7 @@ def show(key: str, store_dir: Path | None, as_json: bool) -> None:
 @_dir_option
 def invalidate(step: str, notebook: str | None, store_dir: Path | None) -> None:
     """Drop every entry of a step (NB:STEP, or STEP with --notebook, or a STEP unique in the project): its next run is a miss."""
-    from cellcache import entries
-
+    from cellcache.store import maintenance as entries
     store = _store(store_dir)
     ref, dropped = entries.invalidate(store, step, notebook)
     click.echo(f"cellcache: invalidated step {ref} ({_plural(dropped, 'entry', 'entries')} dropped) in {store.root}")

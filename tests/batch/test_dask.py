@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cellcache import batch, sweep
+from cellcache import batch
+
+from cellcache.batch import sweep
 from cellcache.batch import RunOptions
 
 from .helpers import step_counts, write_nb

@@ -16,7 +16,7 @@ def test_importing_the_engine_is_cheap_and_does_not_need_papermill_first() -> No
     # papermill imports the entry point while importing itself: importing the engine module must not
     # import papermill (a cycle), and the engine must work when our module was imported first.
     code = (
-        "import sys, cellcache.papermill_engine as e\n"
+        "import sys, cellcache.batch.papermill_engine as e\n"
         "assert 'papermill' not in sys.modules, 'the engine module imported papermill'\n"
         "import nbformat\n"
         "nb = nbformat.v4.new_notebook(metadata={'kernelspec': {'name': 'python3', 'display_name': 'P', 'language': 'python'}})\n"

@@ -1,4 +1,4 @@
-"""Parameters and sweeps: cellcache.sweep without a kernel, then a real 2×2 sweep through the command line."""
+"""Parameters and sweeps: cellcache.batch.sweep without a kernel, then a real 2×2 sweep through the command line."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from cellcache import sweep
+from cellcache.batch import sweep
 from cellcache.cli.main import main
 from cellcache.errors import BatchError
 from cellcache.store.local import LocalStore

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from cellcache import config as _config
-from cellcache import sweep as _sweep
+from cellcache.batch import sweep as _sweep
 from cellcache.errors import BatchError
 from cellcache.store.atomic import atomic_write_bytes
 
