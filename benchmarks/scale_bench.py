@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None, shell=None) -> list[tuple[str, float, fl
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=200)
     args = parser.parse_args(argv)
-    from benchmarks.run import make_shell
+    from benchmarks.harness import make_shell
 
     results = []
     with tempfile.TemporaryDirectory(prefix="cellcache-scale-") as tmp_name:

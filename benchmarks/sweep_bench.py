@@ -32,7 +32,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cellcache import batch, sweep  # noqa: E402
+from cellcache import batch  # noqa: E402
+
+from cellcache.batch import sweep
 
 REPO = Path(__file__).resolve().parents[1]
 RATES = ("0.02", "0.05", "0.1", "0.2")
