@@ -24,7 +24,7 @@ import dis
 import functools
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import BuiltinMethodType, CodeType, FunctionType, MethodType, ModuleType
 from typing import Any
@@ -165,13 +165,8 @@ def _rngs_of_functions(values: Iterable[Any]) -> set[str]:
     functions, or numpy with ``random`` among the attribute names used.
     """
     found: set[str] = set()
-    seen: set[int] = set()
-    todo = [v for v in values if isinstance(v, FunctionType)]
-    while todo:
-        fn = todo.pop()
-        if id(fn) in seen:
-            continue
-        seen.add(id(fn))
+    start = [v for v in values if isinstance(v, FunctionType)]
+    for fn in functions_reached(start, lambda f: f.__module__ == "__main__"):
         names, attributes = _code_names(fn.__code__)
         namespace = fn.__globals__
         for name in names:
@@ -188,9 +183,24 @@ def _rngs_of_functions(values: Iterable[Any]) -> set[str]:
                     found.add(NUMPY)
                 elif value.__name__ == "numpy.random" and attributes - _NUMPY_OWN_GENERATORS:
                     found.add(NUMPY)
-            elif isinstance(value, FunctionType) and value.__module__ == "__main__":
-                todo.append(value)
     return found
+
+
+def functions_reached(start: Iterable[FunctionType], follows: Callable[[FunctionType], bool]) -> Iterator[FunctionType]:
+    """``start``, and the functions their code loads as globals that ``follows`` accepts, transitively; each once."""
+    seen: set[int] = set()
+    todo = list(start)
+    while todo:
+        fn = todo.pop()
+        if id(fn) in seen:  # recursion, mutual or not
+            continue
+        seen.add(id(fn))
+        yield fn
+        names, _ = _code_names(fn.__code__)
+        for name in names:
+            value = fn.__globals__.get(name)
+            if isinstance(value, FunctionType) and follows(value):
+                todo.append(value)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -332,22 +342,14 @@ def apply(replay: Mapping[str, Any] | None, ns: Mapping[str, Any]) -> None:
 
 def reachable_globals(values: Iterable[Any], ns: Mapping[str, Any]) -> set[str]:
     """Names of ``ns`` that notebook functions among ``values`` load, transitively through the functions they call."""
+
+    def mine(fn: FunctionType) -> bool:
+        return fn.__globals__ is ns
+
     found: set[str] = set()
-    seen: set[int] = set()
-    todo = [v for v in values if isinstance(v, FunctionType) and v.__globals__ is ns]
-    while todo:
-        fn = todo.pop()
-        if id(fn) in seen:
-            continue
-        seen.add(id(fn))
+    for fn in functions_reached([v for v in values if isinstance(v, FunctionType) and mine(v)], mine):
         names, _ = _code_names(fn.__code__)
-        for name in names:
-            value = ns.get(name)
-            if value is None and name not in ns:
-                continue
-            found.add(name)
-            if isinstance(value, FunctionType) and value.__globals__ is ns:
-                todo.append(value)
+        found.update(name for name in names if name in ns)
     return found
 
 
