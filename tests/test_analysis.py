@@ -393,16 +393,18 @@ def test_second_analysis_is_a_cache_hit() -> None:
 
 
 def test_module_is_pure() -> None:
-    """analysis.py imports the standard library only (never IPython)."""
-    tree = ast.parse(Path(analysis.__file__).read_text())
+    """The analysis imports the standard library and its own modules only (never IPython)."""
     imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported.update(a.name.partition(".")[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            imported.add(node.module.partition(".")[0])
-    assert imported, "expected at least the ast import"
-    assert imported <= set(sys.stdlib_module_names) | {"__future__"}
+    for path in Path(analysis.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module)
+    assert "ast" in imported
+    own = {m for m in imported if m.startswith("cellcache.")}
+    assert all(m.startswith("cellcache.cell.analysis.") for m in own), own
+    assert {m.partition(".")[0] for m in imported - own} <= set(sys.stdlib_module_names) | {"__future__"}
 
 
 # --------------------------------------------------------------------------
