@@ -20,10 +20,23 @@ def _store() -> LocalStore:
     return LocalStore(_config.resolve().dir)
 
 
-def flush() -> None:
-    """Wait until every entry being written behind is stored; warn now about any that could not be."""
+def flush(push_timeout: float | None = None) -> None:
+    """Wait until every entry being written behind is stored; warn now about any that could not be.
+
+    With ``push_timeout`` (seconds), then wait at most that long for the entries being pushed to the remote.
+    """
     if active is not None:
-        active.flush()
+        active.flush(push_timeout)
+
+
+def configure_batch(report: str | None = None, force: bool = False, restore_only: bool = False) -> None:
+    """In a kernel ``cellcache run`` or ``status`` started: report each step to ``report``, force every step, or run none.
+
+    Called with no arguments, the session is interactive again.
+    """
+    if active is None:
+        raise RuntimeError("cellcache is not loaded in this shell: %load_ext cellcache first")
+    active.configure_batch(report, force, restore_only)
 
 
 def last_run() -> StepRun | None:

@@ -575,9 +575,8 @@ def test_flags_outside_the_key_keep_a_hit(counted):
 
 def test_restore_only_never_runs_a_body_and_records_nothing(counted, store_dir):
     run(counted, counting_cell("y = 1", "kept"))
-    session = counted._cellcache_session
     before = {s.name: s.runs for s in cellcache.stats()}
-    session.configure_batch(restore_only=True)
+    cellcache.api.configure_batch(restore_only=True)
     try:
         run(counted, counting_cell("y = 1", "kept"))  # a hit is restored
         assert cellcache.last_run().hit
@@ -589,7 +588,7 @@ def test_restore_only_never_runs_a_body_and_records_nothing(counted, store_dir):
         with pytest.warns(CacheWarning):
             assert not counted.run_cell(gen_cell).success
     finally:
-        session.configure_batch()
+        cellcache.api.configure_batch()
     assert executions(counted) == 1 and "z" not in counted.user_ns and "w" not in counted.user_ns
     assert {s.name: s.runs for s in cellcache.stats()} == before
 

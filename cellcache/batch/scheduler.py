@@ -394,7 +394,7 @@ def _setup_code(report: Path | None, force: bool, restore_only: bool) -> str:
             "import cellcache.batch as _ccb",
             f"_ccb.report_warnings({str(report)!r})",
             "del _ccb",
-            f"get_ipython()._cellcache_session.configure_batch(report={str(report)!r}, force={force!r}, restore_only={restore_only!r})",
+            f"_cc.api.configure_batch(report={str(report)!r}, force={force!r}, restore_only={restore_only!r})",
         ]
     lines.append("del _cc")
     return "\n".join(lines) + "\n"
@@ -505,13 +505,7 @@ async def flush_kernel(client: Any) -> None:
     if kc is None:
         return
     # Then let push = "auto" finish: a job on another machine may be waiting for these entries.
-    code = (
-        "_cc_session = getattr(get_ipython(), '_cellcache_session', None)\n"
-        "_cc_session and _cc_session.flush()\n"
-        "_cc_pusher = getattr(getattr(_cc_session, '_store', None), 'pusher', None)\n"
-        "_cc_pusher and _cc_pusher.drain(30)\n"
-        "del _cc_session, _cc_pusher\n"
-    )
+    code = "import cellcache as _cc\n_cc.flush(push_timeout=30)\ndel _cc\n"
     await client.async_wait_for_reply(kc.execute(code, silent=True, store_history=False))
 
 

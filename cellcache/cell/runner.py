@@ -75,6 +75,26 @@ class StepRun:
         p.text(str(self))
 
 
+@dataclass(frozen=True)
+class RunMode:
+    """How a session treats every cell: interactive by default; `cellcache run` and `status` set theirs."""
+
+    force: bool = False  # every step runs and replaces its entry
+    restore_only: bool = False  # `status`: restore hits, never run a cached body, record nothing
+    batch: bool = False  # the batch writes notebooks and tables of its own: no marker
+
+
+class JsonLines:
+    """A listener that appends each step's ``StepRun`` to a file, one JSON object a line: a batch job's report."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, run: StepRun) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(asdict(run)) + "\n")
+
+
 class StopAtMiss(Exception):
     """Raised into a restore-only run (``cellcache status``) at the first cell that would run."""
 
@@ -97,17 +117,23 @@ class Session:
         self._draws: dict[str, set[str]] = {}  # step -> generators its code drew from unseen by the analysis
         remember_loaded()  # modules imported before the extension: their source as imported
         files.watch_imports()  # and the files local modules read as they are imported, from now on
-        # Set by `cellcache run` / `cellcache status` in the kernel they start.
-        self.batch_report: Path | None = None
-        self.force_all = False
-        self.restore_only = False
+        self.mode = RunMode()  # set by `cellcache run` / `cellcache status` in the kernel they start
         self._notebook = ""
 
     def configure_batch(self, report: str | None = None, force: bool = False, restore_only: bool = False) -> None:
-        """Batch mode: append one JSON line per step to ``report``; force every step, or never run a missing one."""
-        self.batch_report = Path(report) if report else None
-        self.force_all = force
-        self.restore_only = restore_only
+        """Batch mode: report each step to ``report`` (a listener); force every step, or never run a missing one.
+
+        Called with no arguments, back to interactive.
+        """
+        self.listeners[:] = [listener for listener in self.listeners if not isinstance(listener, JsonLines)]
+        batch = report is not None or force or restore_only
+        self.mode = RunMode(force=force, restore_only=restore_only, batch=batch)
+        if report:
+            self.listeners.append(JsonLines(Path(report)))
+
+    @property
+    def restore_only(self) -> bool:
+        return self.mode.restore_only
 
     @property
     def notebook(self) -> str:
@@ -145,10 +171,19 @@ class Session:
             self.cell_id = getattr(info, "cell_id", None)
             self._report_write_failures()
 
-    def flush(self) -> None:
-        """Wait for the entries being written behind; say now which could not be stored."""
+    def flush(self, push_timeout: float | None = None) -> None:
+        """Wait for the entries being written behind; say now which could not be stored.
+
+        With ``push_timeout``, then wait that long at most for the entries being pushed behind
+        (``push = "auto"``): a job on another machine may be waiting for them.
+        """
         self.writer.flush()
         self._report_write_failures()
+        if push_timeout is not None and self._store is not None:
+            from cellcache.remote.tiered import TieredStore  # the remote's modules load only where one is configured
+
+            if isinstance(self._store, TieredStore) and self._store.pusher is not None:
+                self._store.pusher.drain(push_timeout)
 
     def _report_write_failures(self) -> None:
         for message in self.writer.take_failures():
@@ -164,7 +199,7 @@ class Session:
             # Run outside any except clause, so the shell reports an error exactly as it would
             # without the magic: no chained exception, no cellcache frames.
             return self._finish(self._plain(stage.name, body, started, stage.reason))
-        miss_reason = reasons.FORCED if (spec.force or self.force_all) else None
+        miss_reason = reasons.FORCED if (spec.force or self.mode.force) else None
         if miss_reason is None:
             found = self.lookup(stage)
             if isinstance(found, Hit):
@@ -525,7 +560,7 @@ class Session:
 
     def _shows_marker(self) -> bool:
         # Batch runs write notebooks and tables of their own: a marker there would be noise in a diff.
-        return getattr(self.config, "marker", True) and self.batch_report is None and not self.restore_only
+        return getattr(self.config, "marker", True) and not self.mode.batch
 
     def _record(
         self, name: str, key: str | None, status: str, seconds: float, saved: float, reason: str, source: str = LOCAL
@@ -539,9 +574,6 @@ class Session:
 
     def _finish(self, run: StepRun) -> StepRun:
         self.last = run
-        if self.batch_report is not None:
-            with self.batch_report.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(asdict(run)) + "\n")
         for listener in list(self.listeners):
             try:
                 listener(run)
