@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 from cellcache import config as _config
 from cellcache.cell import effects, files, reasons
 from cellcache.fingerprint import mapped
-from cellcache.cell.analysis import analyze
+from cellcache.cell.analysis import CellNames, analyze
 from cellcache.cell.capture import recording, replay, show_marker
 from cellcache.report import format_seconds
 from cellcache.config import Config
@@ -115,6 +115,7 @@ class Session:
         self._warned = False  # one CacheWarning per cell: the first problem is the one worth reading
         self.writer = writer.Writer()  # a miss's blobs are written behind the user
         self._draws: dict[str, set[str]] = {}  # step -> generators its code drew from unseen by the analysis
+        self.seeded: set[str] = set()  # global generators the notebook seeded: only their states are keyed
         remember_loaded()  # modules imported before the extension: their source as imported
         files.watch_imports()  # and the files local modules read as they are imported, from now on
         self.mode = RunMode()  # set by `cellcache run` / `cellcache status` in the kernel they start
@@ -165,6 +166,16 @@ class Session:
 
     def post_run_cell(self, result: Any) -> None:
         remember_loaded()  # what a cell imported, read before anyone can edit it
+        raw = getattr(getattr(result, "info", None), "raw_cell", None) or ""
+        if any(word in raw for word in effects.SEEDING_WORDS):  # only such a cell can seed: others cost nothing
+            self._note_seeds(self._transform(raw))
+
+    def _note_seeds(self, source: str, names: CellNames | None = None) -> None:
+        """Remember the generators this code seeded: from now on their states are deterministic, and keyed."""
+        try:
+            self.seeded |= effects.seeded_by(names or analyze(source), self.shell.user_ns)
+        except (SyntaxError, RecursionError, MemoryError):
+            pass  # code the analysis can't read seeds nothing it can see
 
     def pre_run_cell(self, info: Any) -> None:
         if not self._nested:
@@ -241,7 +252,7 @@ class Session:
             return Plain(name, names.dynamic)
         try:
             inputs, descriptions = component_inputs({n: ns[n] for n in read_names})
-            hidden = effects.observe(names, ns, {n: ns[n] for n in read_names}, self._draws.get(name, ()))
+            hidden = effects.observe(names, ns, {n: ns[n] for n in read_names}, self._draws.get(name, ()), self.seeded)
             descriptions.update(hidden.descriptions)
         except UnfingerprintableInput as exc:
             culprit = exc.name
@@ -376,8 +387,12 @@ class Session:
         mapped.remember(bundle.ns, bundle.digests)  # the next cell need not re-hash these maps
         for gone in manifest.deletes:
             ns.pop(gone, None)
-        effects.apply(bundle.record.get("effects"), ns)
+        self._note_seeds(stage.source, stage.names)  # a cell that seeds leaves its generator seeded, hit or run
+        effects.apply(bundle.record.get("effects"), ns, self.seeded)
         reason = reasons.HIT_REMOTE if source == REMOTE else reasons.HIT
+        if stage.hidden.unseeded and stage.spec.explain:
+            listed = ", ".join(sorted(stage.hidden.unseeded))
+            print(f"cellcache: {name}: the {listed} generator was never seeded, so it is not in the key: the earlier draw is returned")
         if stage.spec.explain:
             print(f"cellcache: {name}: {reason} (saved {format_seconds(manifest.seconds)})")
         if self._shows_marker():
