@@ -47,7 +47,7 @@ def _phrase(component: str, old: str | None, new: str | None, descriptions: tupl
         return f"aliasing among inputs changed ({old or 'none'} → {new or 'none'})"
     label = {
         "module": "module", "file": "file", "implicit": "implicit file", "input": "input",
-        "attr": "attribute", "env": "environment variable",
+        "attr": "attribute", "env": "environment variable", "state": "process state",
     }.get(kind, kind)  # fmt: skip
     shown = f"`{name}`" if kind == "input" else name
     if old is None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from cellcache import config as _config
-from cellcache.cell import effects, files, reasons
+from cellcache.cell import effects, files, reasons, state
 from cellcache.fingerprint import mapped
 from cellcache.cell.analysis import CellNames, analyze
 from cellcache.cell.capture import recording, replay, show_marker
@@ -262,6 +262,8 @@ class Session:
                 f"`{culprit}` changes, so use it only if `{culprit}` does not affect the result."
             )
             return Plain(name, f"input `{culprit}` can't be fingerprinted")
+        probed, probe_descriptions = state.components(state.use_of(names, transformed, ns))
+        descriptions.update(probe_descriptions)
         cwd = Path.cwd()
         # A missing dep raises DepNotFound here, before anything runs.
         dep_paths = files.expand(spec.deps, cwd) if spec.deps else []
@@ -272,7 +274,7 @@ class Session:
             inputs=inputs,
             files=file_digests,
             modules=module_components(names.imports, names.named_modules),
-            extra=hidden.components,
+            extra={**hidden.components, **probed},
         )
         stale_modules = take_stale()
         if stale_modules:
@@ -389,6 +391,12 @@ class Session:
             ns.pop(gone, None)
         self._note_seeds(stage.source, stage.names)  # a cell that seeds leaves its generator seeded, hit or run
         effects.apply(bundle.record.get("effects"), ns, self.seeded)
+        unapplied = state.apply(bundle.record.get("state"))
+        if unapplied:
+            self._warn_once(
+                f"cellcache: step {name!r} was restored, but the process state it set could not be: {', '.join(unapplied)}. "
+                "Later cells may print or draw differently than after a run; run this step with --force to set it."
+            )
         reason = reasons.HIT_REMOTE if source == REMOTE else reasons.HIT
         if stage.hidden.unseeded and stage.spec.explain:
             listed = ", ".join(sorted(stage.hidden.unseeded))
@@ -466,6 +474,7 @@ class Session:
         before = {k: id(v) for k, v in ns.items()}
         fx = effects.Effects(stage.names, ns, {n: ns[n] for n in stage.inputs if n in ns}, stage.hidden)
         run_started = time.perf_counter()
+        states = state.read_all()
         with recording(self.shell) as rec, files.OpenRecorder(exclude=[self.config.dir]) as opened:
             result = self._execute(stage.body)
         seconds = time.perf_counter() - run_started
@@ -497,6 +506,7 @@ class Session:
         implicit = tuple(p for p in opened.files_read(named) if p not in declared)
         record = rec.as_record()
         record["effects"] = fx.replay(ns)
+        record["state"] = state.changes(states, state.read_all())  # what it set through calls: plt.rc, pd.set_option...
         unkeyed = fx.unkeyed_rngs()
         if unkeyed:  # drew from a global generator through code the analysis can't see: key its state from now on
             key = key.extended(unkeyed)
