@@ -46,7 +46,8 @@ CASES = {
                   "out = np.geterr()['divide']", "raise"),
     "pandas": ("import pandas as pd", "pd.set_option('display.max_rows', 7)", "pd.reset_option('display.max_rows')",
                "out = pd.get_option('display.max_rows')", 7),
-    "warnings": ("import warnings", "warnings.filterwarnings('ignore', message='cellcache-test')", "warnings.resetwarnings()",
+    "warnings": ("import warnings", "warnings.filterwarnings('ignore', message='cellcache-test')",
+                 "warnings.filters[:] = [f for f in warnings.filters if getattr(f[1], 'pattern', None) != 'cellcache-test']",
                  "out = any(f[1] is not None and f[1].pattern == 'cellcache-test' for f in warnings.filters)", True),
     "decimal": ("import decimal", "decimal.getcontext().prec = 5", "decimal.getcontext().prec = 28",
                 "out = decimal.getcontext().prec", 5),
@@ -181,3 +182,17 @@ def test_the_registry_documents_every_builtin_probe() -> None:
     assert len(names) == len(set(names))
     for probe in state.BUILTIN:
         assert probe.doc and probe.name in names
+
+
+def test_a_hit_keeps_the_warning_filters_earlier_cells_set(counted):
+    run(counted, "import warnings")
+    cell = cached("warnings.filterwarnings('ignore', message='cellcache-first')\nx = 1")
+    run(counted, cell)
+    run(counted, "warnings.filters[:] = [f for f in warnings.filters if getattr(f[1], 'pattern', None) != 'cellcache-first']")
+    run(counted, "warnings.filterwarnings('error', message='cellcache-mine')")
+    try:
+        run(counted, cell)
+        run(counted, "out = sorted(getattr(f[1], 'pattern', '') for f in warnings.filters if f[1] is not None)")
+        assert hit() and {"cellcache-first", "cellcache-mine"} <= set(counted.user_ns["out"])
+    finally:
+        run(counted, "warnings.filters[:] = [f for f in warnings.filters if getattr(f[1], 'pattern', '') not in ('cellcache-first', 'cellcache-mine')]")

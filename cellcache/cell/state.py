@@ -125,16 +125,26 @@ def _apply_pandas(values: Mapping[str, Any], unset: Iterable[str]) -> None:
                 continue
 
 
+def _filter_key(entry: tuple) -> str:
+    action, message, category, module, lineno = entry
+    pattern = getattr(message, "pattern", message)
+    where = getattr(module, "pattern", module)
+    return f"{action}|{pattern}|{category.__module__}.{category.__qualname__}|{where}|{lineno}"
+
+
 def _read_warnings() -> Mapping[str, Any]:
-    return {"filters": tuple(warnings.filters)}
+    # Filter by filter, not the whole list: a hit adds and removes what the run did, and keeps the filters
+    # this kernel's earlier cells set.
+    return {_filter_key(entry): entry for entry in warnings.filters}
 
 
 def _apply_warnings(values: Mapping[str, Any], unset: Iterable[str]) -> None:
-    if "filters" in values:
-        warnings.filters[:] = list(values["filters"])
-        mutated = getattr(warnings, "_filters_mutated", None)
-        if mutated is not None:
-            mutated()  # the record of what was shown once is stale now, as after filterwarnings
+    gone = set(unset)
+    kept = [entry for entry in warnings.filters if _filter_key(entry) not in gone and _filter_key(entry) not in values]
+    warnings.filters[:] = [*values.values(), *kept]  # filterwarnings puts a new filter first
+    mutated = getattr(warnings, "_filters_mutated", None)
+    if mutated is not None:
+        mutated()  # the record of what was shown once is stale now, as after filterwarnings
 
 
 _DECIMAL_FIELDS = ("prec", "rounding", "Emin", "Emax", "capitals", "clamp")
