@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from cellcache import config as _config
-from cellcache.cell import effects, files, reasons, state
+from cellcache.cell import effects, files, identity, reasons, state
 from cellcache.fingerprint import mapped
 from cellcache.cell.analysis import CellNames, analyze
 from cellcache.cell.capture import recording, replay, show_marker
@@ -385,7 +385,8 @@ class Session:
         name, manifest, bundle, source = stage.name, hit.found.manifest, hit.bundle, hit.found.source
         assert manifest is not None  # a Hit is only made from a readable manifest
         ns = self.shell.user_ns
-        ns.update(bundle.ns)
+        # A mutated input is restored in place: objects earlier cells share with it stay shared, as after a run.
+        ns.update(identity.rebind(ns, bundle.ns, (n for n in stage.inputs if n in bundle.ns)))
         mapped.remember(bundle.ns, bundle.digests)  # the next cell need not re-hash these maps
         for gone in manifest.deletes:
             ns.pop(gone, None)
