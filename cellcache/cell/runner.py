@@ -513,6 +513,9 @@ class Session:
             key = key.extended(unkeyed)
             self._draws.setdefault(name, set()).update(c.partition(":")[2] for c in unkeyed)
         rerun = fx.rerun_components(before, ns, values)
+        # A probe whose library the run imported keys a re-run here, as module attributes it first loaded do.
+        probed, _ = state.components(state.use_of(names, stage.source, ns))
+        rerun.update({k: v for k, v in probed.items() if k not in key.components})
         return Outcome(
             values=values,
             deletes=deletes,
