@@ -260,7 +260,7 @@ class RemoteStore:
             raise translate(exc, f"cannot list {path}") from exc
         return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in listed)
 
-    def download(self, entry: SignedEntry, blob_path: Callable[[str], Path]) -> None:
+    def download(self, entry: SignedEntry, blob_path: Callable[[str], Path], temp_name: Callable[[str], str] | None = None) -> None:
         """Fetch every blob the entry needs that is not local yet, concurrently, checked before it lands.
 
         Each blob goes to a temporary file beside its local place; it is moved
@@ -270,18 +270,19 @@ class RemoteStore:
         """
         todo = [b for b in entry.blobs if not blob_path(b.local).exists()]
         if len(todo) == 1:
-            self._download_blob(todo[0], blob_path(todo[0].local))
+            self._download_blob(todo[0], blob_path(todo[0].local), temp_name)
             return
-        futures = [self.pool.submit(self._download_blob, b, blob_path(b.local)) for b in todo]
+        futures = [self.pool.submit(self._download_blob, b, blob_path(b.local), temp_name) for b in todo]
         errors = [f.exception() for f in futures]
         for error in errors:
             if error is not None:
                 raise error
 
-    def _download_blob(self, blob: RemoteBlob, target: Path) -> None:
+    def _download_blob(self, blob: RemoteBlob, target: Path, temp_name: Callable[[str], str] | None = None) -> None:
         path = self.blob_path(blob.sha256)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.part"
+        # Named after its writer where the local store can say who that is: a kill -9 mid-fetch is then reclaimed at once.
+        tmp = target.parent / ("." + temp_name(".part") if temp_name else f".{target.name}.{uuid.uuid4().hex[:8]}.part")
         sha, xxh = hashlib.sha256(), xxhash.xxh3_128()
         written = 0
         try:

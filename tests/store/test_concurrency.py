@@ -54,7 +54,7 @@ def _json_line(proc: subprocess.Popen) -> dict:
 
 def _leftover_bytes(store: LocalStore) -> tuple[int, int]:
     found = store._leftovers(grace=0)
-    return len(found), sum(size for _, size in found)
+    return len(found), sum(size for _, size, _ in found)
 
 
 def _age_everything(root: Path, seconds: float = 2 * 3600) -> None:
