@@ -34,7 +34,7 @@ import xxhash
 from cellcache.errors import CacheError, EntryCorrupt, RemoteDenied, RemoteUnavailable, UntrustedEntry
 from cellcache.keys import SigningKey, fingerprint_from_id
 from cellcache.store import signing
-from cellcache.store.manifest import Manifest
+from cellcache.store.manifest import MANIFEST_LIMIT, Manifest
 from cellcache.store.signing import RemoteBlob, SignedEntry
 
 PREFIX = "cellcache/v1"
@@ -180,9 +180,12 @@ class RemoteStore:
 
     # reading -------------------------------------------------------------
 
-    def _cat(self, path: str) -> bytes | None:
-        """An object's bytes, or None if there is none (a 404 is a miss, not a fault)."""
+    def _cat(self, path: str, limit: int | None = None) -> bytes | None:
+        """An object's bytes (with ``limit``, at most one more than that), or None if there is none (a 404 is a miss)."""
         try:
+            if limit is not None:
+                # One ranged GET: an oversized manifest costs limit + 1 bytes, and is then refused as too large.
+                return self.fs.cat_file(path, start=0, end=limit + 1)
             return self._cat_whole(path)
         except FileNotFoundError:
             return None
@@ -204,7 +207,7 @@ class RemoteStore:
         if self.verify == "off":
             return self._fetch_unverified(key)
         trusted = frozenset(self.trusted_ids)
-        raws = self._cat_many([self.entry_path(key, s) for s in self.trusted_ids])
+        raws = self._cat_many([self.entry_path(key, s) for s in self.trusted_ids], limit=MANIFEST_LIMIT)
         entries, problems = [], []
         for signer, raw in zip(self.trusted_ids, raws):
             if raw is None:
@@ -225,7 +228,7 @@ class RemoteStore:
     def _fetch_unverified(self, key: str) -> Fetched:
         entries, problems = [], []
         names = self._ls_names(self.entry_dir(key))
-        for name, raw in zip(names, self._cat_many([f"{self.entry_dir(key)}/{n}" for n in names])):
+        for name, raw in zip(names, self._cat_many([f"{self.entry_dir(key)}/{n}" for n in names], limit=MANIFEST_LIMIT)):
             if raw is None:
                 continue
             try:
@@ -235,10 +238,10 @@ class RemoteStore:
         entries.sort(key=lambda e: e.pushed, reverse=True)
         return Fetched(tuple(entries), tuple(problems))
 
-    def _cat_many(self, paths: list[str]) -> list[bytes | None]:
+    def _cat_many(self, paths: list[str], limit: int | None = None) -> list[bytes | None]:
         if len(paths) <= 1:
-            return [self._cat(p) for p in paths]
-        return [f.result() for f in [self.pool.submit(self._cat, p) for p in paths]]
+            return [self._cat(p, limit) for p in paths]
+        return [f.result() for f in [self.pool.submit(self._cat, p, limit) for p in paths]]
 
     def _cat_whole(self, path: str) -> bytes:
         # One GET on S3: s3fs's default first asks for the size, and a 404 there lists the prefix.
@@ -451,7 +454,7 @@ class RemoteStore:
         return created
 
     def _is_mine(self, path: str, key: str, me: str) -> bool:
-        raw = self._cat(path)
+        raw = self._cat(path, MANIFEST_LIMIT)
         if raw is None:
             return False
         try:
