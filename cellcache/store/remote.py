@@ -40,6 +40,11 @@ from cellcache.store.signing import RemoteBlob, SignedEntry
 PREFIX = "cellcache/v1"
 FORMAT_TEXT = b"cellcache remote store, layout v1\n"
 DEFAULT_TIMEOUT = 5.0
+# The read timeout is an idle limit, reset by every byte that arrives (botocore's read_timeout, aiohttp's
+# sock_read), so it follows progress: a transfer that keeps moving never hits it, however long it takes. It is
+# longer than the connect timeout because a server that accepted the connection is alive, and a loaded one can
+# take a while to start answering; a dead remote is still found by the connect timeout, at once.
+READ_FACTOR = 3.0
 PART = 16 << 20  # ranged reads and multipart uploads move this much per request
 WORKERS = 8
 NO_NOTEBOOK = "_"  # a plain IPython session's steps, in the steps/ tree
@@ -47,6 +52,8 @@ NO_NOTEBOOK = "_"  # a plain IPython session's steps, in the steps/ tree
 
 def open_filesystem(url: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, str]:
     """The filesystem for ``url`` and the root path inside it; no listing cache, short timeouts, no retry storm.
+
+    ``timeout`` bounds connecting; reading may idle ``READ_FACTOR`` times as long between two bytes.
 
     A fresh instance each time (skip_instance_cache): fsspec's shared
     instances would carry another caller's listings and settings.
@@ -58,11 +65,11 @@ def open_filesystem(url: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, st
     if protocol in ("s3", "s3a"):
         options["config_kwargs"] = {
             "connect_timeout": timeout,
-            "read_timeout": timeout,
+            "read_timeout": timeout * READ_FACTOR,
             "retries": {"total_max_attempts": 1, "mode": "standard"},
         }
     elif protocol in ("gs", "gcs"):
-        options["requests_timeout"] = timeout
+        options["requests_timeout"] = timeout * READ_FACTOR  # gcsfs has one timeout for both
         options["retries"] = 1
     if protocol in ("file", "local", "memory"):
         options.pop("use_listings_cache")
