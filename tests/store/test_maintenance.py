@@ -53,7 +53,7 @@ def test_invalidate_gc_ls_stats_show_verify_against_each_other_and_writers(tmp_p
     print(f"\nmaintenance race: maintenance {ops}; writers {wrote}; broken after: {len(report.broken)}")
     for error in errors[:3]:
         print("  ", error.strip().splitlines()[-1][:300])
-    assert ops["invalidate"] > 20 and wrote["stored"] > 50, "the race did not race"
+    assert ops["invalidate"] > 20 and wrote["stored"] > 20, "the race did not race"  # writers wait for every sweep
     assert ops["failed"] == 0 and wrote["failed"] == 0, errors
     assert wrote["wrong"] == 0
     # Issue 23.4: the store's shared lock is held from put_blob through commit, so no sweep lands in between.
