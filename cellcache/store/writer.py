@@ -283,7 +283,6 @@ def storage_reason(exc: BaseException) -> str | None:
         return str(exc)  # StoreUnavailable and its kin already say what happened ("the store path ... is a file")
     if not isinstance(exc, OSError):
         return None
-    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
     named = {
         errno.EROFS: "the store is on a read-only filesystem",
         errno.ENOSPC: "the disk holding the store is full",
@@ -292,7 +291,8 @@ def storage_reason(exc: BaseException) -> str | None:
         errno.EPERM: "no permission to write in the store",
         errno.ENOTDIR: "a part of the store path is a file, not a folder",
     }.get(exc.errno or 0)
-    return f"the store could not be written: {named}{where}" if named else f"the store could not be written ({exc})"
+    # The system's own words stay in the message: they name the file, and users search for them.
+    return f"the store could not be written: {named} ({exc})" if named else f"the store could not be written ({exc})"
 
 
 def put_failure(values: dict[str, Any], exc: Exception) -> str:
