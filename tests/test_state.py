@@ -5,12 +5,7 @@ keys the cells it can affect and no others.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 
-from pathlib import Path
 
 import pytest
 

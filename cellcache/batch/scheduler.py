@@ -453,6 +453,9 @@ def kernel_config() -> Config:
 
 
 _SHUTDOWN_POLL = 0.01  # seconds between checks that a shut-down kernel has exited (jupyter_client's: 0.1)
+# Tries to start a job's kernel. Ports are chosen before the kernel binds them, so with several kernels starting
+# at once on a loaded machine one can die with "Address already in use"; a new try picks new ports.
+KERNEL_START_TRIES = 3
 
 
 @functools.lru_cache(maxsize=1)
@@ -688,12 +691,68 @@ class _NotebookRun:
         except RuntimeError:
             pass  # the loop already finished: nothing left to stop
 
+    async def _start_kernel(self, env: dict[str, str], log: Any) -> None:
+        """Start the job's kernel and load cellcache in it, with a bounded number of tries.
+
+        Done here rather than inside nbclient's execute: a start that fails there
+        leaves its atexit cleanup registered, which prints a traceback when the
+        batch exits, and gives no second chance.
+        """
+        from jupyter_core.utils import ensure_async
+
+        client = self.client
+        for attempt in range(1, KERNEL_START_TRIES + 1):
+            if self.user_stopped:
+                raise asyncio.CancelledError
+            client.km = client.create_kernel_manager()
+            try:
+                await client.async_start_new_kernel(env=env, stdout=log, stderr=log)
+                client.kc = client.km.client()
+                await ensure_async(client.kc.start_channels())
+                await ensure_async(client.kc.wait_for_ready(timeout=client.startup_timeout))
+                client.kc.allow_stdin = False
+            except Exception as exc:  # noqa: BLE001 - the kernel died at start, a port was taken, it never answered
+                await self._discard_kernel()
+                if attempt == KERNEL_START_TRIES:
+                    raise _KernelStartFailed(f"{type(exc).__name__}: {exc} ({attempt} tries)") from exc
+                log.write(f"cellcache: kernel start {attempt} failed ({type(exc).__name__}: {exc}); trying again\n".encode())
+                log.flush()
+                await asyncio.sleep(0.2 * attempt)
+                continue
+            except BaseException:
+                await self._discard_kernel()
+                raise
+            break
+        try:
+            await self._setup(self.nb)  # nbclient's on_notebook_start, which its own start would have run
+        except BaseException:
+            await self._discard_kernel()
+            raise
+
+    async def _discard_kernel(self) -> None:
+        """Stop and forget a kernel that did not start (or whose setup failed): nothing of it outlives the job."""
+        from jupyter_core.utils import ensure_async
+
+        client = self.client
+        km, kc = client.km, client.kc
+        client.km = client.kc = None
+        try:
+            if kc is not None:
+                await ensure_async(kc.stop_channels())
+            if km is not None:
+                if await ensure_async(km.is_alive()):
+                    await ensure_async(km.shutdown_kernel(now=True))
+                await ensure_async(km.cleanup_resources())
+        except Exception:  # noqa: BLE001 - a kernel that never started may have nothing left to stop
+            pass
+
     async def _execute(self, env: dict[str, str], log: Any, log_path: Path) -> str | None:
         from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
         try:
             if self.user_stopped:
                 raise asyncio.CancelledError
+            await self._start_kernel(env, log)
             await self.client.async_execute(env=env, stdout=log, stderr=log)
             return None
         except asyncio.CancelledError:
@@ -710,6 +769,10 @@ class _NotebookRun:
             return self._interrupted("the kernel died" + _tail(log_path))
         except _SetupFailed as exc:
             return f"the kernel could not load cellcache: {exc}"
+        except _KernelStartFailed as exc:
+            if self.user_stopped:
+                return self._interrupted_by_user()
+            return f"the kernel did not start: {exc}{_tail(log_path)}"
         except Exception as exc:  # noqa: BLE001 - a kernel that can't start, a broken connection: report, don't crash the batch
             if self.user_stopped:
                 return self._interrupted_by_user()
@@ -760,6 +823,10 @@ class _NotebookRun:
 
 class _SetupFailed(Exception):
     pass
+
+
+class _KernelStartFailed(Exception):
+    """Every try to start the job's kernel failed; the notebook counts as failed."""
 
 
 def _seconds(value: float) -> str:

@@ -193,7 +193,7 @@ def pull(config: Config, local: Any, notebook: str | None = None, step: str | No
                 if any(f.manifest is not None for f in local.candidates(key)):
                     already += 1
                 else:
-                    remote.download(entry, local.blob_path)
+                    remote.download(entry, getattr(local, "incoming", local.blob_path), getattr(local, "temp_name", None))
                     local.commit(entry.manifest)
                     pulled.append(label)
                 done = True

@@ -146,6 +146,11 @@ class TieredStore(Store):
     def _blob_path(self, digest: str) -> Any:
         return self.local.blob_path(digest)  # type: ignore[attr-defined]
 
+    def _incoming(self, digest: str) -> Any:
+        # Claimed before it lands: a local gc never takes a fetched blob for a dead writer's before its commit.
+        incoming = getattr(self.local, "incoming", None)
+        return incoming(digest) if incoming is not None else self._blob_path(digest)
+
     @staticmethod
     def _id(manifest: Manifest) -> tuple[str, str, float]:
         return (manifest.key, manifest.blob, manifest.created)
@@ -175,7 +180,7 @@ class TieredStore(Store):
         if entry is None:
             return
         try:
-            self.remote.download(entry, self._blob_path)
+            self.remote.download(entry, self._incoming, getattr(self.local, "temp_name", None))
         except (RemoteUnavailable, RemoteDenied) as exc:
             self.health.fail(exc)
             raise

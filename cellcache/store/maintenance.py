@@ -84,7 +84,8 @@ def describe_entry(store: Any, key: str) -> EntryInfo:
     full = _full_key(store, key)
     manifest = store.manifest(full)
     if manifest is None:
-        raise BatchError(f"the entry {full} is listed but its manifest is gone; `cellcache verify --repair` tidies the index")
+        # Removed by another process's gc or invalidate since it was listed: simply gone.
+        raise BatchError(f"no entry with key {full} in {store.root} any more (removed since it was listed; see `cellcache ls`)")
     components = dict(manifest.components)
     descriptions = dict(manifest.descriptions)
     inputs = tuple(

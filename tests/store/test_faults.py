@@ -84,7 +84,7 @@ def test_a_read_only_store_hits_and_each_miss_warns_once(shell, monkeypatch, tmp
     store = tmpfs / "store"
     use_store(shell, monkeypatch, store)
     run(shell, CELL)
-    cellcache.api.active.store.index.close()
+    cellcache.api.active.store.close()  # the first kernel lets go of the store's files (a remount needs none open)
     _remount(tmpfs, "ro")
     use_store(shell, monkeypatch, store)  # a new kernel on the read-only store
     shell.user_ns.pop("x")
