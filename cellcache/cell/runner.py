@@ -116,6 +116,7 @@ class Session:
         self.writer = writer.Writer()  # a miss's blobs are written behind the user
         self._draws: dict[str, set[str]] = {}  # step -> generators its code drew from unseen by the analysis
         self.seeded: set[str] = set()  # global generators the notebook seeded: only their states are keyed
+        self.placeholders: dict[str, Stage] = {}  # output not stored -> the step that makes it, run again when used
         remember_loaded()  # modules imported before the extension: their source as imported
         files.watch_imports()  # and the files local modules read as they are imported, from now on
         self.mode = RunMode()  # set by `cellcache run` / `cellcache status` in the kernel they start
@@ -166,6 +167,8 @@ class Session:
 
     def post_run_cell(self, result: Any) -> None:
         remember_loaded()  # what a cell imported, read before anyone can edit it
+        for name in [n for n in self.placeholders if n in self.shell.user_ns]:
+            del self.placeholders[name]  # bound again since: the stored step need not run for it
         raw = getattr(getattr(result, "info", None), "raw_cell", None) or ""
         if any(word in raw for word in effects.SEEDING_WORDS):  # only such a cell can seed: others cost nothing
             self._note_seeds(self._transform(raw))
@@ -181,6 +184,23 @@ class Session:
         if not self._nested:
             self.cell_id = getattr(info, "cell_id", None)
             self._report_write_failures()
+            raw = getattr(info, "raw_cell", "") or ""
+            if self.placeholders and not raw.lstrip().startswith("%%cached"):
+                try:
+                    self._rebuild(analyze(self._transform(raw)).reads)
+                except (SyntaxError, RecursionError, MemoryError):
+                    pass  # the shell reports the cell's own syntax error
+
+    def _rebuild(self, reads: Iterable[str]) -> None:
+        """Run again the steps whose outputs ``reads`` names but that a hit left as placeholders."""
+        for name in sorted(set(reads) & set(self.placeholders)):
+            stage = self.placeholders.get(name)
+            if stage is None:
+                continue  # rebuilt already, by the step that made an earlier name
+            print(f"cellcache: running step {stage.name!r} again to rebuild `{name}`, which could not be stored")
+            for made in [n for n, s in self.placeholders.items() if s is stage]:
+                del self.placeholders[made]
+            self._execute(stage.body)
 
     def flush(self, push_timeout: float | None = None) -> None:
         """Wait for the entries being written behind; say now which could not be stored.
@@ -246,6 +266,8 @@ class Session:
         if spec.strategy == "off":
             return Plain(name, reasons.STRATEGY_OFF)
         ns = self.shell.user_ns
+        if self.placeholders:
+            self._rebuild(n for n in names.reads if n not in spec.ignore)
         read_names = sorted(n for n in names.reads if n in ns and n not in spec.ignore and not _SHELL_PLUMBING.match(n))
         if names.dynamic:
             self._warn_once(f"cellcache: step {name!r} ran uncached: {names.dynamic}. Spell the names it reads.")
@@ -390,6 +412,10 @@ class Session:
         mapped.remember(bundle.ns, bundle.digests)  # the next cell need not re-hash these maps
         for gone in manifest.deletes:
             ns.pop(gone, None)
+        placeholders = dict(bundle.record.get(writer.PLACEHOLDERS) or {})
+        for missing in placeholders:
+            ns.pop(missing, None)  # not the run's value: absent until a cell uses it, which runs the step again
+            self.placeholders[missing] = stage
         self._note_seeds(stage.source, stage.names)  # a cell that seeds leaves its generator seeded, hit or run
         effects.apply(bundle.record.get("effects"), ns, self.seeded)
         unapplied = state.apply(bundle.record.get("state"))
@@ -407,6 +433,12 @@ class Session:
         if self._shows_marker():
             show_marker(self.shell, name, manifest.seconds, remote=source == REMOTE)
         replay(self.shell, bundle.record, ns.get(manifest.result_name) if manifest.result_name else None)
+        if placeholders:
+            listed = ", ".join(f"`{n}`" for n in sorted(placeholders))
+            reason = f"{reason}; not stored, rebuilt when used: {listed}"
+            if stage.spec.explain:
+                for missing, why in sorted(placeholders.items()):
+                    print(f"cellcache: {name}: `{missing}` could not be stored ({why}); a cell that uses it runs this step again first")
         seconds = time.perf_counter() - stage.started
         saved = max(manifest.seconds - seconds, 0.0)
         slower = reasons.slower_hit(seconds, manifest.seconds)

@@ -268,9 +268,25 @@ def file_digest(path: Path, chunk: int = 1 << 24) -> str:
 
 def first_unpicklable(values: dict[str, Any]) -> tuple[str, Exception] | None:
     """Name the value that stops the bundle from pickling (only called after a failure)."""
+    return next(iter(unpicklable(values).items()), None)
+
+
+class _Sink(io.RawIOBase):
+    """Counts what a pickler writes and keeps none of it: a trial dump of a big value costs no memory."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:  # type: ignore[override]
+        return memoryview(data).nbytes
+
+
+def unpicklable(values: dict[str, Any]) -> dict[str, Exception]:
+    """Every value that can't be pickled, with why (only called after a failure: it dumps each value again)."""
+    found = {}
     for name, value in values.items():
         try:
-            _joblib().BundlePickler(io.BytesIO(), protocol=pickle.HIGHEST_PROTOCOL).dump(value)
-        except Exception as exc:
-            return name, exc
-    return None
+            _joblib().BundlePickler(_Sink(), protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+        except Exception as exc:  # noqa: BLE001 - anything a reducer raises means "not this one"
+            found[name] = exc
+    return found

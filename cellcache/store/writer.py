@@ -247,12 +247,35 @@ def _snapshot_work(store: Any, entry: Pending) -> Callable[[], dict[str, Any]]:
     return work
 
 
-def _written_blob(store: Any, entry: Pending) -> fmt.BlobInfo:
-    """Put the entry's blob and read it back: it must hold what the digests say the cell produced."""
+PLACEHOLDERS = "placeholders"  # in a record: outputs that could not be stored -> why
+
+
+def _put(store: Any, entry: Pending) -> tuple[fmt.BlobInfo, Pending]:
+    """Put the entry's blob; outputs that can't be pickled become placeholders, and the rest is stored.
+
+    One output that can't be stored (an axes holding a local class, a fit result whose pickling
+    raises) must not cost the cell its whole entry: the others come back on a hit, and the runner
+    rebuilds a placeholder by running the step again, only if a later cell uses it.
+    """
     try:
-        blob = store.put_blob(entry.bundle())
+        return store.put_blob(entry.bundle()), entry
+    except Exception as exc:
+        bad = {} if storage_reason(exc) is not None else fmt.unpicklable(entry.values)
+        if not bad:
+            raise _not_stored(entry, put_failure(entry.values, exc)) from exc
+    kept = {name: value for name, value in entry.values.items() if name not in bad}
+    record = {**entry.record, PLACEHOLDERS: {name: f"{type(why).__name__}: {why}" for name, why in bad.items()}}
+    digests = None if entry.digests is None else {n: d for n, d in entry.digests.items() if n in kept}
+    entry = replace(entry, values=kept, record=record, digests=digests)
+    try:
+        return store.put_blob(entry.bundle()), entry
     except Exception as exc:
         raise _not_stored(entry, put_failure(entry.values, exc)) from exc
+
+
+def _written_blob(store: Any, entry: Pending) -> fmt.BlobInfo:
+    """Put the entry's blob and read it back: it must hold what the digests say the cell produced."""
+    blob, entry = _put(store, entry)
     written = store.load(entry.manifest.with_blob(blob))["ns"]
     for name, digest in (entry.digests or {}).items():
         try:
@@ -329,9 +352,9 @@ def store_entry(writer: Writer, store: Any, entry: Pending, warn: Callable[[str]
         return
     with _holding(store):
         try:
-            blob = store.put_blob({"ns": entry.values, "record": entry.record})
-        except Exception as exc:
-            warn(str(_not_stored(entry, put_failure(entry.values, exc))))
+            blob, entry = _put(store, entry)
+        except WriteFailed as exc:
+            warn(str(exc))
             return
         try:
             _commit(store, entry, blob)
