@@ -207,6 +207,21 @@ def test_local_module_edit_is_a_miss(counted, workdir):
         sys.modules.pop("helpers_mod", None)
 
 
+def test_a_comment_only_edit_in_a_local_module_is_a_hit(counted, workdir):
+    (workdir / "commented_mod.py").write_text("def g():\n    return 1\n")
+    sys.path.insert(0, str(workdir))
+    try:
+        cell = counting_cell("import commented_mod\ny = commented_mod.g()")
+        run(counted, cell)
+        (workdir / "commented_mod.py").write_text("# why g returns 1\n\ndef g():\n    return 1  # the answer\n")
+        sys.modules.pop("commented_mod", None)
+        run(counted, cell)
+        assert executions(counted) == 1 and cellcache.last_run().hit
+    finally:
+        sys.path.remove(str(workdir))
+        sys.modules.pop("commented_mod", None)
+
+
 def test_step_name_is_not_part_of_the_key(counted):
     run(counted, counting_cell("y = 1", "first_name"))
     run(counted, counting_cell("y = 1", "renamed"))
