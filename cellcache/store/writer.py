@@ -60,6 +60,9 @@ class Pending:
 
     def bundle(self) -> dict[str, Any]:
         # The digests travel with the blob: a hit knows its outputs' fingerprints without hashing them.
+        # Without digests (a small entry, written at once) the bundle is the same bytes as any equal one.
+        if self.digests is None:
+            return {"ns": self.values, "record": self.record}
         return {"ns": self.values, "record": self.record, "digests": self.digests}
 
 
