@@ -69,7 +69,7 @@ class CellcacheMagics(Magics):
         if command == "panel" and not rest:
             return api.panel(session)
         if command == "stats" and not rest:
-            print(api.stats_text(session.store))
+            print(api.stats_text(session.local))
         elif command == "info" and not rest:
             print(api.info_text(session))
         elif command == "invalidate":
@@ -77,7 +77,7 @@ class CellcacheMagics(Magics):
                 raise UsageError("usage: %cellcache invalidate NAME (one step name; see %cellcache stats for the names)")
             try:
                 # In a notebook, a bare name means this notebook's step first.
-                dropped = session.store.invalidate(session.store.resolve_step(rest[0], prefer=session.notebook))
+                dropped = session.local.invalidate(session.local.resolve_step(rest[0], prefer=session.notebook))
             except StepError as exc:
                 raise UsageError(f"%cellcache invalidate: {exc}") from None
             except CacheError as exc:  # a read-only or broken store: one line, no traceback
@@ -86,11 +86,11 @@ class CellcacheMagics(Magics):
             print(f"cellcache: invalidated step {rest[0]!r} ({dropped} entr{'y' if dropped == 1 else 'ies'} dropped)")
         elif command == "clear" and not rest:
             try:
-                dropped = session.store.clear()
+                dropped = session.local.clear()
             except CacheError as exc:
                 print(f"cellcache: {exc}", file=sys.stderr)
                 return None
-            print(f"cellcache: cleared the store at {session.store.root} ({dropped} entries dropped)")
+            print(f"cellcache: cleared the store at {session.local.root} ({dropped} entries dropped)")
         elif command == "gc":
             parser = argparse.ArgumentParser(prog="%cellcache gc", add_help=False, exit_on_error=False)
             parser.add_argument("--max-size", type=_size, default=None)
@@ -102,7 +102,7 @@ class CellcacheMagics(Magics):
             if opts.max_size is None and opts.older_than is None:
                 raise UsageError("usage: %cellcache gc [--max-size 5GB] [--older-than 30d] (give at least one)")
             try:
-                count, freed = session.store.gc(max_size=opts.max_size, older_than=opts.older_than)
+                count, freed = session.local.gc(max_size=opts.max_size, older_than=opts.older_than)
             except CacheError as exc:
                 print(f"cellcache: {exc}", file=sys.stderr)
                 return None

@@ -2,6 +2,8 @@
 real runs of the installed entry point for exit codes. Kernels are real."""
 from __future__ import annotations
 
+from cellcache.store.base import RunRecord, StepRef
+
 import json
 import re
 import subprocess
@@ -52,7 +54,7 @@ def put(store: LocalStore, step: str, value: object, created: float) -> Manifest
         key=key, step=step, created=created, seconds=2.0, blob=blob.digest, blob_size=blob.size, blob_loader=blob.loader, outputs=(step,)
     )
     store.commit(manifest)
-    store.record_run(step, key, "miss", 2.0, 0.0, "first run of this step")
+    store.record_run(RunRecord(step, key, "miss", 2.0, 0.0, "first run of this step"))
     return manifest
 
 
@@ -154,7 +156,7 @@ def filled(store: Path) -> dict[str, Manifest]:
         "bravo": put(local, "bravo", list(range(200)), now - 20),
         "charlie": put(local, "charlie", list(range(300)), now - 10),
     }
-    local.record_run("alpha", entries["alpha"].key, "hit", 0.01, 1.99, "hit")
+    local.record_run(RunRecord(StepRef("", "alpha"), entries["alpha"].key, "hit", 0.01, 1.99, "hit"))
     local.index.close()  # its run records are written behind: in, before another store reads them
     return entries
 

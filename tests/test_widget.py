@@ -12,7 +12,7 @@ from IPython.utils.capture import capture_output
 
 import cellcache
 from cellcache.report import format_rate, format_seconds, format_size, render_text, row_view
-from cellcache.store.base import StepRef
+from cellcache.store.base import RunRecord, StepRef
 from cellcache.widget import CachePanel, css_name
 from tests.conftest import run
 
@@ -474,7 +474,7 @@ def record(shell, step: str, *runs: tuple[str, float]) -> None:
     store = session_of(shell).store
     for status, seconds in runs:
         saved = 0.0 if status == "miss" else 1.0
-        store.record_run(StepRef("", step), "k" * 32, status, seconds, saved, "first run" if status == "miss" else "hit")
+        store.record_run(RunRecord(StepRef("", step), "k" * 32, status, seconds, saved, "first run" if status == "miss" else "hit"))
 
 
 def hint_lines(panel: CachePanel) -> list[str]:

@@ -41,8 +41,8 @@ from cellcache.cell.stage import (
     module_components,
 )
 from cellcache.store import writer
-from cellcache.store.base import LOCAL, REMOTE, StepRef
-from cellcache.store.local import LocalStore
+from cellcache.store.base import LOCAL, REMOTE, RunRecord, Store, StepRef
+from cellcache.store.local import LocalStore, open_store
 from cellcache.store.manifest import FileDigest, Manifest, OutFile
 
 # IPython's own bookkeeping names: never inputs worth keying, never outputs worth restoring.
@@ -109,7 +109,8 @@ class Session:
         self.cell_id: str | None = None
         self.last: StepRun | None = None
         self.listeners: list[Callable[[StepRun], None]] = []
-        self._store: LocalStore | None = None
+        self._local: LocalStore | None = None
+        self._store: Store | None = None
         self._nested = False
         self._transformed: dict[str, str] = {}
         self._warned = False  # one CacheWarning per cell: the first problem is the one worth reading
@@ -149,11 +150,19 @@ class Session:
         self._notebook = value
 
     @property
-    def store(self) -> LocalStore:
+    def local(self) -> LocalStore:
+        """The local store: its ledger (runs, steps, stats) and its upkeep (invalidate, clear, gc)."""
+        if self._local is None:
+            self._local = open_store(self.config)
+        return self._local
+
+    @property
+    def store(self) -> Store:
+        """Where entries are looked up and stored: the local store, or it in front of the shared remote."""
         if self._store is None:
             from cellcache.remote.commands import build_store  # the remote, if configured, sits behind the local store
 
-            self._store = build_store(self.config, LocalStore(self.config.dir, verify_local=self.config.verify_local))
+            self._store = build_store(self.config, self.local)
         return self._store
 
     def _transform(self, body: str) -> str:
@@ -324,7 +333,7 @@ class Session:
 
     def _stat_cache(self) -> files.StatCache | None:
         try:
-            return self.store.index
+            return self.local.index
         except Exception:  # noqa: BLE001 - without an index, files are simply read each time
             return None
 
@@ -384,8 +393,9 @@ class Session:
 
     def _explain_new_key(self, stage: Stage) -> str:
         try:
-            previous = self.store.last_manifest(stage.step) if self.store.exists() else None
-            invalidated_at = self.store.invalidated_at(stage.step) if self.store.exists() else None
+            exists = self.local.exists()
+            previous = self.local.last_manifest(stage.step) if exists else None
+            invalidated_at = self.local.invalidated_at(stage.step) if exists else None
         except Exception:  # noqa: BLE001 - the index is advisory; an explanation is not worth a crash
             previous, invalidated_at = None, None
         if previous is None:
@@ -629,7 +639,7 @@ class Session:
         if self.restore_only:
             return  # `cellcache status` only looks; its restores are not hits worth counting
         try:
-            self.store.record_run(self._step(name), key, status, seconds, saved, reason, source=source)
+            self.local.record_run(RunRecord(self._step(name), key, status, seconds, saved, reason, source))
         except Exception:  # noqa: BLE001 - statistics never cost a result, nor a warning
             pass
 

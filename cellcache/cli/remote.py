@@ -22,10 +22,9 @@ from cellcache.store.base import StepRef
 
 
 def _local(cwd: Path | None = None) -> Any:
-    from cellcache.store.local import LocalStore
+    from cellcache.store.local import open_store
 
-    cfg = _config.resolve(cwd)
-    return LocalStore(cfg.dir)
+    return open_store(_config.resolve(cwd))
 
 
 def _echo_json(value: Any) -> None:

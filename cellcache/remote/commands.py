@@ -83,7 +83,7 @@ def _local_manifests(local: Any) -> list[Manifest]:
     if not local.exists():
         return []
     seen: dict[tuple[str, str, float], Manifest] = {}
-    for key in dict.fromkeys(r.key for r in local.index.entries()):
+    for key in dict.fromkeys(r.key for r in local.entries()):
         for found in local.candidates(key):
             if found.manifest is not None:
                 m = found.manifest

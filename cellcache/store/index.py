@@ -621,13 +621,11 @@ class Index:
 
     # runs ------------------------------------------------------------------
 
-    def record_run(
-        self, step: Any, key: str | None, status: str, seconds: float, saved: float, reason: str, source: str = "local"
-    ) -> None:
-        # On every hit's path: never waits more than a few ms for another writer (see defer).
+    def record_run(self, run: Any) -> None:
+        """Count one ``RunRecord``. On every hit's path: never waits more than a few ms for another writer (see defer)."""
         self.defer(
             "INSERT INTO runs(notebook, step, key, status, seconds, saved, at, reason, source) VALUES (?,?,?,?,?,?,?,?,?)",
-            (step.notebook, step.name, key, status, seconds, saved, time.time(), reason, source),
+            (run.step.notebook, run.step.name, run.key, run.status, run.seconds, run.saved, time.time(), run.reason, run.source),
         )
 
     def step_rows(self) -> list[StepStats]:

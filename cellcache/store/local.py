@@ -46,7 +46,7 @@ from cellcache.errors import (
 from cellcache.store import format as fmt
 from cellcache.store import writers
 from cellcache.store.atomic import NotRegularFile, atomic_write_bytes, open_regular, read_fd
-from cellcache.store.base import LOCAL, Found, Store, StepRef
+from cellcache.store.base import LOCAL, Found, Ledger, RunRecord, Store, StepRef
 from cellcache.store.index import EntryRow, Index, IndexUnusable, StepStats
 from cellcache.store.local_key import LocalKey, load_signing_key
 from cellcache.store.maintenance import Upkeep, is_digest
@@ -76,7 +76,7 @@ def _digest_fd(fd: int, chunk: int = 1 << 22) -> tuple[str, int]:
     return hasher.hexdigest(), size
 
 
-class LocalStore(Upkeep, Store):
+class LocalStore(Upkeep, Store, Ledger):
     def __init__(self, root: Path, verify_local: bool = True, key: bytes | None = None, key_file: Path | None = None) -> None:
         self.root = Path(root)
         self.verify_local = verify_local
@@ -627,11 +627,9 @@ class LocalStore(Upkeep, Store):
     def _ref(step: StepRef | str) -> StepRef:
         return step if isinstance(step, StepRef) else StepRef("", step)
 
-    def record_run(
-        self, step: StepRef | str, key: str | None, status: str, seconds: float, saved: float, reason: str, source: str = LOCAL
-    ) -> None:
+    def record_run(self, run: RunRecord) -> None:
         try:
-            self.index.record_run(self._ref(step), key, status, seconds, saved, reason, source)
+            self.index.record_run(run)
         except Exception:  # noqa: BLE001 - statistics never cost a result, nor a warning
             pass
 
@@ -694,3 +692,8 @@ class LocalStore(Upkeep, Store):
         if sep and StepRef(nb, name) in known:
             return StepRef(nb, name)
         raise UnknownStep(f"no step {text!r}", shown)
+
+
+def open_store(config: Any) -> LocalStore:
+    """The local store as the settings describe it: every caller opens it here, so none forgets a setting."""
+    return LocalStore(config.dir, verify_local=config.verify_local)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 import cellcache
 from cellcache.cli.main import main
-from cellcache.store.base import StepRef
+from cellcache.store.base import RunRecord, StepRef
 from cellcache.store.index import Index
 from cellcache.store.local import LocalStore
 from cellcache.store.manifest import Manifest
@@ -197,7 +197,7 @@ def test_opening_a_new_index_from_many_processes_never_says_locked(tmp_path):
             while time.time() < start + round * 0.25:
                 pass
             index = Index(root / f"index-{round}.sqlite")
-            index.record_run(StepRef("", "s"), None, "miss", 0.0, 0.0, "x")
+            index.record_run(RunRecord(StepRef("", "s"), None, "miss", 0.0, 0.0, "x"))
             index.flush(timeout_ms=5000)
             index.close()
         """
@@ -292,7 +292,7 @@ def _mixed_runs(store: LocalStore, count: int) -> None:
     for i in range(count):
         step = StepRef("nb.ipynb" if i % 2 else "", f"s{i % 5}")
         status = ("hit", "miss", "error")[i % 3]
-        store.record_run(step, None, status, 0.01 * (i + 1), 0.1 * (i % 4), f"reason {i}", source="remote" if i % 7 == 0 else "local")
+        store.record_run(RunRecord(step, None, status, 0.01 * (i + 1), 0.1 * (i % 4), f"reason {i}", "remote" if i % 7 == 0 else "local"))
     store.index.flush(timeout_ms=5000)
 
 
@@ -343,7 +343,7 @@ def test_an_index_made_before_the_run_totals_gains_them_and_keeps_its_history(st
     before, _ = _index_before_the_totals(store_dir, 60)
     reopened = LocalStore(store_dir)
     assert _json(reopened.step_rows()) == _approx(before)
-    reopened.record_run(StepRef("", "s0"), None, "hit", 9.0, 1.0, "after the upgrade")
+    reopened.record_run(RunRecord(StepRef("", "s0"), None, "hit", 9.0, 1.0, "after the upgrade"))
     reopened.index.flush(timeout_ms=5000)
     [s0] = [r for r in reopened.step_rows() if r.name == "s0" and r.notebook == ""]
     assert s0.runs == [r for r in before if r.name == "s0" and r.notebook == ""][0].runs + 1
