@@ -40,23 +40,26 @@ from types import (
 )
 from typing import Any
 
-from cellcache.fingerprint._base import Kinds, _ref
+from cellcache.errors import Unfingerprintable
+from cellcache.fingerprint._base import Kinds, _atom_digest, _ref, _type_name
 
-# Attributes that a class fills in from the rest of an object's state when
-# they are read, by the qualified name of the class that defines them. They
-# are left out of its state. scipy sparse matrices set these flags the first
-# time a method asks whether the indices are sorted or canonical.
+# Attributes that are not an object's state, by the qualified name of the
+# class that defines them; they are left out. Caches a class fills in from
+# the rest of the state when they are read: scipy sparse matrices set these
+# flags the first time a method asks whether the indices are sorted or
+# canonical. Scratch space: statsmodels' GLM keeps an uninitialized buffer
+# (np.empty_like) for its Hessian, whose bytes differ from process to process.
 _DERIVED: dict[str, tuple[str, ...]] = {
     "scipy.sparse._base._spbase": ("_has_canonical_format", "_has_sorted_indices"),
+    "statsmodels.genmod.generalized_linear_model.GLM": ("_tmp_like_exog",),
 }
 # Descriptors that store what they compute in a dict attribute of the
 # instance, by (module, class name): pandas' cache_readonly, statsmodels'
-# cache_readonly / cache_writable. They name the dict ``cachename`` or ``_cache``.
+# cache_readonly and cache_writable. They name the dict ``cachename``, or ``_cache``.
 _CACHING_DESCRIPTORS = frozenset(
     {
         ("pandas._libs.properties", "CachedProperty"),
-        ("statsmodels.tools.decorators", "CachedAttribute"),
-        ("statsmodels.tools.decorators", "CachedWritableAttribute"),
+        ("statsmodels.tools._decorators", "CachedAttribute"),  # and its subclasses, cache_readonly...
     }
 )
 # Kinds whose identity the walk never keys: immutable builtins, and objects
@@ -67,6 +70,7 @@ _UNTRACKED = frozenset(
 )
 _IMMUTABLE_BASES = (tuple, str, bytes, int, float, complex, frozenset, range, slice)
 _REDUCE_NAMES = ("__reduce_ex__", "__reduce__", "__getstate__")
+_ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None)})
 
 
 class _ClassInfo:
@@ -100,6 +104,8 @@ def tracked(cls: type) -> bool:
 
 class ObjectKinds(Kinds):
     """The walk's hooks for objects without a kind of their own."""
+
+    owner_name = ""  # the object whose two reduces ``settled`` compares, for its error
 
     def register_objects(self, table: dict[type, Callable[[Any], Any]]) -> None:
         table[weakref.ref] = self.weakref_token
@@ -137,6 +143,7 @@ class ObjectKinds(Kinds):
         if info.python_reduce:
             again = reducer(obj) if reducer is not None else obj.__reduce_ex__(5)
             if isinstance(again, tuple) and len(again) == len(reduced):
+                self.owner_name = _type_name(obj)
                 parts[1] = self.settled(parts[1], again[1])
                 if len(parts) > 2:
                     parts[2] = self.settled(parts[2], again[2])
@@ -147,6 +154,10 @@ class ObjectKinds(Kinds):
                 state = attributes  # the reduce lost them: a base's reduce that knows nothing of the subclass
         if info.derived and state is not None:
             state = _without(state, info.derived)
+        if not info.tracked and state is not None:
+            # A value (a frozen dataclass) met twice holds one __dict__: a
+            # copy keeps the dict's identity from being keyed as sharing.
+            state = _copied(state)
         if len(parts) > 2 or state is not None:
             parts[2:3] = [state]
         return tuple(parts)
@@ -156,7 +167,9 @@ class ObjectKinds(Kinds):
 
         ``first`` and ``second`` are two results of one reduce: what is the
         same object in both is held by the object; what differs was built by
-        the reduce, so its order is the reduce's, not the object's.
+        the reduce, so its order is the reduce's, not the object's. Two
+        different scalars mean the reduce changes the object (or reads a
+        clock): refused, as no digest of it would hold.
         """
         if first is second:
             return first
@@ -170,6 +183,12 @@ class ObjectKinds(Kinds):
                 return first
             settled = [self.settled(a, b) for a, b in zip(first, second)]
             return settled if kind is list else tuple(settled)
+        if kind in _ATOMS and _atom_digest(first) != _atom_digest(second):
+            # matplotlib's CallbackRegistry.__getstate__ advances a counter:
+            # no digest of such an object is the same twice.
+            raise Unfingerprintable(
+                f"cannot fingerprint a {self.owner_name} value: pickling it changes it", type_name=self.owner_name
+            )
         return first
 
 
@@ -188,6 +207,14 @@ def _without(state: Any, names: frozenset[str]) -> Any:
     return state
 
 
+def _copied(state: Any) -> Any:
+    if type(state) is dict:
+        return dict(state)
+    if type(state) is tuple and len(state) == 2:
+        return tuple(dict(part) if type(part) is dict else part for part in state)
+    return state
+
+
 def _derived_names(cls: type) -> frozenset[str]:
     names: set[str] = set()
     for klass in cls.__mro__:
@@ -197,8 +224,7 @@ def _derived_names(cls: type) -> frozenset[str]:
                 if attribute.attrname:
                     names.add(attribute.attrname)
                 continue
-            descriptor = type(attribute)
-            if (descriptor.__module__, descriptor.__qualname__) in _CACHING_DESCRIPTORS:
+            if any((kind.__module__, kind.__qualname__) in _CACHING_DESCRIPTORS for kind in type(attribute).__mro__):
                 cachename = getattr(attribute, "cachename", None)
                 names.add(cachename if isinstance(cachename, str) else "_cache")
     return frozenset(names)
