@@ -18,9 +18,17 @@ Routes, fastest first:
     in the notebook or in local modules placeholders: those are nodes of a
     graph, each hashed once by its code, then combined (cycles included) in
     ``_Run.resolve``;
-  * ``persistent_id`` (called for every object) replaces exact sets and
-    frozensets, which the C pickler writes in hash order and which bypass
-    ``reducer_override``, by a canonical digest.
+  * ``persistent_id`` (called for every object; in C where the optional
+    routine is built) replaces exact sets and frozensets, which the C
+    pickler writes in hash order and which bypass ``reducer_override``, by a
+    canonical digest.
+
+  Both key sharing: a mutable object met again in the stream is written as a
+  back reference to its first occurrence (``_Pickler``), so cycles end
+  there, and the pickler's own memo, which would also key the identity of
+  immutable parts, is never used. Objects without a kind of their own are
+  hashed by their reduce, made deterministic and complete (``objects``).
+  A value deeper than the stack is walked again on a deep one (``_deep``).
 """
 from __future__ import annotations
 
