@@ -10,8 +10,9 @@ is what the walk hashes. Three things are fixed on the way:
   ``PYTHONHASHSEED``. Such dicts are hashed in a canonical order. A dict the
   reduce returns by reference (the object's own ``__dict__``, or a mapping
   it holds) keeps its order, which code can see. The reduce is called twice
-  to tell the two apart; only reduces written in Python are, since they are
-  the ones that iterate sets.
+  to tell the two apart: only a reduce written in Python (those iterate
+  sets) that returned a dict. A scalar that differs between the two calls
+  means pickling changes the object: it is refused.
 - **Lost state.** A reduce inherited from a base that knows nothing of a
   subclass's attributes (``defaultdict``, ``Counter``) returns no state; the
   instance ``__dict__`` is then hashed as the state.
@@ -140,7 +141,9 @@ class ObjectKinds(Kinds):
             return reduced  # the pickler raises its own error
         info = class_info(type(obj))
         parts = list(reduced)
-        if info.python_reduce:
+        if info.python_reduce and _holds_dict(parts[1:3]):
+            # Called again only where there is a dict to compare: a reduce that
+            # serializes a whole model to bytes is not paid for twice.
             again = reducer(obj) if reducer is not None else obj.__reduce_ex__(5)
             if isinstance(again, tuple) and len(again) == len(reduced):
                 self.owner_name = _type_name(obj)
@@ -194,6 +197,16 @@ class ObjectKinds(Kinds):
 
 def _same(a: object, b: object) -> bool:
     return a is b
+
+
+def _holds_dict(value: Any, depth: int = 3) -> bool:
+    """Whether a dict is in ``value`` within ``depth`` levels of lists and tuples."""
+    kind = type(value)
+    if kind is dict:
+        return True
+    if depth and (kind is tuple or kind is list) and len(value) <= 64:
+        return any(_holds_dict(item, depth - 1) for item in value)
+    return False
 
 
 def _without(state: Any, names: frozenset[str]) -> Any:
