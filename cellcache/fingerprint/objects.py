@@ -15,7 +15,8 @@ is what the walk hashes. Three things are fixed on the way:
   means pickling changes the object: it is refused.
 - **Lost state.** A reduce inherited from a base that knows nothing of a
   subclass's attributes (``defaultdict``, ``Counter``) returns no state; the
-  instance ``__dict__`` is then hashed as the state.
+  instance ``__dict__`` is then hashed as the state. A class that writes its
+  own reduce without state is trusted: it says what it is.
 - **Caches filled when read.** ``functools.cached_property`` values, the
   ``_cache`` dicts of pandas' and statsmodels' cached attributes, and
   attributes listed in ``_DERIVED`` (scipy sparse's canonical-format flags)
@@ -77,10 +78,11 @@ _ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None)})
 class _ClassInfo:
     """What the walk needs to know about a class, worked out once per class."""
 
-    __slots__ = ("derived", "python_reduce", "tracked", "__weakref__")
+    __slots__ = ("derived", "own_reduce", "python_reduce", "tracked", "__weakref__")
 
     def __init__(self, cls: type) -> None:
         self.derived = _derived_names(cls)
+        self.own_reduce = _reduce_owner(cls) is cls
         self.python_reduce = _reduce_is_python(cls)
         self.tracked = _is_tracked(cls)
 
@@ -151,10 +153,13 @@ class ObjectKinds(Kinds):
                 if len(parts) > 2:
                     parts[2] = self.settled(parts[2], again[2])
         state = parts[2] if len(parts) > 2 else None
-        if state is None:
+        if state is None and not info.own_reduce:
+            # A reduce inherited from a base that knows nothing of the
+            # subclass's attributes lost them. (A class that writes its own
+            # reduce without state says what it is: trusted.)
             attributes = getattr(obj, "__dict__", None)
             if type(attributes) is dict and attributes and not isinstance(obj, type):
-                state = attributes  # the reduce lost them: a base's reduce that knows nothing of the subclass
+                state = attributes
         if info.derived and state is not None:
             state = _without(state, info.derived)
         if not info.tracked and state is not None:
@@ -241,6 +246,18 @@ def _derived_names(cls: type) -> frozenset[str]:
                 cachename = getattr(attribute, "cachename", None)
                 names.add(cachename if isinstance(cachename, str) else "_cache")
     return frozenset(names)
+
+
+def _reduce_owner(cls: type) -> type | None:
+    """The class that defines the reduce pickling uses for ``cls`` (None: object's, or copyreg's)."""
+    if cls in copyreg.dispatch_table:
+        return None
+    for klass in cls.__mro__:
+        if klass is object:
+            return None
+        if "__reduce_ex__" in vars(klass) or "__reduce__" in vars(klass):
+            return klass
+    return None
 
 
 def _reduce_is_python(cls: type) -> bool:
