@@ -215,6 +215,8 @@ def _find_spec(name: str) -> Any:
             continue
         try:
             spec = find(name, path)
+        except RecursionError:
+            raise  # the stack, not the finder: the walk is made again on a deep one (_deep)
         except Exception:  # a misbehaving finder must not break keying
             continue
         if spec is not None:
