@@ -191,7 +191,7 @@ def test_opening_a_new_index_from_many_processes_never_says_locked(tmp_path):
         import sys, time
         from pathlib import Path
         from cellcache.store.index import Index
-        from cellcache.store.base import StepRef
+        from cellcache.store.base import RunRecord, StepRef
         root, start = Path(sys.argv[1]), float(sys.argv[2])
         for round in range(12):
             while time.time() < start + round * 0.25:
