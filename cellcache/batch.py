@@ -769,7 +769,7 @@ class _SetupFailed(Exception):
 
 
 def _seconds(value: float) -> str:
-    from cellcache.report import format_seconds
+    from cellcache.units import format_seconds
 
     return format_seconds(value)
 

@@ -22,8 +22,7 @@ from cellcache import api, batch
 from cellcache import config as _config
 from cellcache import sweep as _sweep
 from cellcache.errors import BatchError, CellcacheError, ConfigError, StepError
-from cellcache.report import format_age, format_seconds, format_size
-from cellcache.spec import parse_duration, parse_size
+from cellcache.units import format_age, format_seconds, format_size, parse_duration, parse_size
 from cellcache.store.local import LocalStore
 
 _STATUS_LABEL = {
@@ -578,14 +577,37 @@ def clear(yes: bool, as_json: bool, store_dir: Path | None) -> None:
 @main.command()
 @click.option("--max-size", type=SIZE, default=None, metavar="SIZE", help="Shrink the store to SIZE (500MB, 5GB), least recently used first.")
 @click.option("--older-than", type=DURATION, default=None, metavar="AGE", help="Drop entries not used for AGE (12h, 30d).")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask, even when more than half of the entries would go.")
 @_dir_option
-def gc(max_size: int | None, older_than: float | None, store_dir: Path | None) -> None:
-    """Drop entries, least recently used first, down to --max-size or older than --older-than."""
+def gc(max_size: int | None, older_than: float | None, yes: bool, store_dir: Path | None) -> None:
+    """Drop entries, least recently used first, down to --max-size or older than --older-than.
+
+    Sizes and ages need a unit (5GB, 30d): a bare number is a usage error. A gc
+    that would drop more than half of the entries asks first, unless --yes.
+    """
     if max_size is None and older_than is None:
         raise click.UsageError("give --max-size, --older-than or both (for example: cellcache gc --max-size 5GB --older-than 30d)")
     store = _store(store_dir)
+    if not yes and store.exists():
+        _confirm_big_gc(store, max_size, older_than)
     count, freed = store.gc(max_size=max_size, older_than=older_than) if store.exists() else (0, 0)
     click.echo(f"cellcache: gc dropped {_plural(count, 'entry', 'entries')}, freed {format_size(freed)} in {store.root}")
+
+
+def _confirm_big_gc(store: LocalStore, max_size: int | None, older_than: float | None) -> None:
+    import time
+
+    from cellcache.report import gc_needs_confirmation, gc_victims
+
+    store.reconcile()
+    rows = list(store.index.entries_by_last_use())
+    victims = gc_victims(rows, store.index.all_entry_blobs(), max_size, older_than, time.time())
+    if gc_needs_confirmation(victims, len(rows)):
+        click.confirm(
+            f"gc would drop {victims} of {_plural(len(rows), 'entry', 'entries')} from the store at {store.root}. Go on?",
+            abort=True,
+            err=True,
+        )
 
 
 @main.command()

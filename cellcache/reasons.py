@@ -103,8 +103,6 @@ def slower_hit(restore_seconds: float, run_seconds: float | None) -> str | None:
     """"restoring costs 99 ms, running 94 ms" when a hit costs more than running the cell did; else None."""
     if run_seconds is None or restore_seconds <= run_seconds:
         return None
-    from cellcache.report import format_seconds  # report sits above reasons
-
     return f"restoring costs {format_seconds(restore_seconds)}, running {format_seconds(run_seconds)}"
 
 

@@ -17,7 +17,7 @@ import click
 from cellcache import config as _config
 from cellcache import keys as _keys
 from cellcache import remote as _remote
-from cellcache.report import format_seconds, format_size
+from cellcache.units import format_seconds, format_size
 from cellcache.store.base import StepRef
 
 

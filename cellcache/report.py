@@ -13,46 +13,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from cellcache.store.index import StepStats
+# The formatters live in cellcache.units, the bottom of the package; the names stay importable from here.
+from cellcache.units import format_age, format_rate, format_seconds, format_size  # noqa: F401
 
 if TYPE_CHECKING:  # rich costs ~40 ms to import, and only stats_table needs it
     from rich.table import Table
 
-# ---------------------------------------------------------------- formatting
-
-
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def format_age(at: float | None, now: float | None = None) -> str:
-    if at is None:
-        return "-"
-    age = (time.time() if now is None else now) - at
-    # Under a second the figure is noise (and a clock step back would make it negative).
-    return "just now" if age < 1 else format_seconds(age) + " ago"
-
-
-def format_size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
-
-
-def format_rate(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:.0%}"
+# ---------------------------------------------------------------- totals
 
 
 def totals(rows: Sequence[StepStats]) -> tuple[float | None, float, int]:
@@ -438,3 +408,41 @@ def render_html(
         f'<table style="{_HTML_STYLE}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
         f"<div>{html.escape(totals_line(rows, location))}</div></div>"
     )
+
+
+# ---------------------------------------------------------------- gc plan
+
+
+def gc_victims(
+    rows: Iterable[Any], blobs: Iterable[tuple[str, str, str, int]], max_size: int | None, older_than: float | None, now: float
+) -> int:
+    """How many entries ``LocalStore.gc`` would drop: the same walk, least recently used first, without dropping.
+
+    ``rows`` are the index's entries by last use, ``blobs`` its (key, variant, blob, size) rows. The CLI
+    asks before a gc that would drop most of a store, and needs the count before anything goes.
+    """
+    uses: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    blobs_of: dict[tuple[str, str], list[str]] = {}
+    for key, variant, blob, size in blobs:
+        blobs_of.setdefault((key, variant), []).append(blob)
+        uses[blob] = uses.get(blob, 0) + 1
+        sizes[blob] = size
+    total = sum(sizes.values())
+    doomed = 0
+    for row in rows:
+        too_old = older_than is not None and now - row.last_used > older_than
+        too_big = max_size is not None and total > max_size
+        if not (too_old or too_big):
+            continue
+        doomed += 1
+        for blob in blobs_of.get((row.key, row.variant), []):
+            uses[blob] -= 1
+            if uses[blob] == 0:
+                total -= sizes[blob]
+    return doomed
+
+
+def gc_needs_confirmation(victims: int, entries: int) -> bool:
+    """More than half of the store is a lot to lose to a typo: ask first (or take --yes)."""
+    return entries > 0 and victims * 2 > entries

@@ -103,6 +103,11 @@ def test_every_command_has_help_and_its_whole_description_in_the_overview(cli: C
         (["gc"], "give --max-size, --older-than or both"),
         (["gc", "--max-size", "5XB"], "invalid size '5XB'"),
         (["gc", "--older-than", "soon"], "invalid duration 'soon'"),
+        # issue 25: a bare number once meant bytes or seconds, and emptied a store
+        (["gc", "--max-size", "5"], "size '5' has no unit: add one of B, KB, MB, GB or TB"),
+        (["gc", "--older-than", "5"], "duration '5' has no unit: add one of s, m, h, d or w"),
+        (["remote", "gc", "--max-size", "5"], "size '5' has no unit"),
+        (["remote", "gc", "--older-than", "30"], "duration '30' has no unit"),
         (["invalidate"], "Missing argument '[NB:]STEP'"),
     ],
 )
@@ -207,12 +212,37 @@ def test_gc_drops_the_least_recently_used_first(cli: CliRunner, filled: dict[str
     kept = cli.invoke(main, ["gc", "--max-size", "5GB", "--older-than", "30d"])
     assert kept.exit_code == 0 and "dropped 0 entries" in kept.output
     # Room for two entries: bravo, the least recently used, goes; alpha was hit last, so it stays.
-    result = cli.invoke(main, ["gc", "--max-size", str(sizes["alpha"] + sizes["charlie"])])
+    result = cli.invoke(main, ["gc", "--max-size", f"{sizes['alpha'] + sizes['charlie']}B"])
     assert result.exit_code == 0, result.output
     assert "gc dropped 1 entry" in result.output
     assert listed_steps(cli) == ["alpha", "charlie"]
-    assert "dropped 2 entries" in cli.invoke(main, ["gc", "--older-than", "0s"]).output
+    assert "dropped 2 entries" in cli.invoke(main, ["gc", "--older-than", "0s", "--yes"]).output
     assert listed_steps(cli) == []
+
+
+def test_a_gc_that_would_drop_most_of_the_store_asks_first(cli: CliRunner, filled: dict[str, Manifest], store: Path) -> None:
+    # issue 25: two of three entries is more than half: ask, and a "no" (or no terminal) keeps them all.
+    sizes = {r.step: r.size for r in LocalStore(store).index.entries()}
+    declined = cli.invoke(main, ["gc", "--max-size", f"{sizes['alpha']}B"], input="n\n")
+    assert declined.exit_code == 1, declined.output
+    assert "gc would drop 2 of 3 entries from the store at" in declined.output
+    assert listed_steps(cli) == ["alpha", "bravo", "charlie"]
+    # One of three is not: no question.
+    quiet = cli.invoke(main, ["gc", "--max-size", f"{sizes['alpha'] + sizes['charlie']}B"])
+    assert quiet.exit_code == 0 and "Go on?" not in quiet.output and "gc dropped 1 entry" in quiet.output
+    agreed = cli.invoke(main, ["gc", "--max-size", "1B"], input="y\n")
+    assert agreed.exit_code == 0 and "gc would drop 2 of 2 entries" in agreed.output and "gc dropped 2 entries" in agreed.output
+    assert listed_steps(cli) == []
+
+
+def test_a_bare_number_from_the_real_entry_point_drops_nothing(tmp_path: Path, filled: dict[str, Manifest], store: Path) -> None:
+    done = cellcache("gc", "--max-size", "5", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "size '5' has no unit" in done.stderr and "Traceback" not in done.stderr
+    # And with a unit but no terminal to answer, a gc that would empty the store stops too.
+    emptying = cellcache("gc", "--max-size", "5B", cwd=tmp_path)
+    assert emptying.returncode == 1 and "gc would drop 3 of 3 entries" in emptying.stderr
+    assert sorted(r.step for r in LocalStore(store).index.entries()) == ["alpha", "bravo", "charlie"]
 
 
 def test_verify_reports_broken_entries_and_repair_drops_them(cli: CliRunner, filled: dict[str, Manifest], store: Path) -> None:
