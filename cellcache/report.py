@@ -35,7 +35,24 @@ def totals(rows: Sequence[StepStats]) -> tuple[float | None, float, int]:
 def totals_line(rows: Sequence[StepStats], location: str) -> str:
     """The line under the table: it is about the whole store, whatever the panel's filter."""
     rate, saved, size = totals(rows)
-    return f"total: hit rate {format_rate(rate)}, saved {format_seconds(saved)}, store {format_size(size)} at {location}"
+    return f"total: hit rate {format_rate(rate)}, saved {format_seconds(saved)}, store {format_size(size)} at {shown_location(location)}"
+
+
+def shown_location(location: str, cwd: str | None = None) -> str:
+    """The store's path as the user would type it: relative when it is inside the working folder.
+
+    ``.cellcache/`` says where the store is; ``/tmp/tmpa8x1/.cellcache`` in an executed docs page, or a
+    long home path in a saved notebook, says more about the machine than about the store.
+    """
+    import os
+
+    try:
+        relative = os.path.relpath(location, cwd or os.getcwd())
+    except ValueError:  # another drive, on Windows
+        return location
+    if relative == "." or relative.startswith(".."):
+        return location
+    return relative.replace(os.sep, "/") + "/"
 
 
 def title_line(rows: Sequence[StepStats]) -> str:
