@@ -315,6 +315,8 @@ def _execute(notebooks: Sequence[Path], options: batch.RunOptions, combinations:
         jobs = batch.plan(paths, options, combinations)
     except BatchError as exc:
         raise click.UsageError(str(exc), click.get_current_context()) from None
+    for warning in batch.parameter_warnings(jobs):
+        click.echo(f"cellcache: warning: {warning}", err=True)
     with _progress(options.log_output) as progress:
         return batch.run_batch(jobs, options, _ProgressListener(progress, options.log_output))
 
@@ -379,8 +381,9 @@ def _print_results(result: batch.BatchResult, as_json: bool, restore_only: bool)
     else:
         console = _console()
         for nb in result.notebooks:
-            # The path on a line of its own, not as the table's title: a title wraps at the table's width.
-            console.print(nb.label, style="bold", highlight=False, soft_wrap=True)
+            # The path and parameters on a line of their own, not as the table's title: a title wraps at the
+            # table's width. The parameters tell apart the tables of a sweep.
+            console.print(nb.title, style="bold", highlight=False, soft_wrap=True, markup=False)
             console.print(_cell_table(nb))
             for cell in nb.cells:
                 for warning in cell.warnings:
@@ -452,6 +455,8 @@ def run(
     pushed = True
     if push_after and not result.interrupted:
         pushed = _remote_cli.push_after_run(result.notebooks)
+    if not inplace and output_dir is None:
+        result = dataclasses.replace(result, notes=(*result.notes, batch.NOT_KEPT))
     _finish(result, kw["as_json"], restore_only=False, also_failed=not pushed)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from cellcache.units import format_seconds
+
 FIRST_RUN = "first run of this step"
 HIT = "hit: code, inputs and files unchanged"
 HIT_REMOTE = "hit (remote): code, inputs and files unchanged; fetched from the shared store, signature and content checked"

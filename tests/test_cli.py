@@ -292,7 +292,7 @@ def test_run_prints_a_table_then_status_reports_what_would_run(cli: CliRunner, t
     assert status.exit_code == 0, status.output
     assert re.search(r"│ +1 │ square +│ would run +│ .*│ input `n` changed", status.output)
     assert re.search(r"│ +2 │ plus +│ would run +│ .*│ reads sq from square", status.output)
-    assert re.search(r"│ +3 │ - +│ not run +│ .*│ reads plus from square", status.output)
+    assert re.search(r"│ +3 │ - +│ not run +│ .*│ reads plus from plus", status.output)
     assert "2 would run, 0 hits, 0 errors, 1 not run in 1 notebook" in " ".join(status.output.split())
 
 

@@ -195,3 +195,21 @@ def test_readme_example_runs_as_pasted(tmp_path: Path, monkeypatch: pytest.Monke
     finally:
         shell.run_line_magic("unload_ext", "cellcache")
         InteractiveShell.clear_instance()
+
+
+def test_the_s3_guide_states_endpoint_rights_ci_dependencies_and_no_doubled_prefix() -> None:
+    guide = (ROOT / "docs" / "howto" / "team-s3.md").read_text()
+    assert "AWS_ENDPOINT_URL" in guide
+    for right in ("s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:DeleteObject"):
+        assert right in guide, right
+    assert "-r requirements.txt" in guide and "notebooks' own dependencies" in guide
+    # cellcache adds cellcache/v1/ itself: a remote URL ending in /cellcache doubles it.
+    urls = re.findall(r"(?:remote = |CELLCACHE_REMOTE=)\"?(s3://[^\s\"`]+)", guide)
+    assert urls and not [u for u in urls if u.rstrip("/").endswith("/cellcache")], urls
+
+
+def test_the_dask_guide_says_what_a_worker_needs() -> None:
+    guide = (ROOT / "docs" / "howto" / "sweeps-dask.md").read_text()
+    section = guide.split("### What a worker needs", 1)[1]
+    assert "the project at the same path" in section and "the same environment" in section and "CELLCACHE_REMOTE" in section
+    assert "pip install 'cellcache" not in guide, "cellcache is not on an index"
