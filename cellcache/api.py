@@ -5,7 +5,7 @@ from typing import Any
 
 from cellcache import config as _config
 from cellcache.runner import Session, StepRun
-from cellcache.report import render_text
+from cellcache.report import render_text, step_errors
 from cellcache.store.index import StepStats
 from cellcache.store.local import LocalStore
 
@@ -44,7 +44,8 @@ def clear(store: LocalStore | None = None) -> int:
 
 def stats_text(store: LocalStore | None = None) -> str:
     store = store or _store()
-    return render_text(store.step_rows(), str(store.root))
+    # With the run history, as the panel: "last reason" is the latest run's, and failures are counted.
+    return render_text(store.step_rows(), str(store.root), errors=step_errors(store))
 
 
 def info_text(session: Session) -> str:

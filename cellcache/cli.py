@@ -463,8 +463,17 @@ def run(
 @main.command()
 @_notebooks_argument
 @click.option("--remote", "with_remote", is_flag=True, help="Also look in the shared remote: steps it holds are fetched, checked and count as hits.")
+@click.option(
+    "--graph",
+    "graph_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Also draw each notebook's pipeline to FILE: .svg (needs Graphviz's dot), .html, .dot, or a text list otherwise. "
+    "Several jobs write FILE's name with the notebook and parameters added.",
+)
 @_kernel_options
-def status(notebooks: tuple[Path, ...], with_remote: bool, **kw: Any) -> None:
+def status(notebooks: tuple[Path, ...], with_remote: bool, graph_file: Path | None, **kw: Any) -> None:
     """Show every cached step that would run, and why, without running any cached cell.
 
     Plain cells run (cached cells may need their values) and hits are
@@ -480,7 +489,25 @@ def status(notebooks: tuple[Path, ...], with_remote: bool, **kw: Any) -> None:
     options = _run_options(kw)
     with _remote_cli.remote_in_kernels(with_remote):
         result = _execute(notebooks, batch.status_options(options), _kernel_combinations(kw))
+    if graph_file is not None and not result.interrupted:
+        _write_graphs(result, graph_file)
     _finish(result, kw["as_json"], restore_only=True)
+
+
+def _write_graphs(result: batch.BatchResult, target: Path) -> None:
+    from cellcache import graph
+
+    many = len(result.notebooks) > 1
+    for nb in result.notebooks:
+        path = target
+        if many:
+            tag = "".join(c if c.isalnum() or c in "=.-_" else "-" for c in f"{Path(nb.path).stem}-{nb.parameters.label()}".strip("-"))
+            path = target.with_name(f"{target.stem}-{tag}{target.suffix}")
+        try:
+            kind, path = graph.write(graph.from_status(nb), path)
+        except OSError as exc:
+            raise click.ClickException(f"cannot draw the graph to {path}: {exc}") from None
+        click.echo(f"cellcache: drew the pipeline of {nb.title} to {path} ({kind})", err=True)
 
 
 # the store -----------------------------------------------------------------------

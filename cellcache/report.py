@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from cellcache.store.index import StepStats
 # The formatters live in cellcache.units, the bottom of the package; the names stay importable from here.
@@ -113,6 +113,7 @@ class StepErrors:
 
     count: int = 0
     last: str | None = None
+    last_run_reason: str | None = None  # the reason of the step's latest run, whatever its status
 
 
 def step_errors(store: object) -> dict[tuple[str, str], StepErrors]:
@@ -127,6 +128,14 @@ def step_errors(store: object) -> dict[tuple[str, str], StepErrors]:
         for notebook, step, count, last_id in counts:
             (reason,) = db.execute("SELECT reason FROM runs WHERE id=?", (last_id,)).fetchone()
             found[(notebook, step)] = StepErrors(count=count, last=reason)
+        # StepStats carries the last *miss*'s reason: after a hit the panel showed the first run's
+        # "first run of this step". The latest run's own reason is what "last reason" means.
+        latest = db.execute(
+            "SELECT r.notebook, r.step, r.reason FROM runs r JOIN (SELECT max(id) AS id FROM runs GROUP BY notebook, step) m ON r.id = m.id"
+        ).fetchall()
+        for notebook, step, reason in latest:
+            known = found.get((notebook, step), StepErrors())
+            found[(notebook, step)] = StepErrors(count=known.count, last=known.last, last_run_reason=reason)
         return found
     except Exception:  # noqa: BLE001 - a missing column or a locked index only loses this column
         return {}
@@ -135,7 +144,7 @@ def step_errors(store: object) -> dict[tuple[str, str], StepErrors]:
 def row_view(row: StepStats, now: float | None = None, errors: StepErrors | None = None) -> RowView:
     now = time.time() if now is None else now
     errors = errors or StepErrors()
-    reason = row.last_miss_reason or "-"
+    reason = errors.last_run_reason or row.last_miss_reason or "-"
     if row.last_status == "error" and errors.last:
         reason = f"error: {errors.last}"  # a failing step must not look like one that never ran
     return RowView(
@@ -170,6 +179,9 @@ def slower_hit_hint(row: StepStats) -> str | None:
 # most on top); a step never looked up has no hit rate and goes last. Ties fall
 # back to the name so the order is stable from one refresh to the next.
 SORTS: dict[str, Callable[[StepStats], float | None]] = {
+    # The notebook's own order, the order the steps run in: the default, as a reader expects.
+    # Steps whose cell is not found (renamed, or a plain IPython session) follow, by name.
+    "cell order": lambda r: None,
     "name": lambda r: None,
     "hit rate": lambda r: r.hit_rate,
     "time saved": lambda r: r.saved_seconds,
@@ -179,12 +191,16 @@ SORTS: dict[str, Callable[[StepStats], float | None]] = {
 SORT_OPTIONS: tuple[str, ...] = tuple(SORTS)
 
 
-def sort_rows(rows: Iterable[StepStats], by: str = "name") -> list[StepStats]:
+def sort_rows(rows: Iterable[StepStats], by: str = "name", order: Mapping[tuple[str, str], int] | None = None) -> list[StepStats]:
+    """``order`` maps (notebook, step) to the step's cell index, for "cell order"."""
     if by not in SORTS:
         raise ValueError(f"unknown sort {by!r}; choose one of {', '.join(SORT_OPTIONS)}")
     by_name = sorted(rows, key=lambda r: (r.name, group_key(r)))
     if by == "name":
         return by_name
+    if by == "cell order":
+        order = order or {}
+        return sorted(by_name, key=lambda r: (group_key(r), order.get((group_key(r), r.name)) is None, order.get((group_key(r), r.name), 0)))
     key = SORTS[by]
     # sorted() is stable: sorting the name-ordered list keeps name order among ties.
     return sorted(by_name, key=lambda r: (key(r) is None, -(key(r) or 0.0)))
@@ -223,8 +239,10 @@ class Selection:
         return self.matched - len(self.shown)
 
 
-def select_rows(rows: Sequence[StepStats], text: str = "", by: str = "name", limit: int | None = None) -> Selection:
-    matched = sort_rows(filter_rows(rows, text), by)
+def select_rows(
+    rows: Sequence[StepStats], text: str = "", by: str = "name", limit: int | None = None, order: Mapping[tuple[str, str], int] | None = None
+) -> Selection:
+    matched = sort_rows(filter_rows(rows, text), by, order)
     if len({group_key(r) for r in matched}) > 1:
         # Steps of one notebook stay together, in the chosen order inside each group (sorted() is stable).
         matched = sorted(matched, key=group_key)

@@ -351,3 +351,26 @@ def test_a_folder_stands_for_its_notebooks_in_name_order(tmp_path: Path) -> None
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.ipynb").write_text("{}")
     assert batch.notebooks_in([tmp_path, tmp_path / "sub" / "c.ipynb"]) == [tmp_path / "a.ipynb", tmp_path / "b.ipynb", tmp_path / "sub" / "c.ipynb"]
+
+
+@pytest.mark.kernel
+def test_status_graph_draws_the_pipeline_to_a_file(cli: CliRunner, tmp_path: Path, store: Path) -> None:
+    # issue 25: the same picture as the panel's graph view, for CI artifacts and the docs.
+    import shutil
+
+    cells = ["n = 5", "%%cached square\nsq = n * n", "%%cached plus\nplus = sq + 1", "%%cached other\nk = n + 1"]
+    nb = write_nb(tmp_path / "nb.ipynb", *cells)
+    assert cli.invoke(main, ["run", str(nb)]).exit_code == 0
+    write_nb(nb, "n = 6", *cells[1:3], "%%cached other\nk = 7")  # other no longer reads n
+    text = tmp_path / "graph.txt"
+    done = cli.invoke(main, ["status", str(nb), "--graph", str(text)])
+    assert done.exit_code == 0, done.output
+    assert f"drew the pipeline of {nb} to {text} (text)" in done.stderr
+    listed = text.read_text()
+    assert "[1] square: would re-run; reads n from cell 0" in listed
+    assert "[2] plus: would re-run; reads sq from square" in listed
+    assert "[3] other: would re-run" in listed  # its code changed
+    if shutil.which("dot"):
+        svg = tmp_path / "graph.svg"
+        assert cli.invoke(main, ["status", str(nb), "--graph", str(svg)]).exit_code == 0
+        assert svg.read_text().startswith("<svg") and "square" in svg.read_text()
