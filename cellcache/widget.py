@@ -421,7 +421,7 @@ class CachePanel(widgets.VBox):
             options=("table", "graph"),
             value="table",
             tooltips=("one row per step", "the notebook's steps and what flows between them"),
-            style=widgets.ToggleButtonsStyle(button_width="56px"),
+            style=widgets.ToggleButtonsStyle(button_width="64px"),
             _dom_classes=("cellcache-view-toggle",),
         )
         self.graph_view: GraphView | None = None
