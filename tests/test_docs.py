@@ -213,3 +213,16 @@ def test_the_dask_guide_says_what_a_worker_needs() -> None:
     section = guide.split("### What a worker needs", 1)[1]
     assert "the project at the same path" in section and "the same environment" in section and "CELLCACHE_REMOTE" in section
     assert "pip install 'cellcache" not in guide, "cellcache is not on an index"
+
+
+def test_every_api_function_has_a_description() -> None:
+    # issue 25: autodoc of functions without docstrings rendered a bare signature.
+    import cellcache
+
+    page = (ROOT / "docs" / "reference" / "api.md").read_text()
+    functions = [n for n in cellcache.__all__ if callable(getattr(cellcache, n)) and not isinstance(getattr(cellcache, n), type)]
+    for name in functions:
+        described = re.search(rf"\.\. py:function:: cellcache\.{name}\(.*\n\n   \S.{{40,}}", page) or (
+            f".. autofunction:: cellcache.{name}" in page and (getattr(cellcache, name).__doc__ or "").strip()
+        )
+        assert described, name
