@@ -84,7 +84,8 @@ _GIVE_WAY: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1150, ("bar", "last_seconds")),
     (1000, ("runs", "misses", "entries")),
     (820, ("size", "last_age")),
-    (640, ("errors", "saved")),
+    # "saved" never gives way: it is what the cache is for, and it said less than the reason did at 1024 px.
+    (640, ("errors", "hit_rate")),
 )
 
 # ipywidgets boxes scroll on their own (overflow: auto), which made each row scroll
@@ -96,7 +97,9 @@ _CSS = (
     ".cellcache-panel .cellcache-table{overflow-x:auto;overflow-y:visible}"
     ".cellcache-panel .cellcache-table .widget-box{overflow:visible}"
     f".cellcache-panel .cellcache-row,.cellcache-panel .cellcache-header{{min-width:fit-content}}"
-    f".cellcache-panel .cellcache-col-reason{{min-width:{_REASON_MIN}px}}"
+    # contain:inline-size: a long reason (the latest run's, "hit: ...; restoring costs ...") must not
+    # widen its row past the header; it is clipped, and its tooltip holds the whole text.
+    f".cellcache-panel .cellcache-col-reason{{min-width:{_REASON_MIN}px;contain:inline-size}}"
     ".cellcache-panel .cellcache-table .widget-label{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}"
     ".cellcache-panel .cellcache-table .widget-html-content{overflow:hidden}"
     ".cellcache-panel .cellcache-clip{display:block;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}"
