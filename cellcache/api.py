@@ -5,7 +5,7 @@ from typing import Any
 
 from cellcache import config as _config
 from cellcache.runner import Session, StepRun
-from cellcache.report import render_text, step_errors
+from cellcache.report import render_text, shown_location, step_errors
 from cellcache.store.index import StepStats
 from cellcache.store.local import LocalStore
 
@@ -45,7 +45,8 @@ def clear(store: LocalStore | None = None) -> int:
 def stats_text(store: LocalStore | None = None) -> str:
     store = store or _store()
     # With the run history, as the panel: "last reason" is the latest run's, and failures are counted.
-    return render_text(store.step_rows(), str(store.root), errors=step_errors(store))
+    # The store's path as typed from here (`.cellcache/`), not a temporary or home path, when it is inside.
+    return render_text(store.step_rows(), shown_location(str(store.root)), errors=step_errors(store))
 
 
 def info_text(session: Session) -> str:

@@ -35,7 +35,7 @@ def totals(rows: Sequence[StepStats]) -> tuple[float | None, float, int]:
 def totals_line(rows: Sequence[StepStats], location: str) -> str:
     """The line under the table: it is about the whole store, whatever the panel's filter."""
     rate, saved, size = totals(rows)
-    return f"total: hit rate {format_rate(rate)}, saved {format_seconds(saved)}, store {format_size(size)} at {shown_location(location)}"
+    return f"total: hit rate {format_rate(rate)}, saved {format_seconds(saved)}, store {format_size(size)} at {location}"
 
 
 def shown_location(location: str, cwd: str | None = None) -> str:

@@ -39,6 +39,7 @@ from cellcache.report import (
     render_text,
     row_view,
     select_rows,
+    shown_location,
     slower_hit_hint,
     step_errors,
     totals_line,
@@ -505,11 +506,11 @@ class CachePanel(widgets.VBox):
 
     def text(self) -> str:
         """The plain-text table of every step: what ``%cellcache stats`` prints."""
-        return render_text(self._all, str(self.store.root), now=self._now, errors=self._errors)
+        return render_text(self._all, shown_location(str(self.store.root)), now=self._now, errors=self._errors)
 
     def html(self) -> str:
         """The table as static HTML: what a saved notebook shows without a kernel."""
-        return render_html(self._shown_rows(), str(self.store.root), now=self._now, errors=self._errors)
+        return render_html(self._shown_rows(), shown_location(str(self.store.root)), now=self._now, errors=self._errors)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         # Jupyter renders the widget; a terminal IPython shows text/plain, the stats table;
@@ -669,7 +670,9 @@ class CachePanel(widgets.VBox):
             if selection.matched != selection.total:
                 title += f" of {selection.matched} matching"
         self.title.value = title
-        self.totals.value = totals_line(self._all, str(self.store.root))
+        # Relative to the kernel's folder when inside it: a saved notebook or a docs page shows
+        # `.cellcache/`, not a temporary or home path of the machine that ran it.
+        self.totals.value = totals_line(self._all, shown_location(str(self.store.root)))
 
     def _group_label(self, notebook: str) -> widgets.HTML:
         import html

@@ -12,7 +12,7 @@ from IPython.utils.capture import capture_output
 
 import cellcache
 from cellcache import reasons
-from cellcache.report import format_rate, format_seconds, format_size, render_text, row_view, step_errors
+from cellcache.report import format_rate, format_seconds, format_size, render_text, row_view, shown_location, step_errors
 from cellcache.store.base import StepRef
 from cellcache.widget import CachePanel, css_name
 from tests.conftest import run
@@ -335,7 +335,7 @@ def test_plain_text_repr_is_the_stats_table(three_steps, panels, monkeypatch):
 
     bundle = panel._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert bundle["text/plain"] == render_text(store.step_rows(), str(store.root), now=frozen, errors=step_errors(store))
+    assert bundle["text/plain"] == render_text(store.step_rows(), shown_location(str(store.root)), now=frozen, errors=step_errors(store))
     with capture_output() as out:
         run(shell, "%cellcache stats")
     assert out.stdout.rstrip("\n") == bundle["text/plain"]
