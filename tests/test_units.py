@@ -40,3 +40,23 @@ def test_units_imports_nothing_of_cellcache() -> None:
         a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
     }
     assert not {m for m in imported if m and m.startswith("cellcache")}
+
+
+def test_the_magic_refuses_bare_numbers_and_asks_for_yes_before_emptying_the_store(shell) -> None:
+    from IPython.core.error import UsageError
+
+    import cellcache
+
+    from .conftest import run
+
+    run(shell, "%%cached keep\nx = 1")
+    with pytest.raises(UsageError, match=r"duration '5' has no unit"):
+        shell.run_cell_magic("cached", "step --ttl 5", "y = 1\n")
+    for line in ("gc --max-size 5", "gc --older-than 30"):
+        with pytest.raises(UsageError, match=r"has no unit"):
+            shell.run_line_magic("cellcache", line)
+    with pytest.raises(UsageError, match=r"would drop 1 of 1 entries; add --yes"):
+        shell.run_line_magic("cellcache", "gc --max-size 5B")
+    assert [s.entries for s in cellcache.stats() if s.name == "keep"] == [1], "nothing dropped"
+    shell.run_line_magic("cellcache", "gc --max-size 5B --yes")
+    assert [s.entries for s in cellcache.stats() if s.name == "keep"] == [0]
