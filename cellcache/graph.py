@@ -14,7 +14,7 @@ steps stay a readable column however the arrows cross.
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -74,7 +74,6 @@ class Graph:
     notebook: str
     nodes: tuple[Node, ...] = ()
     edges: tuple[Edge, ...] = ()
-    notes: tuple[str, ...] = field(default=())
 
     def node(self, node_id: str) -> Node | None:
         return next((n for n in self.nodes if n.id == node_id), None)
