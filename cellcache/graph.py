@@ -247,7 +247,7 @@ def to_text(graph: Graph) -> str:
 
 def to_html(graph: Graph, svg: str | None = None) -> str:
     """A standalone page or fragment: the SVG and a legend, or the text list in a <pre> where there is no SVG."""
-    svg = to_svg(graph) if svg is None else svg
+    svg = to_svg(graph) if svg is None else svg  # "" means: no picture, show the list
     legend = "".join(
         f'<span style="display:inline-block;margin-right:12px"><span style="display:inline-block;width:10px;height:10px;'
         f'background:{fill};border:1px solid {border};margin-right:4px"></span>{html.escape(words)}</span>'

@@ -509,7 +509,12 @@ class CachePanel(widgets.VBox):
         return render_text(self._all, shown_location(str(self.store.root)), now=self._now, errors=self._errors)
 
     def html(self) -> str:
-        """The table as static HTML: what a saved notebook shows without a kernel."""
+        """The table (or, in the graph view, the picture) as static HTML: what a saved notebook shows without a kernel."""
+        if self.view_toggle.value == "graph" and self.graph_view is not None and self.graph_view.graph is not None:
+            from cellcache import graph as _graph
+
+            # The SVG already drawn for the widget; without dot, the same steps as a text list.
+            return _graph.to_html(self.graph_view.graph, self.graph_view.drawing.svg or "")
         return render_html(self._shown_rows(), shown_location(str(self.store.root)), now=self._now, errors=self._errors)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
@@ -609,6 +614,7 @@ class CachePanel(widgets.VBox):
         self.children = [self.style_html, self.title, self.children[2], self.confirm_box, self.feedback, *shown, self.totals]
         if graph_mode:
             self._render_graph()
+        self._update_snapshot()  # a saved notebook shows the view that was on screen
 
     def _render_graph(self) -> None:
         if self.graph_view is None or self.view_toggle.value != "graph":

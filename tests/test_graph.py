@@ -119,6 +119,9 @@ def test_the_panel_graph_view_colours_by_state_and_a_click_shows_the_reason_and_
         assert ("double", "plus") in {(e.source, e.target) for e in view.graph.edges}
         if shutil.which("dot"):
             assert view.drawing.svg.startswith("<svg")
+            assert "<svg" in panel.html(), "a saved notebook shows the picture"
+        else:
+            assert "<pre>" in panel.html() and "double" in panel.html(), "without dot: the list"
         view.select("plus")  # what a click in the picture sets
         assert "last reason" in view.detail.value and "hit: code, inputs and files unchanged" in view.detail.value
         assert view.invalidate_button.layout.display is None
@@ -130,3 +133,24 @@ def test_the_panel_graph_view_colours_by_state_and_a_click_shows_the_reason_and_
     finally:
         panel.close()
     assert nb.exists() and cellcache.last_run() is not None
+
+
+def test_without_dot_the_panel_lists_the_steps_and_still_takes_clicks(shell, tmp_path: Path, monkeypatch) -> None:
+    notebook(tmp_path / "pipe.ipynb", ["x = 2", "%%cached double\ny = x * 2"], tag_parameters=None)
+    session = shell._cellcache_session
+    monkeypatch.setattr(type(session), "notebook", property(lambda self: "pipe.ipynb"), raising=False)
+    run(shell, "x = 2")
+    run(shell, "%%cached double\ny = x * 2")
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
+    panel = CachePanel(session.store, session=session)
+    try:
+        panel._root = lambda: tmp_path  # type: ignore[method-assign]
+        panel.view_toggle.value = "graph"
+        view = panel.graph_view
+        assert view.drawing.svg == "" and "dot is not installed" in view.note.value
+        assert [n["text"] for n in view.drawing.nodes] == ["[0] cell 0: uncached", "[1] double: fresh"]
+        view.select("double")
+        assert "first run of this step" in view.detail.value
+        assert "<pre>" in panel.html() and "[1] double: fresh" in panel.html()
+    finally:
+        panel.close()
