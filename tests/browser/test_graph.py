@@ -19,7 +19,8 @@ pytestmark = pytest.mark.browser
 
 STEPS = ("generate", "clean", "features", "fit", "evaluate")
 CELLS = [
-    "%load_ext cellcache",
+    # A store of its own: the server's kernels share one, and test_panel counts every step in it.
+    "import os\nos.environ['CELLCACHE_DIR'] = 'graph-e2e-store'\n%load_ext cellcache",
     "seed = 3\nsize = 2000",
     "%%cached generate\nraw = list(range(size * seed))",
     "%%cached clean\nX_clean = [r for r in raw if r % 3]",
