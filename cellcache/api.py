@@ -5,7 +5,7 @@ from typing import Any
 
 from cellcache import config as _config
 from cellcache.cell.runner import Session, StepRun
-from cellcache.report import render_text
+from cellcache.report import render_text, shown_location, step_errors
 from cellcache.store.index import StepStats
 from cellcache.store.local import LocalStore, open_store
 
@@ -57,7 +57,9 @@ def clear(store: LocalStore | None = None) -> int:
 
 def stats_text(store: LocalStore | None = None) -> str:
     store = store or _store()
-    return render_text(store.step_rows(), str(store.root))
+    # With the run history, as the panel: "last reason" is the latest run's, and failures are counted.
+    # The store's path as typed from here (`.cellcache/`), not a temporary or home path, when it is inside.
+    return render_text(store.step_rows(), shown_location(str(store.root)), errors=step_errors(store))
 
 
 def info_text(session: Session) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cellcache.errors import ConfigError
+from cellcache.units import parse_duration
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -83,8 +84,9 @@ KEYS: tuple[Key, ...] = (
         "``off``: any signer's entry is used (a private bucket only)."),
     Key("push", True, "CELLCACHE_PUSH", "``explicit``",
         "``explicit``: only ``cellcache push`` and ``run --push`` upload; ``auto``: a signer pushes every stored miss in the background."),
-    Key("remote_timeout", True, "CELLCACHE_REMOTE_TIMEOUT", "``5``",
-        "Seconds each remote call may take; a remote slower than that is reported once and then not used this session."),
+    Key("remote_timeout", True, "CELLCACHE_REMOTE_TIMEOUT", "``5s``",
+        "How long each remote call may take, with its unit (``5s``, ``1m``); a remote slower than that is reported once "
+        "and then not used this session."),
 )  # fmt: skip
 
 
@@ -154,6 +156,14 @@ def _choice(name: str, value: Any, where: str) -> str:
     return text
 
 
+def _duration(name: str, value: Any, where: str) -> float:
+    # A TOML number is a bare number too: "5" could be seconds or minutes, so the unit is required.
+    try:
+        return parse_duration(value if isinstance(value, str) else repr(value))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {name}: {exc}") from None
+
+
 def _signers(value: Any, where: str) -> tuple[str, ...]:
     items = value.replace(",", " ").split() if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
@@ -172,7 +182,7 @@ def _remote_settings(section: Mapping[str, Any], path: Path) -> dict[str, Any]:
         if name in section:
             settings[name] = _choice(name, section[name], str(path))
     if "remote_timeout" in section:
-        settings["remote_timeout"] = float(section["remote_timeout"])
+        settings["remote_timeout"] = _duration("remote_timeout", section["remote_timeout"], str(path))
     return settings
 
 
@@ -202,7 +212,7 @@ def resolve(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Co
         if env.get(f"CELLCACHE_{name.upper()}"):
             settings[name] = _choice(name, env[f"CELLCACHE_{name.upper()}"], f"CELLCACHE_{name.upper()}")
     if env.get("CELLCACHE_REMOTE_TIMEOUT"):
-        settings["remote_timeout"] = float(env["CELLCACHE_REMOTE_TIMEOUT"])
+        settings["remote_timeout"] = _duration("remote_timeout", env["CELLCACHE_REMOTE_TIMEOUT"], "CELLCACHE_REMOTE_TIMEOUT")
     return Config(**settings)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import time
 import weakref
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import ipywidgets as widgets
@@ -38,6 +39,7 @@ from cellcache.report import (
     render_text,
     row_view,
     select_rows,
+    shown_location,
     slower_hit_hint,
     step_errors,
     totals_line,
@@ -83,7 +85,8 @@ _GIVE_WAY: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1150, ("bar", "last_seconds")),
     (1000, ("runs", "misses", "entries")),
     (820, ("size", "last_age")),
-    (640, ("errors", "saved")),
+    # "saved" never gives way: it is what the cache is for, and it said less than the reason did at 1024 px.
+    (640, ("errors", "hit_rate")),
 )
 
 # ipywidgets boxes scroll on their own (overflow: auto), which made each row scroll
@@ -95,7 +98,9 @@ _CSS = (
     ".cellcache-panel .cellcache-table{overflow-x:auto;overflow-y:visible}"
     ".cellcache-panel .cellcache-table .widget-box{overflow:visible}"
     f".cellcache-panel .cellcache-row,.cellcache-panel .cellcache-header{{min-width:fit-content}}"
-    f".cellcache-panel .cellcache-col-reason{{min-width:{_REASON_MIN}px}}"
+    # contain:inline-size: a long reason (the latest run's, "hit: ...; restoring costs ...") must not
+    # widen its row past the header; it is clipped, and its tooltip holds the whole text.
+    f".cellcache-panel .cellcache-col-reason{{min-width:{_REASON_MIN}px;contain:inline-size}}"
     ".cellcache-panel .cellcache-table .widget-label{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}"
     ".cellcache-panel .cellcache-table .widget-html-content{overflow:hidden}"
     ".cellcache-panel .cellcache-clip{display:block;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}"
@@ -118,15 +123,10 @@ def _key(row: StepStats) -> str:
 
 
 def drop_entry(store: Any, ref: StepRef, key: str, variant: str) -> bool:
-    """Drop one entry of a step; False if it was not there.
-
-    The store has no public call for one entry yet (proposed: ``Store.drop_entry``), so this goes
-    through the local store's own dropping, which removes its blobs and index rows together.
-    """
-    rows = [r for r in store.index.entries(ref) if (r.key, r.variant) == (key, variant)]
-    if not rows:
+    """Drop one entry of a step, under the lock ``cellcache invalidate`` takes; False if it was not there."""
+    if not any((r.key, r.variant) == (key, variant) for r in store.entries(ref)):
         return False
-    store._drop(rows)
+    store.drop_entry(key, variant)
     return True
 
 
@@ -401,7 +401,7 @@ class CachePanel(widgets.VBox):
         )
         self.sort_dropdown = widgets.Dropdown(
             options=SORT_OPTIONS,
-            value="name",
+            value="cell order",
             description="sort by",
             tooltip="numbers sort largest first",
             style={"description_width": "initial"},
@@ -415,8 +415,18 @@ class CachePanel(widgets.VBox):
             _dom_classes=("cellcache-clear",),
             layout=widgets.Layout(width="auto", margin="2px 2px 2px auto"),
         )
+        # Table or graph: the graph view (and anywidget) is built the first time it is asked for.
+        self.view_toggle = widgets.ToggleButtons(
+            options=("table", "graph"),
+            value="table",
+            tooltips=("one row per step", "the notebook's steps and what flows between them"),
+            style=widgets.ToggleButtonsStyle(button_width="64px"),
+            _dom_classes=("cellcache-view-toggle",),
+        )
+        self.graph_view: GraphView | None = None
         toolbar = widgets.HBox(
-            [self.filter_text, self.sort_dropdown, self.refresh_button, self.clear_button], layout=widgets.Layout(width="100%")
+            [self.view_toggle, self.filter_text, self.sort_dropdown, self.refresh_button, self.clear_button],
+            layout=widgets.Layout(width="100%", flex_flow="row wrap"),
         )
         self.confirm_label = widgets.Label()
         self.confirm_button = widgets.Button(description="Yes, clear all", button_style="danger")
@@ -439,7 +449,7 @@ class CachePanel(widgets.VBox):
         self._errors: dict[tuple[str, str], StepErrors] = {}
         self._snapshot_id: str | None = None
         self._own = [
-            self.title, self.filter_text, self.sort_dropdown, self.refresh_button, self.clear_button, toolbar,
+            self.view_toggle, self.title, self.filter_text, self.sort_dropdown, self.refresh_button, self.clear_button, toolbar,
             self.confirm_label, self.confirm_button, self.cancel_button, self.confirm_box, self.feedback,
             self.style_html, self.header, self.rows_box, self.table, self.empty_label, self.more_button, self.totals,
         ]  # fmt: skip
@@ -455,6 +465,7 @@ class CachePanel(widgets.VBox):
         self.more_button.on_click(lambda _b: self._show_more())
         self.filter_text.observe(self._on_view_change, names="value")
         self.sort_dropdown.observe(self._on_view_change, names="value")
+        self.view_toggle.observe(lambda _c: self._show_view(), names="value")
 
         self._stale = False
         self._was_shown = False
@@ -490,11 +501,16 @@ class CachePanel(widgets.VBox):
 
     def text(self) -> str:
         """The plain-text table of every step: what ``%cellcache stats`` prints."""
-        return render_text(self._all, str(self.store.root), now=self._now, errors=self._errors)
+        return render_text(self._all, shown_location(str(self.store.root)), now=self._now, errors=self._errors)
 
     def html(self) -> str:
-        """The table as static HTML: what a saved notebook shows without a kernel."""
-        return render_html(self._shown_rows(), str(self.store.root), now=self._now, errors=self._errors)
+        """The table (or, in the graph view, the picture) as static HTML: what a saved notebook shows without a kernel."""
+        if self.view_toggle.value == "graph" and self.graph_view is not None and self.graph_view.graph is not None:
+            from cellcache import graph as _graph
+
+            # The SVG already drawn for the widget; without dot, the same steps as a text list.
+            return _graph.to_html(self.graph_view.graph, self.graph_view.drawing.svg or "")
+        return render_html(self._shown_rows(), shown_location(str(self.store.root)), now=self._now, errors=self._errors)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         # Jupyter renders the widget; a terminal IPython shows text/plain, the stats table;
@@ -561,8 +577,57 @@ class CachePanel(widgets.VBox):
         self._update_snapshot()
         return True
 
+    def _root(self) -> Path:
+        if self.session is not None and getattr(self.session.config, "root", None) is not None:
+            return Path(self.session.config.root)
+        from cellcache import config as _config
+
+        return _config.resolve().root or Path.cwd()
+
+    def _order(self) -> dict[tuple[str, str], int]:
+        if self.sort_dropdown.value != "cell order":
+            return {}
+        from cellcache import graph as _graph
+
+        try:
+            return _graph.step_order(self._root(), {group_key(r) for r in self._all})
+        except Exception:  # noqa: BLE001 - without the order, steps fall back to their names
+            return {}
+
+    def _graph_notebook(self) -> str:
+        """The notebook the graph shows: this kernel's, else the one the steps belong to, if only one."""
+        if self.session is not None and self.session.notebook:
+            return self.session.notebook
+        notebooks = sorted({group_key(r) for r in self._all})
+        return notebooks[0] if len(notebooks) == 1 else (self.session.notebook if self.session is not None else "")
+
+    def _show_view(self) -> None:
+        graph_mode = self.view_toggle.value == "graph"
+        if graph_mode and self.graph_view is None:
+            self.graph_view = GraphView(self._invalidate)
+        shown = [self.graph_view.box] if graph_mode and self.graph_view is not None else [self.table, self.more_button]
+        self.children = [self.style_html, self.title, self.children[2], self.confirm_box, self.feedback, *shown, self.totals]
+        if graph_mode:
+            self._render_graph()
+        self._update_snapshot()  # a saved notebook shows the view that was on screen
+
+    def _render_graph(self) -> None:
+        if self.graph_view is None or self.view_toggle.value != "graph":
+            return
+        from cellcache import graph as _graph
+
+        notebook = self._graph_notebook()
+        reasons = {name: e.last_run_reason for (nb, name), e in self._errors.items() if nb == notebook and e.last_run_reason}
+        try:
+            drawn, note = _graph.for_panel(self._root(), notebook, self._all, reasons)
+        except Exception as exc:  # noqa: BLE001 - a picture that can't be drawn must not break the panel
+            self.graph_view.show(None, f"Could not draw the graph: {exc}")
+            return
+        self.graph_view.show(drawn, note)
+
     def _render(self) -> None:
-        selection = select_rows(self._all, self.filter_text.value, self.sort_dropdown.value, self._limit)
+        self._render_graph()
+        selection = select_rows(self._all, self.filter_text.value, self.sort_dropdown.value, self._limit, self._order())
         alive = {_key(r) for r in self._all}
         for gone in [name for name in self._row_cache if name not in alive]:
             self._row_cache.pop(gone).close()
@@ -606,7 +671,9 @@ class CachePanel(widgets.VBox):
             if selection.matched != selection.total:
                 title += f" of {selection.matched} matching"
         self.title.value = title
-        self.totals.value = totals_line(self._all, str(self.store.root))
+        # Relative to the kernel's folder when inside it: a saved notebook or a docs page shows
+        # `.cellcache/`, not a temporary or home path of the machine that ran it.
+        self.totals.value = totals_line(self._all, shown_location(str(self.store.root)))
 
     def _group_label(self, notebook: str) -> widgets.HTML:
         import html
@@ -787,6 +854,9 @@ class CachePanel(widgets.VBox):
         doomed: list[widgets.Widget] = []
         for row in getattr(self, "_row_cache", {}).values():
             doomed.extend(row.widgets())
+        graph_view = getattr(self, "graph_view", None)
+        if graph_view is not None:
+            doomed.extend(graph_view.widgets())
         for widget in [*getattr(self, "_own", []), *getattr(self, "_header_labels", []), *getattr(self, "_groups", {}).values(), self]:
             # Layouts and styles are widgets too (closing one twice, when shared, is harmless).
             doomed.extend(p for p in (getattr(widget, "layout", None), getattr(widget, "style", None)) if p is not None)
@@ -800,3 +870,163 @@ class CachePanel(widgets.VBox):
             self._row_cache.clear()
             self._shown = []
         super().close()
+
+
+# ---------------------------------------------------------------------- the pipeline graph
+
+_GRAPH_ESM = r"""
+function render({ model, el }) {
+  el.classList.add("cellcache-graph-view");
+  const draw = () => {
+    const nodes = model.get("nodes");
+    const svg = model.get("svg");
+    const selected = model.get("selected");
+    el.replaceChildren();
+    const pick = (id) => { model.set("selected", id); model.save_changes(); };
+    if (svg) {
+      const box = document.createElement("div");
+      box.className = "cellcache-graph-svg";
+      box.innerHTML = svg;
+      for (const node of nodes) {
+        const g = box.querySelector(`#cellcache-step-${node.index}`);
+        if (!g) continue;
+        g.style.cursor = "pointer";
+        g.dataset.step = node.id;
+        if (node.id === selected) g.classList.add("cellcache-selected");
+        g.addEventListener("click", () => pick(node.id));
+      }
+      el.appendChild(box);
+    } else {
+      // No Graphviz here: the same steps as a list, each still clickable.
+      const list = document.createElement("ol");
+      list.className = "cellcache-graph-list";
+      for (const node of nodes) {
+        const item = document.createElement("li");
+        const button = document.createElement("button");
+        button.textContent = node.text;
+        button.dataset.step = node.id;
+        if (node.id === selected) button.classList.add("cellcache-selected");
+        button.addEventListener("click", () => pick(node.id));
+        item.appendChild(button);
+        list.appendChild(item);
+      }
+      el.appendChild(list);
+    }
+  };
+  model.on("change:svg", draw);
+  model.on("change:nodes", draw);
+  model.on("change:selected", draw);
+  draw();
+}
+export default { render };
+"""
+
+_GRAPH_CSS = """
+.cellcache-graph-view .cellcache-graph-svg { max-width: 100%; max-height: 70vh; overflow: auto; }
+.cellcache-graph-view .cellcache-graph-svg svg { max-width: 100%; height: auto; }
+.cellcache-graph-view g.cellcache-selected path, .cellcache-graph-view g.cellcache-selected polygon { stroke-width: 3px; }
+.cellcache-graph-view .cellcache-graph-list { margin: 4px 0; padding-left: 24px; }
+.cellcache-graph-view .cellcache-graph-list button { all: unset; cursor: pointer; }
+.cellcache-graph-view .cellcache-graph-list button.cellcache-selected { font-weight: bold; }
+"""
+
+
+def _graph_widget_class() -> type:
+    """The drawing widget, built on first use: anywidget is imported only when a graph is shown."""
+    global _GraphWidget
+    if _GraphWidget is None:
+        import anywidget
+        import traitlets
+
+        class PipelineGraph(anywidget.AnyWidget):  # type: ignore[misc]
+            """The SVG Graphviz drew (or, without it, a list), and which step was clicked."""
+
+            _esm = _GRAPH_ESM
+            _css = _GRAPH_CSS
+            svg = traitlets.Unicode("").tag(sync=True)
+            nodes = traitlets.List().tag(sync=True)
+            selected = traitlets.Unicode("").tag(sync=True)
+
+        _GraphWidget = PipelineGraph
+    return _GraphWidget
+
+
+_GraphWidget: type | None = None
+
+
+class GraphView:
+    """The panel's graph view: the picture of one notebook's steps, and the clicked step's last reason and Invalidate.
+
+    The picture is Graphviz's (``cellcache.graph``), drawn in the kernel; the front end only shows
+    it and reports clicks, through a small anywidget, which JupyterLab, Notebook 7 and VS Code load.
+    """
+
+    def __init__(self, on_invalidate: Callable[[StepRef], None]) -> None:
+        self.graph: Any = None
+        self.drawing = _graph_widget_class()()
+        self.note = widgets.HTML(_dom_classes=("cellcache-graph-note",))
+        self.detail = widgets.HTML(_dom_classes=("cellcache-graph-detail",))
+        self.invalidate_button = widgets.Button(
+            description="Invalidate", _dom_classes=("cellcache-graph-invalidate",), layout=widgets.Layout(display="none")
+        )
+        self.box = widgets.VBox(
+            [self.note, self.drawing, widgets.HBox([self.detail, self.invalidate_button])], _dom_classes=("cellcache-graph-box",)
+        )
+        self._on_invalidate = on_invalidate
+        self.drawing.observe(lambda _c: self._show_selected(), names="selected")
+        self.invalidate_button.on_click(lambda _b: self._invalidate())
+
+    def widgets(self) -> list[widgets.Widget]:
+        return [self.note, self.drawing, self.detail, self.invalidate_button, *self.box.children, self.box]
+
+    def show(self, graph: Any, note: str = "") -> None:
+        from cellcache import graph as _graph
+
+        self.graph = graph
+        svg = _graph.to_svg(graph) if graph is not None else None
+        nodes = []
+        for node in graph.nodes if graph is not None else ():
+            saved = f", saved {format_seconds(node.saved_seconds)}" if node.saved_seconds else ""
+            nodes.append({"id": node.id, "index": node.index, "text": f"[{node.index}] {node.label}: {node.state}{saved}"})
+        if graph is not None and graph.nodes and svg is None:
+            note = note or "Graphviz's dot is not installed: the steps as a list (apt-get install graphviz draws the picture)."
+        legend = ", ".join(f"{state}" for state in _graph.STATES)
+        self.note.value = html_escape(note) if note else f"<small>click a step · colours: {html_escape(legend)}</small>"
+        if nodes != self.drawing.nodes:
+            self.drawing.nodes = nodes
+        if (svg or "") != self.drawing.svg:
+            self.drawing.svg = svg or ""
+        self._show_selected()
+
+    def select(self, step: str) -> None:
+        """What a click does (tests call it too)."""
+        self.drawing.selected = step
+
+    def _node(self) -> Any:
+        return self.graph.node(self.drawing.selected) if self.graph is not None and self.drawing.selected else None
+
+    def _show_selected(self) -> None:
+        node = self._node()
+        if node is None:
+            self.detail.value = ""
+            self.invalidate_button.layout.display = "none"
+            return
+        saved = f" · saved {format_seconds(node.saved_seconds)}" if node.saved_seconds else ""
+        reason = node.reason or "-"
+        self.detail.value = (
+            f"<b>{html_escape(node.label)}</b>: {html_escape(node.state)}{html_escape(saved)}"
+            f"<br>last reason: <span class='cellcache-graph-reason'>{html_escape(reason)}</span>"
+        )
+        self.invalidate_button.layout.display = None if node.step else "none"
+        self.invalidate_button.tooltip = f"Invalidate step {node.label!r}: drop its stored entries, so it runs next time"
+
+    def _invalidate(self) -> None:
+        node = self._node()
+        if node is not None and node.step and self.graph is not None:
+            self._on_invalidate(StepRef(self.graph.notebook, node.step))
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text)

@@ -263,6 +263,21 @@ def test_ignore_hint_says_what_ignoring_costs(counted):
         run(counted, cached("y = next(g)"))
 
 
+def test_a_hit_that_leaves_out_an_ignored_output_says_so_once(shell):
+    # issue 25: following the --ignore advice, the next session's hit left `g` undefined, silently.
+    import warnings
+
+    cell = "%%cached make --ignore g\ndef gen():\n    yield 1\ng = gen()\nx = 1"
+    run(shell, cell)
+    del shell.user_ns["g"]  # a new kernel: nothing defines g before this cell
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(shell, cell)
+    said = [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
+    assert cellcache.last_run().hit and "g" not in shell.user_ns
+    assert len(said) == 1 and "step 'make' was restored without `g`" in said[0], said
+
+
 # --------------------------------------------------------------------------
 # 4. names the cell binds for itself
 

@@ -105,6 +105,12 @@ class Job:
         params = self.parameters.label()
         return f"{self.path} [{params}]" if params else str(self.path)
 
+    @property
+    def title(self) -> str:
+        """The heading of this job's table: the path and every parameter given, ``nb.ipynb [lr=0.01, epochs=100]``."""
+        params = self.parameters.title()
+        return f"{self.path} {params}" if params else str(self.path)
+
 
 @dataclass(frozen=True)
 class CellResult:
@@ -165,6 +171,10 @@ class NotebookResult:
     @property
     def label(self) -> str:
         return Job(self.path, self.parameters).label
+
+    @property
+    def title(self) -> str:
+        return Job(self.path, self.parameters).title
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -607,7 +617,9 @@ class _NotebookRun:
 
     def _taint(self, cell: NotebookNode, result: CellResult) -> None:
         names = cell_names(cell.source)
-        origin = self.skipped[result.index][1] if result.index in self.skipped else (result.step or f"cell {result.index}")
+        # The producer is this cell, even when it was itself skipped for reading an earlier step's
+        # output: "reads X_clean from clean", not "from generate", which never wrote X_clean.
+        origin = result.step or f"cell {result.index}"
         for name in (names.writes | names.deletes) if names is not None else ():
             self.tainted.setdefault(name, origin)
 
@@ -830,7 +842,7 @@ class _KernelStartFailed(Exception):
 
 
 def _seconds(value: float) -> str:
-    from cellcache.report import format_seconds
+    from cellcache.units import format_seconds
 
     return format_seconds(value)
 
@@ -1077,14 +1089,14 @@ def _run_on_dask(jobs: Sequence[Job], options: RunOptions, listener: Listener, r
         client = Client(address, timeout=10, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise BatchError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
-    on_worker = replace(options, executor=None, jobs=1, log_output=False)
+    on_worker = replace(options, executor=None, jobs=1, log_output=False, **_absolute_dirs(options))
     try:
         executor = client.get_executor(pure=False)
         for wave in _waves(jobs):
             futures: dict[Future[NotebookResult], int] = {}
             for i in wave:
                 listener.notebook_started(jobs[i], _code_cells(jobs[i]))
-                futures[executor.submit(run_job, jobs[i], on_worker)] = i
+                futures[executor.submit(run_job, worker_job(jobs[i]), on_worker)] = i
             try:
                 pending = set(futures)
                 while pending:
@@ -1092,7 +1104,8 @@ def _run_on_dask(jobs: Sequence[Job], options: RunOptions, listener: Listener, r
                     for f in done:
                         i = futures[f]
                         try:
-                            result = f.result()
+                            # Shown with the paths as the user gave them, not the worker's absolute ones.
+                            result = replace(f.result(), path=jobs[i].path, output=jobs[i].output)
                         except Exception as exc:  # noqa: BLE001 - a lost worker is this job's failure, not the batch's
                             result = replace(_not_started(jobs[i], f"the Dask worker failed: {type(exc).__name__}: {exc}"), interrupted=False)
                         results[i] = result
@@ -1106,6 +1119,21 @@ def _run_on_dask(jobs: Sequence[Job], options: RunOptions, listener: Listener, r
     finally:
         client.close()
     return False
+
+
+def worker_job(job: Job) -> Job:
+    """The job as a Dask worker gets it: absolute paths, since the worker's working folder is its own.
+
+    A worker started outside the project read "notebooks/quickstart.ipynb" against its own folder
+    and failed. With absolute paths it needs the project at the same path (or on a shared
+    filesystem); its store is then found from the notebook's folder, as here.
+    """
+    output = Path(job.output).resolve() if job.output is not None else None
+    return replace(job, path=Path(job.path).resolve(), output=output)
+
+
+def _absolute_dirs(options: RunOptions) -> dict[str, Any]:
+    return {"store_dir": Path(options.store_dir).resolve()} if options.store_dir is not None else {}
 
 
 def _code_cells(job: Job) -> int:
@@ -1127,6 +1155,27 @@ def _store_of(jobs: Sequence[Job], options: RunOptions) -> tuple[Path | None, li
     return next(iter(stores)), [
         "the notebooks belong to different projects, with one store each: " + ", ".join(str(s) for s in stores)
     ]
+
+
+NOT_KEPT = "the executed notebooks are not kept: add --output-dir DIR (or --inplace) to keep them"
+
+
+def parameter_warnings(jobs: Sequence[Job]) -> list[str]:
+    """One line per notebook given a parameter its ``parameters`` cell does not define (papermill warns too)."""
+    warnings = []
+    seen: set[Path] = set()
+    for job in jobs:
+        if job.path in seen or not job.parameters.values:
+            continue
+        seen.add(job.path)
+        names = {name for j in jobs if j.path == job.path for name, _ in j.parameters.values}
+        unknown = _sweep.unknown_parameters(read_notebook(job.path), names)
+        if unknown:
+            warnings.append(
+                f"{job.path}: parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                "not defined in the cell tagged 'parameters'; injected anyway"
+            )
+    return warnings
 
 
 def remote_note(store: Path | None) -> str:

@@ -21,7 +21,7 @@ from cellcache.cell import effects, files, identity, reasons, state
 from cellcache.fingerprint import mapped
 from cellcache.cell.analysis import CellNames, analyze
 from cellcache.cell.capture import recording, replay, show_marker
-from cellcache.report import format_seconds
+from cellcache.units import format_seconds
 from cellcache.config import Config
 from cellcache.errors import CacheError, EntryGone, OutNotProduced, StoreError, Unfingerprintable, warn
 from cellcache.fingerprint import fingerprint
@@ -287,11 +287,7 @@ class Session:
             descriptions.update(hidden.descriptions)
         except UnfingerprintableInput as exc:
             culprit = exc.name
-            self._warn_once(
-                f"cellcache: step {name!r} ran uncached: input `{culprit}` can't be fingerprinted ({exc.cause}). "
-                f"`--ignore {culprit}` would leave it out of the key: the cell would then never re-run when "
-                f"`{culprit}` changes, so use it only if `{culprit}` does not affect the result."
-            )
+            self._warn_once(reasons.ignore_hint(name, culprit, exc.cause))
             return Plain(name, f"input `{culprit}` can't be fingerprinted")
         probed, probe_descriptions = state.components(state.use_of(names, transformed, ns))
         descriptions.update(probe_descriptions)
@@ -347,11 +343,13 @@ class Session:
         """
         self.writer.wait_for(stage.key.digest)  # a re-run right after its miss finds what that miss stored
         problems: list[str] = []
+        remote_only = True  # every refused candidate came from the remote: the reason names that, not "broken"
         reason: str | None = None
         try:
             for found in self.store.candidates(stage.key.digest):
                 if found.manifest is None:
                     problems.append(found.problem or "unreadable entry")
+                    remote_only = remote_only and found.source == REMOTE
                     continue
                 manifest = found.manifest
                 if stage.spec.ttl is not None and time.time() - manifest.created > stage.spec.ttl:
@@ -376,11 +374,13 @@ class Session:
                         self._warn_once(f"cellcache: step {stage.name!r}: ignored a broken entry: {problems[0]}")
                     return Hit(found, bundle)
                 problems.append(problem)
+                remote_only = remote_only and found.source == REMOTE
         except (CacheError, OSError) as exc:  # the store itself is unusable: a miss, and the store's one line
             problems.append(str(exc))
+            remote_only = False
         if problems:
             self._warn_once(f"cellcache: step {stage.name!r}: ignoring a broken entry, the cell will run: {problems[0]}")
-            return Miss(reason or "stored entry was broken")
+            return Miss(reason or reasons.unusable_entry(problems[0], remote=remote_only))
         return Miss(reason)
 
     def _load(self, manifest: Manifest) -> tuple[Bundle | None, str | None]:
@@ -434,14 +434,20 @@ class Session:
                 f"cellcache: step {name!r} was restored, but the process state it set could not be: {', '.join(unapplied)}. "
                 "Later cells may print or draw differently than after a run; run this step with --force to set it."
             )
+        left_out = sorted(n for n in stage.spec.ignore if n not in ns)
+        if left_out:  # --ignore kept them out of the entry: say so before a later cell's NameError does
+            self._warn_once(reasons.ignored_not_restored(name, left_out))
         reason = reasons.HIT_REMOTE if source == REMOTE else reasons.HIT
         if stage.hidden.unseeded and stage.spec.explain:
             listed = ", ".join(sorted(stage.hidden.unseeded))
             print(f"cellcache: {name}: the {listed} generator was never seeded, so it is not in the key: the earlier draw is returned")
+        # "Saved" is net everywhere (the run time skipped, minus what the hit took so far), and one
+        # figure: the marker, --explain, last_run(), the run table, stats and the panel all show it.
+        saved = max(manifest.seconds - (time.perf_counter() - stage.started), 0.0)
         if stage.spec.explain:
-            print(f"cellcache: {name}: {reason} (saved {format_seconds(manifest.seconds)})")
+            print(f"cellcache: {name}: {reason} (saved {format_seconds(saved)})")
         if self._shows_marker():
-            show_marker(self.shell, name, manifest.seconds, remote=source == REMOTE)
+            show_marker(self.shell, name, saved, remote=source == REMOTE)
         replay(self.shell, bundle.record, ns.get(manifest.result_name) if manifest.result_name else None)
         if placeholders:
             listed = ", ".join(f"`{n}`" for n in sorted(placeholders))
@@ -450,7 +456,6 @@ class Session:
                 for missing, why in sorted(placeholders.items()):
                     print(f"cellcache: {name}: `{missing}` could not be stored ({why}); a cell that uses it runs this step again first")
         seconds = time.perf_counter() - stage.started
-        saved = max(manifest.seconds - seconds, 0.0)
         slower = reasons.slower_hit(seconds, manifest.seconds)
         if slower:  # the cache costs this step more than it saves: say so where the user looks
             reason = f"{reason}; {slower}"

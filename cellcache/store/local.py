@@ -42,6 +42,7 @@ from cellcache.errors import (
     StoreUnavailable,
     UnknownStep,
     UnsafeEntry,
+    warn,
 )
 from cellcache.store import format as fmt
 from cellcache.store import writers
@@ -238,6 +239,7 @@ class LocalStore(Upkeep, Store, Ledger):
                 self._fill(index)  # a lost index: the manifests still know every entry
             return index
         except IndexUnusable as first:
+            problem = str(first)  # `first` is unbound after the except block
             damaged = "locked" not in str(first) and "unable to open" not in str(first) and "readonly" not in str(first)
         if damaged and os.access(self.root, os.W_OK):
             with self._index_lock():
@@ -256,6 +258,11 @@ class LocalStore(Upkeep, Store, Ledger):
                 except IndexUnusable:
                     return self._memory_index()
                 self._fill(index)
+                # Once, by the process that repaired it (one that waited for the lock reopens it silently above).
+                warn(
+                    f"cellcache: the store's index was damaged ({problem}); rebuilt it from the entries' manifests. "
+                    f"Run history and statistics before now are lost; the damaged copy is {path.name}.damaged-{stamp}"
+                )
                 return index
         if path.exists():
             try:

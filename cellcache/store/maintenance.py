@@ -227,10 +227,24 @@ class Upkeep:
         with self._sweeping("collect garbage in"):
             return self._gc(max_size, older_than, grace)
 
+    def gc_plan(self, max_size: int | None = None, older_than: float | None = None) -> tuple[int, int]:
+        """(entries ``gc`` would drop, entries there are): the same choice, dropping nothing, to ask before a big gc."""
+        if not self.exists():
+            return 0, 0
+        self.reconcile()
+        rows = list(self.index.entries_by_last_use())
+        return len(self._doomed(rows, max_size, older_than)), len(rows)
+
     def _gc(self, max_size: int | None, older_than: float | None, grace: float) -> tuple[int, int]:
         self.reconcile()
+        doomed = self._doomed(list(self.index.entries_by_last_use()), max_size, older_than)
+        freed = self._drop(doomed)
+        freed += self._reclaim(self._leftovers(grace))
+        return len(doomed), freed
+
+    def _doomed(self, rows: list[EntryRow], max_size: int | None, older_than: float | None) -> list[EntryRow]:
+        """The entries a gc drops: least recently used first, until the store fits; a shared blob counts once."""
         now = time.time()
-        rows = list(self.index.entries_by_last_use())
         uses: dict[str, int] = {}
         sizes: dict[str, int] = {}
         blobs_of: dict[tuple[str, str], list[str]] = {}
@@ -250,9 +264,7 @@ class Upkeep:
                 uses[blob] -= 1
                 if uses[blob] == 0:
                     total -= sizes[blob]
-        freed = self._drop(doomed)
-        freed += self._reclaim(self._leftovers(grace))
-        return len(doomed), freed
+        return doomed
 
     def verify(self, repair: bool = False, grace: float = TEMP_GRACE) -> VerifyReport:
         """Check every manifest's signature and every blob's content; report (and with repair, reclaim) leftovers.

@@ -85,7 +85,7 @@ COMMANDS = {
     "ls": (["ls"], lambda out, store, made: all(m.key in out for m in made.values())),
     "invalidate": (["invalidate", "bravo"], lambda out, store, made: "1 entry dropped" in out and store.manifest(made["bravo"].key) is None),
     "clear": (["clear", "--yes"], lambda out, store, made: "3 entries dropped" in out and not list(store._scan())),
-    "gc": (["gc", "--max-size", "0"], lambda out, store, made: "dropped 3 entries" in out and not list(store._scan())),
+    "gc": (["gc", "--max-size", "0B", "--yes"], lambda out, store, made: "dropped 3 entries" in out and not list(store._scan())),
     "stats-json": (["stats", "--json"], lambda out, store, made: '"alpha"' in out and '"charlie"' in out),
     "ls-json": (["ls", "--json"], lambda out, store, made: all(m.key in out for m in made.values())),
     "show": (["show", "616c706861"], lambda out, store, made: "alpha" in out),
