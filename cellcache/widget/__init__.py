@@ -15,20 +15,16 @@ gets one more widget, a hint line under its row (``StepStats.slower_hit``).
 """
 from __future__ import annotations
 
-import re
 import time
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import ipywidgets as widgets
-from ipywidgets.widgets.widget_int import ProgressStyle
-from ipywidgets.widgets.widget_string import HTMLStyle, LabelStyle
 
 from cellcache.report import (
     COLUMNS,
     SORT_OPTIONS,
-    RowView,
     StepErrors,
     entry_views,
     format_seconds,
@@ -40,44 +36,31 @@ from cellcache.report import (
     row_view,
     select_rows,
     shown_location,
-    slower_hit_hint,
     step_errors,
     totals_line,
 )
 from cellcache.store.base import StepRef
 from cellcache.store.index import StepStats
+from cellcache.widget.graph import GraphView
+from cellcache.widget.rows import REASON_MIN, StepRow, Parts, css_name
+
+__all__ = ["CachePanel", "GraphView", "StepRow", "css_name", "drop_entry"]
 
 if TYPE_CHECKING:
     from cellcache.cell.runner import Session, StepRun
     from cellcache.store.local import LocalStore
 
+
 PAGE_SIZE = 25
 
-# Fixed column widths keep the per-row HBoxes aligned like a table; the reason
-# takes what is left (clipped with "…", the full text in its tooltip). When the
-# panel is narrow, the less telling columns give way before the reason does:
-# see _CSS. Keys are cellcache.report.COLUMNS keys plus "toggle", "bar" and "button".
-_WIDTHS: dict[str, int] = {
-    "toggle": 28,
-    "name": 120,
-    "runs": 34,
-    "hits": 34,
-    "misses": 54,
-    "errors": 48,
-    "hit_rate": 58,
-    "bar": 48,
-    "saved": 60,
-    "last_seconds": 64,
-    "last_age": 88,
-    "entries": 56,
-    "size": 62,
-    "button": 96,
-}
-_MARGIN = 4  # an ipywidget's default margin, both sides together
-_REASON_MIN = 200  # below this the whole table scrolls sideways, as one
+
 # The panel's headers where the text table's are too wide for the column.
 _SHORT_HEADERS = {"last_age": "age", "reason": "last reason"}
+
+
 _ERROR_COLOR = "#c62828"
+
+
 # The order in which columns give way as the panel narrows, with the panel width (px) under which each goes.
 # At 1280 px with JupyterLab's file browser open the output area is about 850 px wide, at 1024 px
 # without it about 880 px: both keep a reason column of 250 px or more.
@@ -88,6 +71,7 @@ _GIVE_WAY: tuple[tuple[int, tuple[str, ...]], ...] = (
     # "saved" never gives way: it is what the cache is for, and it said less than the reason did at 1024 px.
     (640, ("errors", "hit_rate")),
 )
+
 
 # ipywidgets boxes scroll on their own (overflow: auto), which made each row scroll
 # sideways apart from the header. One stylesheet, scoped to the panel, makes the
@@ -100,7 +84,7 @@ _CSS = (
     f".cellcache-panel .cellcache-row,.cellcache-panel .cellcache-header{{min-width:fit-content}}"
     # contain:inline-size: a long reason (the latest run's, "hit: ...; restoring costs ...") must not
     # widen its row past the header; it is clipped, and its tooltip holds the whole text.
-    f".cellcache-panel .cellcache-col-reason{{min-width:{_REASON_MIN}px;contain:inline-size}}"
+    f".cellcache-panel .cellcache-col-reason{{min-width:{REASON_MIN}px;contain:inline-size}}"
     ".cellcache-panel .cellcache-table .widget-label{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}"
     ".cellcache-panel .cellcache-table .widget-html-content{overflow:hidden}"
     ".cellcache-panel .cellcache-clip{display:block;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}"
@@ -130,28 +114,6 @@ def drop_entry(store: Any, ref: StepRef, key: str, variant: str) -> bool:
     return True
 
 
-# Cells that may be cut with "…" carry their full text as a tooltip. A Label's `tooltip` lands
-# on its (absent) description in ipywidgets 8, not on the text, so these are HTML with a title.
-_TITLED = frozenset({"name", "reason"})
-
-
-def _titled(text: str) -> str:
-    import html
-
-    return f'<span class="cellcache-clip" title="{html.escape(text, quote=True)}">{html.escape(text)}</span>'
-
-
-def css_name(step: str) -> str:
-    """A CSS-class-safe form of a step name, for ``cellcache-row-<name>``."""
-    return re.sub(r"[^A-Za-z0-9_-]", "-", step)
-
-
-def _bar_style(rate: float | None) -> str:
-    if rate is None:
-        return ""
-    return "success" if rate >= 0.5 else "warning"
-
-
 def _entries(n: int) -> str:
     return f"{n} entr{'y' if n == 1 else 'ies'}"
 
@@ -159,178 +121,6 @@ def _entries(n: int) -> str:
 def _is_terminal(shell: Any) -> bool:
     """A terminal IPython shows only the text form: a live link there would refresh, unseen, after every cell."""
     return any(cls.__name__ == "TerminalInteractiveShell" for cls in type(shell).__mro__)
-
-
-class _Parts:
-    """Layouts and styles shared by every row of one panel.
-
-    Sharing them halves the cost of a row: each widget would otherwise build
-    its own Layout and Style widgets (~0.3 ms for three instead of ~0.15 ms).
-    """
-
-    def __init__(self) -> None:
-        self.layouts: dict[str, widgets.Layout] = {
-            key: widgets.Layout(width=f"{width}px", min_width=f"{width}px", flex="0 0 auto") for key, width in _WIDTHS.items()
-        }
-        # The reason grows into the room left; the columns of _GIVE_WAY go before it shrinks below _REASON_MIN.
-        self.layouts["reason"] = widgets.Layout(flex="1 1 0", min_width=f"{_REASON_MIN}px")
-        self.row_layout = widgets.Layout(align_items="center", width="100%")
-        self.label_style = LabelStyle()
-        self.html_style = HTMLStyle()
-        self.header_style = LabelStyle(font_weight="bold")
-        self.bar_style = ProgressStyle()
-        self.button_style = widgets.ButtonStyle()
-        # A hint line starts under the step's name (past the toggle and its margins), so it reads as that row's.
-        self.hint_layout = widgets.Layout(margin=f"0 0 4px {_WIDTHS['toggle'] + _MARGIN + _MARGIN // 2}px")
-        self.hint_style = LabelStyle(font_style="italic")
-
-    def widgets(self) -> list[widgets.Widget]:
-        return [
-            *self.layouts.values(), self.row_layout, self.label_style, self.html_style, self.header_style, self.bar_style,
-            self.button_style, self.hint_layout, self.hint_style,
-        ]  # fmt: skip
-
-
-class StepRow:
-    """The widgets of one step's row.
-
-    ``labels`` maps each ``cellcache.report.COLUMNS`` key ("name", "runs", "hits", ...)
-    to its Label; ``rate_bar`` is the hit-rate FloatProgress;
-    ``invalidate_button`` drops the step's entries; ``stats`` is the
-    ``StepStats`` the row shows and ``view`` its formatted cells;
-    ``hint_label`` is the line the panel shows under the row while the step's
-    hits cost more than its runs, else None.
-    """
-
-    def __init__(
-        self,
-        row: StepStats,
-        view: RowView,
-        parts: _Parts,
-        on_invalidate: Callable[[StepRef], None],
-        on_toggle: Callable[[StepRow], None] | None = None,
-    ) -> None:
-        self.name = row.name
-        self.ref = StepRef(group_key(row), row.name)
-        self.stats = row
-        self.view = view
-        self._parts = parts
-        self.details: widgets.VBox | None = None  # the entry list, while the row is open
-        self.hint_label: widgets.Label | None = None
-        self.entry_buttons: dict[str, widgets.Button] = {}
-        # CSS classes go into the constructors: set afterwards, each would be one more state
-        # message per widget to the front end.
-        self.labels: dict[str, widgets.Label | widgets.HTML] = {}
-        for column, cell in zip(COLUMNS, view.cells()):
-            css = column.key.replace("_", "-")
-            # cellcache-runs, cellcache-last-age, ... for tests; cellcache-col-* for the stylesheet
-            common = dict(_dom_classes=(f"cellcache-{css}", f"cellcache-col-{css}"), layout=parts.layouts[column.key])
-            if column.key in _TITLED:
-                self.labels[column.key] = widgets.HTML(value=_titled(cell), style=parts.html_style, **common)
-            else:
-                self.labels[column.key] = widgets.Label(value=cell, style=parts.label_style, **common)
-        self.rate_bar = widgets.FloatProgress(
-            value=view.bar, min=0.0, max=1.0, bar_style=_bar_style(row.hit_rate), layout=parts.layouts["bar"], style=parts.bar_style,
-            _dom_classes=("cellcache-col-bar",),
-        )
-        self.toggle_button = widgets.Button(
-            description="▸",
-            tooltip=f"List the entries of step {row.name!r}",
-            _dom_classes=("cellcache-toggle", "cellcache-col-toggle"),
-            layout=parts.layouts["toggle"],
-            style=parts.button_style,
-        )
-        if on_toggle is not None:
-            self.toggle_button.on_click(lambda _button: on_toggle(self))
-        self.invalidate_button = widgets.Button(
-            description="Invalidate",
-            tooltip=f"Invalidate step {row.name!r}: drop its stored entries, so it runs next time",
-            _dom_classes=("cellcache-invalidate", "cellcache-col-button"),
-            layout=parts.layouts["button"],
-            style=parts.button_style,
-        )
-        # The callback reaches the panel (its bound method), and the panel owns the row:
-        # one cycle, collected with the panel.
-        self.invalidate_button.on_click(lambda _button: on_invalidate(self.ref))
-        cells: list[widgets.Widget] = [self.labels[c.key] for c in COLUMNS]
-        rate_at = [c.key for c in COLUMNS].index("hit_rate") + 1
-        cells.insert(rate_at, self.rate_bar)
-        self.box = widgets.HBox(
-            [self.toggle_button, *cells, self.invalidate_button],
-            _dom_classes=("cellcache-row", f"cellcache-row-{css_name(row.name)}"),
-            layout=parts.row_layout,
-        )
-        self._update_hint(row)
-
-    @property
-    def hint(self) -> str | None:
-        """The hint line shown under the row, or None."""
-        return self.hint_label.value if self.hint_label is not None else None
-
-    def _update_hint(self, row: StepStats) -> None:
-        text = slower_hit_hint(row)
-        if text is None:
-            if self.hint_label is not None:
-                # Closed rather than hidden: most steps never need one, and a hidden widget still costs its comm.
-                self.hint_label.close()
-                self.hint_label = None
-            return
-        value = f"hint: {text}"
-        if self.hint_label is None:
-            self.hint_label = widgets.Label(
-                value=value,
-                style=self._parts.hint_style,
-                layout=self._parts.hint_layout,
-                _dom_classes=("cellcache-hint", f"cellcache-hint-{css_name(row.name)}"),
-            )
-        else:
-            self.hint_label.value = value
-
-    def cell_text(self, key: str) -> str:
-        """The text a cell shows (a COLUMNS key), without its markup."""
-        return getattr(self.view, key)
-
-    def update(self, row: StepStats, view: RowView) -> None:
-        """Show new numbers; a trait set to its current value sends nothing to the front end."""
-        self.stats = row
-        self._update_hint(row)  # the timings behind it are not among the view's cells
-        if view == self.view:
-            return
-        self.view = view
-        for column, cell in zip(COLUMNS, view.cells()):
-            self.labels[column.key].value = _titled(cell) if column.key in _TITLED else cell
-        self.rate_bar.value = view.bar
-        self.rate_bar.bar_style = _bar_style(row.hit_rate)
-
-    @property
-    def is_open(self) -> bool:
-        return self.details is not None
-
-    def widgets(self) -> list[widgets.Widget]:
-        hint = [self.hint_label] if self.hint_label is not None else []
-        return [*self.labels.values(), self.rate_bar, self.toggle_button, self.invalidate_button, self.box, *hint, *self._detail_widgets()]
-
-    def _detail_widgets(self) -> list[widgets.Widget]:
-        if self.details is None:
-            return []
-        found: list[widgets.Widget] = []
-        stack: list[widgets.Widget] = [self.details]
-        while stack:
-            widget = stack.pop()
-            found.append(widget)
-            stack.extend(getattr(widget, "children", ()))
-        return found
-
-    def close_details(self) -> None:
-        for widget in self._detail_widgets():
-            widget.close()
-        self.details = None
-        self.entry_buttons = {}
-        self.toggle_button.description = "▸"
-
-    def close(self) -> None:
-        for widget in self.widgets():
-            widget.close()
 
 
 class _LiveLink:
@@ -393,7 +183,7 @@ class CachePanel(widgets.VBox):
         self._row_cache: dict[str, StepRow] = {}
         self._shown: list[str] = []
         self._link: _LiveLink | None = None
-        self._parts = _Parts()
+        self._parts = Parts()
 
         self.title = widgets.HTML()
         self.filter_text = widgets.Text(
@@ -872,161 +662,3 @@ class CachePanel(widgets.VBox):
         super().close()
 
 
-# ---------------------------------------------------------------------- the pipeline graph
-
-_GRAPH_ESM = r"""
-function render({ model, el }) {
-  el.classList.add("cellcache-graph-view");
-  const draw = () => {
-    const nodes = model.get("nodes");
-    const svg = model.get("svg");
-    const selected = model.get("selected");
-    el.replaceChildren();
-    const pick = (id) => { model.set("selected", id); model.save_changes(); };
-    if (svg) {
-      const box = document.createElement("div");
-      box.className = "cellcache-graph-svg";
-      box.innerHTML = svg;
-      for (const node of nodes) {
-        const g = box.querySelector(`#cellcache-step-${node.index}`);
-        if (!g) continue;
-        g.style.cursor = "pointer";
-        g.dataset.step = node.id;
-        if (node.id === selected) g.classList.add("cellcache-selected");
-        g.addEventListener("click", () => pick(node.id));
-      }
-      el.appendChild(box);
-    } else {
-      // No Graphviz here: the same steps as a list, each still clickable.
-      const list = document.createElement("ol");
-      list.className = "cellcache-graph-list";
-      for (const node of nodes) {
-        const item = document.createElement("li");
-        const button = document.createElement("button");
-        button.textContent = node.text;
-        button.dataset.step = node.id;
-        if (node.id === selected) button.classList.add("cellcache-selected");
-        button.addEventListener("click", () => pick(node.id));
-        item.appendChild(button);
-        list.appendChild(item);
-      }
-      el.appendChild(list);
-    }
-  };
-  model.on("change:svg", draw);
-  model.on("change:nodes", draw);
-  model.on("change:selected", draw);
-  draw();
-}
-export default { render };
-"""
-
-_GRAPH_CSS = """
-.cellcache-graph-view .cellcache-graph-svg { max-width: 100%; max-height: 70vh; overflow: auto; }
-.cellcache-graph-view .cellcache-graph-svg svg { max-width: 100%; height: auto; }
-.cellcache-graph-view g.cellcache-selected path, .cellcache-graph-view g.cellcache-selected polygon { stroke-width: 3px; }
-.cellcache-graph-view .cellcache-graph-list { margin: 4px 0; padding-left: 24px; }
-.cellcache-graph-view .cellcache-graph-list button { all: unset; cursor: pointer; }
-.cellcache-graph-view .cellcache-graph-list button.cellcache-selected { font-weight: bold; }
-"""
-
-
-def _graph_widget_class() -> type:
-    """The drawing widget, built on first use: anywidget is imported only when a graph is shown."""
-    global _GraphWidget
-    if _GraphWidget is None:
-        import anywidget
-        import traitlets
-
-        class PipelineGraph(anywidget.AnyWidget):  # type: ignore[misc]
-            """The SVG Graphviz drew (or, without it, a list), and which step was clicked."""
-
-            _esm = _GRAPH_ESM
-            _css = _GRAPH_CSS
-            svg = traitlets.Unicode("").tag(sync=True)
-            nodes = traitlets.List().tag(sync=True)
-            selected = traitlets.Unicode("").tag(sync=True)
-
-        _GraphWidget = PipelineGraph
-    return _GraphWidget
-
-
-_GraphWidget: type | None = None
-
-
-class GraphView:
-    """The panel's graph view: the picture of one notebook's steps, and the clicked step's last reason and Invalidate.
-
-    The picture is Graphviz's (``cellcache.graph``), drawn in the kernel; the front end only shows
-    it and reports clicks, through a small anywidget, which JupyterLab, Notebook 7 and VS Code load.
-    """
-
-    def __init__(self, on_invalidate: Callable[[StepRef], None]) -> None:
-        self.graph: Any = None
-        self.drawing = _graph_widget_class()()
-        self.note = widgets.HTML(_dom_classes=("cellcache-graph-note",))
-        self.detail = widgets.HTML(_dom_classes=("cellcache-graph-detail",))
-        self.invalidate_button = widgets.Button(
-            description="Invalidate", _dom_classes=("cellcache-graph-invalidate",), layout=widgets.Layout(display="none")
-        )
-        self.box = widgets.VBox(
-            [self.note, self.drawing, widgets.HBox([self.detail, self.invalidate_button])], _dom_classes=("cellcache-graph-box",)
-        )
-        self._on_invalidate = on_invalidate
-        self.drawing.observe(lambda _c: self._show_selected(), names="selected")
-        self.invalidate_button.on_click(lambda _b: self._invalidate())
-
-    def widgets(self) -> list[widgets.Widget]:
-        return [self.note, self.drawing, self.detail, self.invalidate_button, *self.box.children, self.box]
-
-    def show(self, graph: Any, note: str = "") -> None:
-        from cellcache import graph as _graph
-
-        self.graph = graph
-        svg = _graph.to_svg(graph) if graph is not None else None
-        nodes = []
-        for node in graph.nodes if graph is not None else ():
-            saved = f", saved {format_seconds(node.saved_seconds)}" if node.saved_seconds else ""
-            nodes.append({"id": node.id, "index": node.index, "text": f"[{node.index}] {node.label}: {node.state}{saved}"})
-        if graph is not None and graph.nodes and svg is None:
-            note = note or "Graphviz's dot is not installed: the steps as a list (apt-get install graphviz draws the picture)."
-        legend = ", ".join(f"{state}" for state in _graph.STATES)
-        self.note.value = html_escape(note) if note else f"<small>click a step · colours: {html_escape(legend)}</small>"
-        if nodes != self.drawing.nodes:
-            self.drawing.nodes = nodes
-        if (svg or "") != self.drawing.svg:
-            self.drawing.svg = svg or ""
-        self._show_selected()
-
-    def select(self, step: str) -> None:
-        """What a click does (tests call it too)."""
-        self.drawing.selected = step
-
-    def _node(self) -> Any:
-        return self.graph.node(self.drawing.selected) if self.graph is not None and self.drawing.selected else None
-
-    def _show_selected(self) -> None:
-        node = self._node()
-        if node is None:
-            self.detail.value = ""
-            self.invalidate_button.layout.display = "none"
-            return
-        saved = f" · saved {format_seconds(node.saved_seconds)}" if node.saved_seconds else ""
-        reason = node.reason or "-"
-        self.detail.value = (
-            f"<b>{html_escape(node.label)}</b>: {html_escape(node.state)}{html_escape(saved)}"
-            f"<br>last reason: <span class='cellcache-graph-reason'>{html_escape(reason)}</span>"
-        )
-        self.invalidate_button.layout.display = None if node.step else "none"
-        self.invalidate_button.tooltip = f"Invalidate step {node.label!r}: drop its stored entries, so it runs next time"
-
-    def _invalidate(self) -> None:
-        node = self._node()
-        if node is not None and node.step and self.graph is not None:
-            self._on_invalidate(StepRef(self.graph.notebook, node.step))
-
-
-def html_escape(text: str) -> str:
-    import html
-
-    return html.escape(text)
