@@ -34,7 +34,7 @@ import xxhash
 from cellcache.errors import CacheError, EntryCorrupt, RemoteDenied, RemoteUnavailable, UntrustedEntry
 from cellcache.remote.signer_keys import SigningKey, fingerprint_from_id
 from cellcache.remote import signing
-from cellcache.store.manifest import MANIFEST_LIMIT, Manifest
+from cellcache.store.manifest import MANIFEST_LIMIT, Manifest, canonical_json
 from cellcache.remote.signing import RemoteBlob, SignedEntry
 
 PREFIX = "cellcache/v1"
@@ -462,7 +462,7 @@ class RemoteStore:
         blobs = list(self.pool.map(lambda d: self._push_blob(d, local_blob(d)), wanted))
         body = signing.sign(manifest, tuple(blobs), self.signing_key, pushed=time.time())
         created = self.write_once(target, body, check=False)  # checked above
-        self.write_once(self.pointer_path(notebook, manifest.step, manifest.key), signing.canonical({"key": manifest.key}), check=False)
+        self.write_once(self.pointer_path(notebook, manifest.step, manifest.key), canonical_json({"key": manifest.key}), check=False)
         return created
 
     def _is_mine(self, path: str, key: str, me: str) -> bool:
