@@ -498,13 +498,13 @@ class RemoteStore:
                 return blob
             # It was there already. Content addressing says nothing about who wrote it: a bucket writer can
             # put garbage under a valid address. Hash it; if it is not these bytes, this signer replaces it.
-            if self._remote_blob_problem(blob) is not None:
+            if self.blob_problem(blob) is not None:
                 f.seek(0)
                 self.overwrite(remote_path, f)
         return blob
 
-    def _remote_blob_problem(self, blob: RemoteBlob) -> str | None:
-        """Why the remote copy of ``blob`` is not its bytes, or None if it is."""
+    def blob_problem(self, blob: RemoteBlob) -> str | None:
+        """Why the remote copy of ``blob`` is not its bytes (hashed as it is read), or None if it is."""
         sha, size = hashlib.sha256(), 0
         try:
             for chunk in self._read_parts(self.blob_path(blob.sha256), blob.size):
