@@ -59,6 +59,7 @@ else:  # pragma: no cover
 KERNEL_ENV = {"MPLBACKEND": "module://matplotlib_inline.backend_inline"}
 CELL_TIMEOUT = 300.0
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _CACHE_WARNING = re.compile(r"^.*CacheWarning: .*\n(?:[ \t]+.*\n)?", re.MULTILINE)
 
 
@@ -140,8 +141,13 @@ def normalize_text(text: str, rules: list[dict[str, Any]], index: int) -> str:
     text = _ADDRESS.sub("0x…", text)
     for rule in rules:
         cells = rule.get("cells")
-        if "pattern" in rule and (cells is None or index in cells):
+        if cells is not None and index not in cells:
+            continue
+        if "pattern" in rule:
             text = re.sub(rule["pattern"], rule["with"], text, flags=re.MULTILINE)
+        if rule.get("numbers") == "masked":
+            # The notebook's own unseeded draws: the numbers vary, the text around them must not.
+            text = re.sub(r"\s+", " ", _NUMBER.sub("#", text))
     return text
 
 
@@ -195,20 +201,45 @@ def _images_equal(a: bytes, b: bytes) -> bool:
     return float(np.abs(ia - ib).mean()) < 0.5
 
 
-def pixels_compared(rules: list[dict[str, Any]], index: int) -> bool:
-    return not any(r.get("images") == "size" and index in r.get("cells", []) for r in rules)
+def pixels_compared(rules: list[dict[str, Any]], index: int) -> bool | str:
+    """How a cell's images are compared: True (size and pixels), or a rule's "size" or "count"."""
+    for r in rules:
+        if r.get("images") and index in r.get("cells", []):
+            return r["images"]
+    return True
 
 
-def differences(plain: list[Output], other: list[Output], pixels: bool = True) -> list[str]:
-    """What differs between two cells' outputs, one short phrase each; [] when they are equal."""
+def _comparable(outputs: list[Output]) -> list[Output]:
+    """stdout whole, then stderr whole, then the rich outputs in order.
+
+    Jupyter does not order one stream against the other (each is flushed on its own), so a
+    warning printed before or after a summary is the same output.
+    """
+    streams = []
+    for name in ("stdout", "stderr"):
+        text = "".join(o.text for o in outputs if o.kind == name)
+        if text:
+            streams.append(Output(name, text))
+    return streams + [o for o in outputs if o.kind not in ("stdout", "stderr")]
+
+
+def differences(plain: list[Output], other: list[Output], pixels: bool | str = True) -> list[str]:
+    """What differs between two cells' outputs, one short phrase each; [] when they are equal.
+
+    ``pixels``: True compares images by size and pixels; "size" by size only; "count" only
+    counts them (a cell whose figures show the notebook's own unseeded draws).
+    """
     found = []
+    plain, other = _comparable(plain), _comparable(other)
     if [o.kind for o in plain] != [o.kind for o in other]:
         return [f"outputs {[o.describe() for o in plain]} vs {[o.describe() for o in other]}"]
     for n, (a, b) in enumerate(zip(plain, other)):
         if a.kind == "image":
+            if pixels == "count":
+                continue
             if a.size != b.size:
                 found.append(f"image {n}: {a.size[0]}x{a.size[1]} plain, {b.size[0]}x{b.size[1]} cached")
-            elif pixels and not _images_equal(a.png, b.png):
+            elif pixels is True and not _images_equal(a.png, b.png):
                 found.append(f"image {n}: same size {a.size[0]}x{a.size[1]}, different pixels")
         elif a.text != b.text:
             al, bl = a.text.splitlines(), b.text.splitlines()
@@ -447,13 +478,14 @@ def cause(cell: CellRun, cold: CellRun | None, earlier: dict[int, CellRun], boun
         return f"error: {reason}"
     if cell.status != "miss":
         return f"{cell.status}: {reason}"
+    first = reason.split("; ")[0]
     if "first run of this step" in reason:
         return f"not stored: {_not_stored(cold) or 'no entry after the cold run'}"
-    if "random generator" in reason:
+    if "random generator" in first:
         return f"randomness: {reason}"
-    if "implicit file" in reason:
+    if "implicit file" in first:
         return f"needless (surroundings): {reason}"
-    if "input `" in reason:
+    if "input `" in first:
         names = re.findall(r"input `([^`]+)`", reason)
         # Who made each changed input last, before this cell: a non-hit there explains the change;
         # if every maker hit, the restored value digests otherwise than the stored one.
