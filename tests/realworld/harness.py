@@ -146,8 +146,9 @@ def normalize_text(text: str, rules: list[dict[str, Any]], index: int) -> str:
         if "pattern" in rule:
             text = re.sub(rule["pattern"], rule["with"], text, flags=re.MULTILINE)
         if rule.get("numbers") == "masked":
-            # The notebook's own unseeded draws: the numbers vary, the text around them must not.
-            text = re.sub(r"\s+", " ", _NUMBER.sub("#", text))
+            # The notebook's own unseeded draws: the numbers vary, and with them the padding and
+            # the line breaks numpy and pandas choose; the text around them must not.
+            text = re.sub(r"\s+", "", _NUMBER.sub("#", text))
     return text
 
 
@@ -431,7 +432,8 @@ class Verdict:
     nonhits: dict[int, str]  # cell -> cause
     stale: dict[int, list[str]]  # a hit whose outputs differ from plain
     differs: dict[int, list[str]]  # a non-hit whose outputs differ from plain
-    needless: dict[int, str] = field(default_factory=dict)  # mutation runs: a non-hit the change can't reach
+    needless: dict[int, str] = field(default_factory=dict)  # mutation runs: a non-hit the change can't reach, that hit warm
+    unreached: dict[int, str] = field(default_factory=dict)  # mutation runs: every non-hit the change can't reach
     reached: list[int] = field(default_factory=list)
     seconds: float = 0.0
     plain_seconds: float = 0.0
@@ -448,6 +450,7 @@ class Verdict:
         d["stale"] = {str(k): v for k, v in self.stale.items()}
         d["differs"] = {str(k): v for k, v in self.differs.items()}
         d["needless"] = {str(k): v for k, v in self.needless.items()}
+        d["unreached"] = {str(k): v for k, v in self.unreached.items()}
         return d
 
 
@@ -503,7 +506,7 @@ def judge(
     label: str, plain: Run, cached: Run, cold: Run | None, reached: set[int] | None = None, warm: Run | None = None,
     rules: list[dict[str, Any]] | None = None, bound: dict[int, set[str]] | None = None,
 ) -> Verdict:
-    nonhits, stale, differs, needless = {}, {}, {}, {}
+    nonhits, stale, differs, needless, unreached = {}, {}, {}, {}, {}
     hits = 0
     earlier: dict[int, CellRun] = {}
     for i, p in sorted(plain.cells.items()):
@@ -520,11 +523,13 @@ def judge(
             nonhits[i] = cause(c, cold.cells.get(i) if cold else None, earlier, bound)
             if diff:
                 differs[i] = diff
-            if reached is not None and i not in reached and warm is not None and warm.cells.get(i, c).status == "hit":
-                needless[i] = nonhits[i]
+            if reached is not None and i not in reached:
+                unreached[i] = nonhits[i]
+                if warm is not None and warm.cells.get(i, c).status == "hit":
+                    needless[i] = nonhits[i]
         earlier[i] = c
     return Verdict(
-        label, len(plain.cells), hits, nonhits, stale, differs, needless,
+        label, len(plain.cells), hits, nonhits, stale, differs, needless, unreached,
         sorted(reached) if reached is not None else [], cached.seconds, plain.seconds, cached.error or plain.error,
     )  # fmt: skip
 

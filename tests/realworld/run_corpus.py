@@ -89,6 +89,12 @@ def report(reports: list[harness.NotebookReport], out=sys.stdout) -> dict:
         for v in r.verdicts:
             for cell, why in v.needless.items():
                 print(f"  {r.id} [{v.run}] cell {cell}: {why}", file=out)
+    print("\nnon-hits after a mutation in cells it can't reach that did not hit warm either:", file=out)
+    for r in reports:
+        for v in r.verdicts:
+            for cell, why in v.unreached.items():
+                if cell not in v.needless:
+                    print(f"  {r.id} [{v.run}] cell {cell}: {why}", file=out)
     print("\nwarm non-hits:", file=out)
     for r in reports:
         for cell, why in r.verdict("warm").nonhits.items():

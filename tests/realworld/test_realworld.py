@@ -218,6 +218,24 @@ def test_normalize_rules_apply_only_to_their_cells() -> None:
     assert harness.normalize_text("done in 0.125s", rules, 3) == "done in 0.125s"
 
 
+def test_unseeded_cells_compare_text_around_masked_numbers() -> None:
+    rules = [{"cells": [4], "numbers": "masked", "images": "count"}]
+    a, _ = harness.cell_outputs(_cell({"output_type": "stream", "name": "stdout", "text": "[ 5.07  0.51 -0.012]\n"}), rules, 4)
+    b, _ = harness.cell_outputs(_cell({"output_type": "stream", "name": "stdout", "text": "[5.4e+00 3.8e-01 5.0e-03]\n"}), rules, 4)
+    c, _ = harness.cell_outputs(_cell({"output_type": "stream", "name": "stdout", "text": "[[5.4 3.8 5.0]]\n"}), rules, 4)
+    assert harness.differences(a, b) == []
+    assert harness.differences(a, c) != []
+
+
+def test_stdout_and_stderr_are_each_compared_whole() -> None:
+    out, err = {"output_type": "stream", "name": "stdout", "text": "summary\n"}, {"output_type": "stream", "name": "stderr", "text": "warning\n"}
+    a, _ = harness.cell_outputs(_cell(out, err), [], 0)
+    b, _ = harness.cell_outputs(_cell(err, out), [], 0)
+    assert harness.differences(a, b) == []
+    c, _ = harness.cell_outputs(_cell(out), [], 0)
+    assert harness.differences(a, c) != []
+
+
 def test_reach_follows_names_functions_and_process_state() -> None:
     import nbformat
 
