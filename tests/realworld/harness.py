@@ -471,7 +471,9 @@ def binders(nb: nbformat.NotebookNode) -> dict[int, set[str]]:
     return out
 
 
-def cause(cell: CellRun, cold: CellRun | None, earlier: dict[int, CellRun], bound: dict[int, set[str]] | None = None) -> str:
+def cause(
+    cell: CellRun, cold: CellRun | None, earlier: dict[int, CellRun], bound: dict[int, set[str]] | None = None, mutated: bool = False
+) -> str:
     """Why a cached cell did not hit, in the issue's terms: uncached, not stored, randomness, needless, other."""
     reason = cell.reason or ""
     if cell.status == "plain":
@@ -482,6 +484,9 @@ def cause(cell: CellRun, cold: CellRun | None, earlier: dict[int, CellRun], boun
     if cell.status != "miss":
         return f"{cell.status}: {reason}"
     first = reason.split("; ")[0]
+    if "first run of this step" in reason and mutated:
+        # The mutated notebook is a file of its own: its steps have no history for cellcache to explain against.
+        return "unexplained: cellcache says 'first run of this step' (a step of the mutated notebook's own file)"
     if "first run of this step" in reason:
         return f"not stored: {_not_stored(cold) or 'no entry after the cold run'}"
     if "random generator" in first:
@@ -520,7 +525,7 @@ def judge(
             if diff:
                 stale[i] = diff
         else:
-            nonhits[i] = cause(c, cold.cells.get(i) if cold else None, earlier, bound)
+            nonhits[i] = cause(c, cold.cells.get(i) if cold else None, earlier, bound, mutated=reached is not None)
             if diff:
                 differs[i] = diff
             if reached is not None and i not in reached:
