@@ -33,7 +33,6 @@ from __future__ import annotations
 import ast
 import base64
 import contextlib
-import hashlib
 import io
 import os
 import re
