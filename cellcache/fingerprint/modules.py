@@ -16,7 +16,7 @@ import os
 import sys
 import sysconfig
 from collections.abc import Callable, Iterator
-from types import ModuleType
+from types import CodeType, FunctionType, ModuleType
 from typing import Any, Mapping, NamedTuple
 
 import xxhash
@@ -298,10 +298,44 @@ def _loaded_source(name: str, spec: Any) -> _SourceInfo:
     if first is None or first[0] is not loaded:  # first sight, or reloaded since (a new spec)
         first = _AS_IMPORTED[name] = (loaded, info)
         _REPORTED.discard(name)
+    if first[1].digest != info.digest and _runs_source_on_disk(module, spec.origin):
+        # Reloaded in place (IPython 9's %autoreload patches functions into the same module and spec):
+        # the code that runs is the file's now, so that is what the key holds, and nothing is stale.
+        first = _AS_IMPORTED[name] = (loaded, info)
+        _REPORTED.discard(name)
     if first[1].digest != info.digest and name not in _REPORTED:
         _REPORTED.add(name)
         _STALE.append(name)
     return first[1]
+
+
+def _same_code(a: CodeType, b: CodeType) -> bool:
+    if a.co_code != b.co_code or a.co_names != b.co_names or len(a.co_consts) != len(b.co_consts):
+        return False
+    for x, y in zip(a.co_consts, b.co_consts):
+        if isinstance(x, CodeType) or isinstance(y, CodeType):
+            if not (isinstance(x, CodeType) and isinstance(y, CodeType) and _same_code(x, y)):
+                return False
+        elif type(x) is not type(y) or x != y:
+            return False
+    return True
+
+
+def _runs_source_on_disk(module: Any, path: str) -> bool:
+    """Whether every function the module defines runs the code its file holds now (only asked once they differ)."""
+    try:
+        with open(path, "rb") as file:
+            code = compile(file.read(), path, "exec", dont_inherit=True)
+    except (OSError, SyntaxError, ValueError):
+        return False
+    on_disk = {c.co_name: c for c in code.co_consts if isinstance(c, CodeType)}
+    live = {
+        value.__name__: value.__code__
+        for value in list(vars(module).values())
+        if isinstance(value, FunctionType) and value.__module__ == module.__name__ and value.__name__ in on_disk
+    }
+    # Nothing to compare (a module of constants): no proof, so the warning stands.
+    return bool(live) and all(_same_code(code, on_disk[name]) for name, code in live.items())
 
 
 _SEEN = {"count": 0}

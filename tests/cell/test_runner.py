@@ -662,3 +662,18 @@ def test_invalidate_of_an_unknown_step_lists_the_known_ones_and_leaves_no_row(co
     with pytest.raises(UsageError, match="known_step"):
         counted.run_line_magic("cellcache", "invalidate no_such_step")
     assert [s.name for s in cellcache.stats()] == ["known_step"]
+
+
+def test_autoreload_2_and_an_edited_module_no_false_warning_and_a_hit_in_a_new_kernel(workdir, store_dir):
+    """IPython 9's %autoreload patches the module in place: the code that runs is the file's, and so is the key."""
+    from tests.cell.helpers import kernel
+
+    (workdir / "reloaded_mod.py").write_text("def f():\n    return 1\n")
+    setup = "import warnings\nwarnings.simplefilter('error')\n%load_ext autoreload\n%autoreload 2\nimport reloaded_mod"
+    cell = "%%cached use\ny = reloaded_mod.f()"
+    edit = "import time\ntime.sleep(0.05)\nopen('reloaded_mod.py', 'w').write('def f():\\n    return 2\\n')"
+    # A CacheWarning ("changed on disk since it was imported") would fail the cell: warnings are errors here.
+    first = kernel(workdir, store_dir, setup, cell, edit, cell, "out = y")
+    assert first["out"] == 2 and not first["hit"]
+    fresh = kernel(workdir, store_dir, "import reloaded_mod", cell, "out = y")
+    assert fresh["hit"] and fresh["out"] == 2
