@@ -32,7 +32,7 @@ def _size(text: str) -> int:
 
 
 _CELLCACHE_USAGE = (
-    "usage: %cellcache [panel | stats | info | invalidate NAME | clear | gc [--max-size 5GB] [--older-than 30d] | flush | on | off]"
+    "usage: %cellcache [panel | stats | info | invalidate NAME | clear | gc [--max-size 5GB] [--older-than 30d] | flush | on | off | auto [off] [--explain]]"
 )
 
 
@@ -51,6 +51,7 @@ class CellcacheMagics(Magics):
     @argument("-e", "--explain", action="store_true", help="print why this was a hit or a miss")
     @argument("-i", "--ignore", nargs="+", action="extend", default=[], metavar="VAR", help="variables left out of the key")
     @argument("--ttl", type=_duration, default=None, metavar="DURATION", help="entries older than this miss (90s, 30m, 12h, 7d)")
+    @argument("--auto", action="store_true", help="a cell auto mode made a stage: the cost rule and the side-effect watch apply")
     @cell_magic
     def cached(self, line: str, cell: str) -> None:
         """Run the cell only if its code, inputs or files changed; otherwise restore what it produced."""
@@ -109,6 +110,8 @@ class CellcacheMagics(Magics):
             print(f"cellcache: gc dropped {count} entries, freed {freed / 1e6:.1f} MB")
         elif command == "flush" and not rest:
             pass  # done above
+        elif command == "auto":
+            _auto(session, rest)
         elif command in ("on", "off") and not rest:
             session.enabled = command == "on"
             print(f"cellcache: {'on' if session.enabled else 'off: %%cached cells run plainly'}")
@@ -135,4 +138,18 @@ def _spec(line: str) -> StageSpec:
         explain=args.explain,
         ignore=frozenset(args.ignore),
         ttl=args.ttl,
+        auto=args.auto,
     )
+
+
+def _auto(session: Session, rest: list[str]) -> None:
+    """``%cellcache auto [off] [--explain]``: every code cell a stage from the next cell on, or no longer."""
+    words = [w for w in rest if w not in ("-e", "--explain")]
+    if words not in ([], ["on"], ["off"]):
+        raise UsageError("usage: %cellcache auto [off] [--explain]")
+    on = words != ["off"]
+    session.auto.switch(on, explain=len(words) != len(rest))
+    if on:
+        print("cellcache: auto mode on: every code cell is a stage where caching pays (`# cellcache: off` opts a cell out)")
+    else:
+        print("cellcache: auto mode off: only %%cached cells are stages")

@@ -16,7 +16,7 @@ import sys
 import sysconfig
 import threading
 from pathlib import Path
-from typing import Iterable, Protocol, Sequence, Union
+from typing import Callable, Iterable, Protocol, Sequence, Union
 
 import xxhash
 
@@ -180,6 +180,12 @@ _TOOL_CACHES = (
 _LIST_EVENTS = frozenset({"os.listdir", "os.scandir"})
 _GLOB_EVENTS = frozenset({"glob.glob", "glob.glob/2", "pathlib.Path.glob", "pathlib.Path.rglob"})
 
+# The events auto mode's watch is given: side effects a hit would skip (see cellcache.cell.watch).
+WATCHED_EVENTS = frozenset({
+    "socket.connect", "socket.sendto", "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
+    "os.fork", "os.forkpty", "os.startfile", "os.remove", "os.rename", "os.rmdir", "shutil.rmtree",
+})  # fmt: skip
+
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
 
@@ -193,6 +199,8 @@ class _Recording:
         # Threads alive before the cell (the kernel's own: heartbeat, history, iopub) are not the
         # cell's; any thread started while it runs is (ThreadPoolExecutor, joblib's threading backend).
         self.foreign = {t.ident for t in threading.enumerate()} - {self.thread}
+        # Auto mode's side-effect watch (cellcache.cell.watch): the other events it wants, from the same threads.
+        self.watch: Callable[[str, tuple], None] | None = None
 
 
 _active: _Recording | None = None
@@ -213,6 +221,8 @@ def _audit(event: str, args: tuple) -> None:
     if event != "open":
         if event in _LIST_EVENTS or event in _GLOB_EVENTS:
             _listing(recording, event, args)
+        elif recording.watch is not None and event in WATCHED_EVENTS and threading.get_ident() not in recording.foreign:
+            recording.watch(event, args)
         return
     if threading.get_ident() in recording.foreign:
         return
@@ -291,9 +301,10 @@ def _listing(recording: _Recording, event: str, args: tuple) -> None:
 class OpenRecorder:
     """Record the files a block opens for reading, in this thread, via ``sys.addaudithook``."""
 
-    def __init__(self, exclude: Iterable[Path] = ()) -> None:
+    def __init__(self, exclude: Iterable[Path] = (), watch: Callable[[str, tuple], None] | None = None) -> None:
         self._exclude = _excluded_roots(exclude)
         self._recording: _Recording | None = None
+        self._watch = watch
 
     def __enter__(self) -> OpenRecorder:
         global _active, _hook_installed
@@ -301,6 +312,7 @@ class OpenRecorder:
             sys.addaudithook(_audit)  # audit hooks cannot be removed, hence the inert global switch
             _hook_installed = True
         self._recording = _Recording()
+        self._recording.watch = self._watch
         _active = self._recording
         return self
 
@@ -342,6 +354,14 @@ class OpenRecorder:
             kept.append(Listing(Listing.DIR, folder))
         kept.extend(Listing(Listing.GLOB, pattern, recursive) for pattern, recursive in globbed)
         return kept
+
+    def files_written(self) -> list[str]:
+        """Absolute paths the block opened for writing, outside the excluded roots (tool caches, the store)."""
+        assert self._recording is not None
+        return sorted(p for p in self._recording.written if not self._excluded(p))
+
+    def excluded(self, path: str) -> bool:
+        return self._excluded(path)
 
     def _excluded(self, path: str) -> bool:
         return os.path.realpath(path).startswith(self._exclude) or os.path.realpath(path) + "/" in self._exclude

@@ -42,6 +42,7 @@ class StageSpec:
     explain: bool = False
     ignore: frozenset[str] = field(default_factory=frozenset)
     ttl: float | None = None
+    auto: bool = False  # made a stage by auto mode: the cost rule and the side-effect watch apply
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
