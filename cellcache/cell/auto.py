@@ -198,7 +198,10 @@ class Auto:
         from cellcache.cell.runner import StepRun
 
         seconds = time.perf_counter() - pending.started
-        name = pending.name or self.session.cell_id or self._digest_name(pending.source)
+        if pending.reason in (OFF, NO_CACHE):
+            name = pending.name or self.session.cell_id or ""  # not a step: nothing is counted under its name
+        else:
+            name = pending.name or self.session.cell_id or self._digest_name(pending.source)
         reason = pending.reason
         failed = result is not None and not getattr(result, "success", True)
         if pending.learn:
@@ -209,6 +212,8 @@ class Auto:
             self.session.store.mark_auto(self.session._step(name))
             self.session._record(name, None, "error" if failed else "plain", seconds, 0.0, reason)
         status = "error" if failed else "plain"
+        if self.explain:
+            print(f"cellcache: {name or 'cell'}: plain: {reason}")
         self.session._finish(StepRun(name=name, hit=False, key=None, seconds=seconds, saved_seconds=0.0, reason=reason, status=status))
 
     def _digest_name(self, transformed: str) -> str:
