@@ -83,6 +83,7 @@ def _build_engine() -> Any:
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine
     from papermill.log import logger
+    from nbclient.util import run_sync
     from papermill.utils import merge_kwargs, remove_args
 
     from cellcache import batch
@@ -134,6 +135,9 @@ def _build_engine() -> Any:
                 return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
             finally:
                 cell.source = original
+
+        # nbclient's sync execute_cell wraps the base class's coroutine, not this one: papermill calls it.
+        execute_cell = run_sync(async_execute_cell)
 
     _Engine.__name__ = _Engine.__qualname__ = "CellcacheEngine"
     return _Engine

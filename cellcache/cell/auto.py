@@ -173,6 +173,9 @@ class Auto:
         raw, self._raw = self._raw, None
         if not self.on or raw is None or getattr(self._shell.displayhook, "exec_result", None) is not None:
             return lines  # off, or a body transformed while a cell runs: never a stage of its own
+        self._pending = None  # a silent request before this one has no post_run_cell to report it
+        if self._silent():
+            return lines  # a front end's or cellcache's own silent request (a variable inspector, a flush): not a cell
         source, name, no_cache = unmark("".join(raw))
         rule = NO_CACHE if no_cache else own_rule(source)
         if rule in ("empty", "magic"):
@@ -186,6 +189,16 @@ class Auto:
         self._pending = None
         args = "--auto" + (f" {name}" if name else "") + (" --explain" if self.explain else "")
         return [f"get_ipython().run_cell_magic('cached', {args!r}, {source!r})\n"]
+
+    def _silent(self) -> bool:
+        # ipykernel transforms before run_cell is told `silent`; the request itself says it.
+        kernel = getattr(self._shell, "kernel", None)
+        try:
+            parent = kernel.get_parent("shell") if kernel is not None else None
+        except Exception:  # noqa: BLE001 - an older kernel: no silent requests recognised
+            return False
+        content = parent.get("content") if isinstance(parent, dict) else None
+        return bool(content.get("silent")) if isinstance(content, dict) else False
 
     def pre_run_cell(self, info: Any) -> None:
         if self._pending is not None:  # ipykernel transforms before this: the run starts now
