@@ -133,6 +133,7 @@ class Auto:
         self._raw: list[str] | None = None
         self._pending: PlainCell | None = None
         self._shell: Any = None
+        self._marked: set[str] = set()  # steps already noted as auto mode's in the store this session
 
     # switching -------------------------------------------------------------------
 
@@ -222,12 +223,17 @@ class Auto:
             past = self.cost_of(name) or _cost.StepCost()
             self._costs[name] = replace(past, run_seconds=seconds)  # next time, decided on this run's cost
         if pending.learn or is_sticky(reason):
-            self.session.store.mark_auto(self.session._step(name))
+            self._mark(name)
             self.session._record(name, None, "error" if failed else "plain", seconds, 0.0, reason)
         status = "error" if failed else "plain"
         if self.explain:
             print(f"cellcache: {name or 'cell'}: plain: {reason}")
         self.session._finish(StepRun(name=name, hit=False, key=None, seconds=seconds, saved_seconds=0.0, reason=reason, status=status))
+
+    def _mark(self, name: str) -> None:
+        if name not in self._marked:  # once a session: `stats` only needs to know the step is auto mode's
+            self._marked.add(name)
+            self.session.store.mark_auto(self.session._step(name))
 
     def _digest_name(self, transformed: str) -> str:
         from cellcache.cell.key import code_digest
@@ -285,7 +291,7 @@ class Auto:
         run = replace(run, status="plain" if run.status == "uncached" else run.status)
         if learn:
             self._costs[name] = replace(self.cost_of(name) or _cost.StepCost(), run_seconds=run.seconds)
-        self.session.store.mark_auto(self.session._step(name))
+        self._mark(name)
         self.session._record(name, None, run.status, run.seconds, 0.0, reason)
         return run
 
@@ -295,7 +301,7 @@ class Auto:
 
         name = stage.name
         past = self.cost_of(name) or _cost.StepCost()
-        self.session.store.mark_auto(stage.step)
+        self._mark(name)
         if outcome.plain is not None:
             reason = outcome.plain
         else:

@@ -10,6 +10,7 @@ readers (pyarrow, h5py) open where the hook can't see.
 """
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import sys
@@ -157,7 +158,16 @@ def produced_outs(patterns: Sequence[str], cwd: Path) -> list[Path]:
 # ---------------------------------------------------------------- implicit deps
 
 
+_ROOT_ENV = ("HOME", "XDG_CACHE_HOME", "IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "MPLCONFIGDIR", "NUMBA_CACHE_DIR")
+
+
 def _excluded_roots(extra: Iterable[Path]) -> tuple[str, ...]:
+    # Every miss opens a recorder; the roots depend only on these variables, and a realpath each costs ~5 ms a miss.
+    return _excluded_roots_for(tuple(str(p) for p in extra), tuple(os.environ.get(n) for n in _ROOT_ENV))
+
+
+@functools.lru_cache(maxsize=16)
+def _excluded_roots_for(extra: tuple[str, ...], _env: tuple[str | None, ...]) -> tuple[str, ...]:
     roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     roots |= {sys.prefix, sys.base_prefix, sys.exec_prefix, "/proc", "/dev", "/sys", "/usr/lib", "/usr/share", "/etc"}
     home = Path.home()
