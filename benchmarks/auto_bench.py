@@ -120,16 +120,18 @@ def part_a(report: Report, repeat: int, work: Path) -> None:
         plain0 = run_all(False)
         first = run_all(True)  # new cells: fingerprinted, each decides at its end
         plains, autos = [], []
-        for _ in range(max(repeat, 3) * 3):
+        for _ in range(max(repeat, 3) * 5):
             plains.append(run_all(False))
             autos.append(run_all(True))
     session.auto.switch(False)
+    # Each pass is ~0.1 s of microsecond cells: on a shared machine the best of the rounds is the steadier figure.
     report.ratio(
-        "(a) 50 cheap cells, one shell: auto (known cheap) vs plain",
-        [a / p for a, p in zip(autos, plains)],
+        "(a) 50 cheap cells, one shell: auto (known cheap) vs plain, best of rounds",
+        [min(autos) / min(plains)],
         1.05,
-        f"auto {statistics.median(autos) * 1e3:.1f} ms vs plain {statistics.median(plains) * 1e3:.1f} ms per 50 cells; "
-        f"first auto pass (new cells, each fingerprinted) {first * 1e3:.1f} ms vs {plain0 * 1e3:.1f} ms",
+        f"best {min(autos) * 1e3:.1f} ms vs {min(plains) * 1e3:.1f} ms per 50 cells; median of per-round ratios "
+        f"{statistics.median(a / p for a, p in zip(autos, plains)):.3f}x; first auto pass (new cells, each "
+        f"fingerprinted, deciding at its end) {first * 1e3:.1f} ms vs {plain0 * 1e3:.1f} ms",
     )
     # The same notebook through real kernels: the kernel start and the extension load are in the bill.
     path = _notebook(work / "a-nb" / "cheap.ipynb", sources)

@@ -107,16 +107,18 @@ def source_digest(source: str) -> str:
     return xxhash.xxh3_64_hexdigest(source.encode("utf-8", "surrogatepass"))
 
 
-@dataclass(frozen=True)
 class PlainCell:
-    """A top-level cell the transform left as it is; reported when it ends (``Auto.post_run_cell``)."""
+    """A top-level cell the transform left as it is, reported when it ends (``Auto.post_run_cell``).
 
-    name: str | None
-    reason: str
-    digest: str
-    source: str  # as IPython transformed it: names an unnamed cell as the runner would
-    started: float
-    learn: bool  # a cost reason: its run time is measured and the rule may change its mind
+    Not a frozen value: the state of one cell in flight, on the path of every cheap cell, where a
+    ``dataclasses.replace`` per cell would be a measurable part of what the cell costs.
+    """
+
+    __slots__ = ("name", "reason", "key", "lines", "started", "learn")
+
+    def __init__(self, name: str | None, reason: str, key: str, lines: list[str], learn: bool) -> None:
+        self.name, self.reason, self.key, self.lines, self.learn = name, reason, key, lines, learn
+        self.started = time.perf_counter()
 
 
 class Auto:
@@ -134,6 +136,10 @@ class Auto:
         self._pending: PlainCell | None = None
         self._shell: Any = None
         self._marked: set[str] = set()  # steps already noted as auto mode's in the store this session
+        self._recorded: set[str] = set()  # steps whose plain run this session is in the store's history
+        # (source digest, marker name) -> why that cell runs as it is ("" for a cell with its own magic): a re-run
+        # cell's decision is one lookup. Cleared whenever what the rule learned changes.
+        self._known: dict[tuple[str, str | None], str] = {}
 
     # switching -------------------------------------------------------------------
 
@@ -177,17 +183,21 @@ class Auto:
         self._pending = None  # a silent request before this one has no post_run_cell to report it
         if self._silent():
             return lines  # a front end's or cellcache's own silent request (a variable inspector, a flush): not a cell
-        source, name, no_cache = unmark("".join(raw))
-        rule = NO_CACHE if no_cache else own_rule(source)
-        if rule in ("empty", "magic"):
+        source, name, no_cache = "".join(raw), None, False
+        if "# cellcache: " in source[-200:]:
+            source, name, no_cache = unmark(source)
+        key = (source_digest(source), name)
+        reason = self._known.get(key)
+        if reason is None:
+            rule = NO_CACHE if no_cache else own_rule(source)
+            reason = "" if rule in ("empty", "magic") else (rule or self.plain_reason(name, key[0]))
+            if reason is not None:
+                self._known[key] = reason
+        if reason == "":
             return lines
-        digest = source_digest(source)
-        reason = rule or self.plain_reason(name, digest)
         if reason is not None:
-            learn = rule is None and not is_sticky(reason)
-            self._pending = PlainCell(name, reason, digest, "".join(lines), time.perf_counter(), learn)
+            self._pending = PlainCell(name, reason, key[0], lines, learn=reason not in (OFF, NO_CACHE) and not is_sticky(reason))
             return lines
-        self._pending = None
         args = "--auto" + (f" {name}" if name else "") + (" --explain" if self.explain else "")
         return [f"get_ipython().run_cell_magic('cached', {args!r}, {source!r})\n"]
 
@@ -203,7 +213,7 @@ class Auto:
 
     def pre_run_cell(self, info: Any) -> None:
         if self._pending is not None:  # ipykernel transforms before this: the run starts now
-            self._pending = replace(self._pending, started=time.perf_counter())
+            self._pending.started = time.perf_counter()
 
     def post_run_cell(self, result: Any) -> None:
         pending, self._pending = self._pending, None
@@ -215,14 +225,18 @@ class Auto:
         if pending.reason in (OFF, NO_CACHE):
             name = pending.name or self.session.cell_id or ""  # not a step: nothing is counted under its name
         else:
-            name = pending.name or self.session.cell_id or self._digest_name(pending.source)
+            name = pending.name or self.session.cell_id or self._digest_name("".join(pending.lines))
         reason = pending.reason
         failed = result is not None and not getattr(result, "success", True)
-        if pending.learn:
-            self._by_source[pending.digest] = name
+        if pending.learn and seconds >= self.thresholds.min_seconds:  # it got slower: decided on this run next time
+            self._by_source[pending.key] = name
             past = self.cost_of(name) or _cost.StepCost()
-            self._costs[name] = replace(past, run_seconds=seconds)  # next time, decided on this run's cost
-        if pending.learn or is_sticky(reason):
+            if _cost.decide(seconds, past, self.thresholds).cache:
+                self._costs[name] = replace(past, run_seconds=seconds)
+                self._known.clear()
+        if (pending.learn or is_sticky(reason)) and (failed or name not in self._recorded):
+            # Once a session: the run a new kernel learns from. Re-runs of a cell known cheap cost no store write.
+            self._recorded.add(name)
             self._mark(name)
             self.session._record(name, None, "error" if failed else "plain", seconds, 0.0, reason)
         status = "error" if failed else "plain"
@@ -291,6 +305,7 @@ class Auto:
         run = replace(run, status="plain" if run.status == "uncached" else run.status)
         if learn:
             self._costs[name] = replace(self.cost_of(name) or _cost.StepCost(), run_seconds=run.seconds)
+            self._known.clear()
         self._mark(name)
         self.session._record(name, None, run.status, run.seconds, 0.0, reason)
         return run
@@ -312,6 +327,7 @@ class Auto:
             reason = decision.reason
         self._costs[name] = replace(past, run_seconds=outcome.seconds, plain_reason=reason)
         self._by_source[source_digest(stage.body)] = name
+        self._known.clear()
         if stage.spec.explain:
             print(f"cellcache: {name}: plain: {reason}")
         self.session._record(name, None, "plain", outcome.seconds, 0.0, reason)
@@ -324,3 +340,4 @@ class Auto:
             past = self._costs[run.name]
             mean = run.seconds if past.restore_seconds is None else (past.restore_seconds + run.seconds) / 2
             self._costs[run.name] = replace(past, restore_seconds=mean)
+            self._known.clear()
