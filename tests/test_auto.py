@@ -207,13 +207,23 @@ def test_an_expensive_cell_is_stored_and_restored(auto_shell: InteractiveShell, 
 
 def test_a_cell_that_became_expensive_is_cached_from_then_on(auto_shell: InteractiveShell) -> None:
     auto_shell.user_ns["pause"] = 0.0
-    run(auto_shell, "import time\ntime.sleep(pause)", cell_id="grows")
+    run(auto_shell, "import time\ntime.sleep(pause)\nslept = pause", cell_id="grows")
     assert cellcache.last_run().reason.startswith("cheap")
     auto_shell.user_ns["pause"] = 0.08
-    run(auto_shell, "import time\ntime.sleep(pause)", cell_id="grows")  # decided on last time's cost: plain
+    run(auto_shell, "import time\ntime.sleep(pause)\nslept = pause", cell_id="grows")  # decided on last time's cost: plain
     assert cellcache.last_run().status == "plain"
-    run(auto_shell, "import time\ntime.sleep(pause)", cell_id="grows")  # this time's cost: a stage
+    run(auto_shell, "import time\ntime.sleep(pause)\nslept = pause", cell_id="grows")  # this time's cost: a stage
     assert cellcache.last_run().status == "miss"
+
+
+def test_a_cell_that_only_imports_runs_plainly_however_slow(auto_shell: InteractiveShell, store_dir: Path) -> None:
+    run(auto_shell, SLOW + "import json\nfrom os.path import join", cell_id="imports")
+    assert (cellcache.last_run().status, cellcache.last_run().reason) == ("plain", auto.IMPORTS)
+    run(auto_shell, SLOW + "import json\nfrom os.path import join", cell_id="imports")
+    assert (cellcache.last_run().status, cellcache.last_run().reason) == ("plain", auto.IMPORTS)
+    assert entries(store_dir) == 0
+    run(auto_shell, SLOW + "import json\nprint('shown')", cell_id="imports-and-shows")
+    assert cellcache.last_run().status == "miss"  # what it showed is worth a hit
 
 
 def test_thresholds_are_settings(project: Path, store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

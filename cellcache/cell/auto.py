@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Iterable
+import types
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import xxhash
 
@@ -51,8 +52,22 @@ _MARKER = re.compile(r"\n# cellcache: (?:auto (?P<name>[^\s-][^\s]*)|(?P<nocache
 
 OFF = "off: # cellcache: off"
 NO_CACHE = "off: tagged no-cache"
-# Reasons that hold "from then on": what the cell does, not what it cost.
-_STICKY = ("side effect:", "uses the network")
+IMPORTS = "cheap: imports only"
+# Reasons that hold "from then on": what the cell does, not what it cost. A cell that only imports is
+# one: a hit restores modules by importing them again, so it can never be cheaper than the run.
+_STICKY = ("side effect:", "uses the network", IMPORTS)
+
+
+def only_imports(values: Mapping[str, Any]) -> bool:
+    """Whether a cell bound nothing but modules and the functions and classes of installed or local modules.
+
+    With nothing shown either, such a cell's hit would only import them again: never cheaper than its run.
+    """
+    return bool(values) and all(
+        isinstance(v, types.ModuleType)
+        or (isinstance(v, (type, types.FunctionType, types.BuiltinFunctionType)) and getattr(v, "__module__", "__main__") != "__main__")
+        for v in values.values()
+    )
 
 
 def is_sticky(reason: str | None) -> bool:
@@ -319,6 +334,8 @@ class Auto:
         self._mark(name)
         if outcome.plain is not None:
             reason = outcome.plain
+        elif only_imports(outcome.values) and not outcome.record.get("events") and not outcome.record.get("result"):
+            reason = IMPORTS
         else:
             decision = _cost.decide(outcome.seconds, past, self.thresholds)
             self._costs[name] = replace(past, run_seconds=outcome.seconds, plain_reason=None)
