@@ -316,8 +316,13 @@ class Auto:
         return self.run_plain(name, body, started, reason, learn=not is_sticky(reason))
 
     def run_plain(self, name: str, body: str, started: float, reason: str, learn: bool) -> StepRun:
-        run = self.session._plain(name, body, started, reason)
-        run = replace(run, status="plain" if run.status == "uncached" else run.status)
+        from cellcache.cell.runner import StepRun
+
+        # Not Session._plain: a cell auto mode runs plainly is a plain cell, which `cellcache status` runs too.
+        result = self.session._execute(body)
+        seconds = time.perf_counter() - started
+        status = "plain" if result.success else "error"
+        run = StepRun(name=name, hit=False, key=None, seconds=seconds, saved_seconds=0.0, reason=reason, status=status)
         if learn:
             self._costs[name] = replace(self.cost_of(name) or _cost.StepCost(), run_seconds=run.seconds)
             self._known.clear()
