@@ -75,11 +75,13 @@ def test_an_unmodified_notebook_gives_the_plain_outputs_cold_and_warm(project: P
     options = RunOptions(auto=True, output_dir=tmp_path / "out")
     cold = batch.run_notebook(path, options)
     assert cold.ok, cold
-    assert _outputs(nbformat.read(cold.output, as_version=4)) == expected
+    got = _outputs(nbformat.read(cold.output, as_version=4))
+    assert got == expected, [(n, g, e) for n, (g, e) in enumerate(zip(got, expected)) if g != e]
     (project / "results.csv").unlink()
     warm = batch.run_notebook(path, options)
     assert warm.ok, warm
-    assert _outputs(nbformat.read(warm.output, as_version=4)) == expected
+    got = _outputs(nbformat.read(warm.output, as_version=4))
+    assert got == expected, [(n, g, e) for n, (g, e) in enumerate(zip(got, expected)) if g != e]
     assert (project / "results.csv").read_text().endswith("\n81")  # the writer cell's out, written back by its hit
 
     by_index = {c.index: c for c in warm.cells}
