@@ -286,6 +286,14 @@ def test_writes_inside_the_project_become_outs(auto_shell: InteractiveShell, pro
     assert (project / "results.csv").read_text() == "a,b\n1,2\n"  # written back by the hit
 
 
+def test_appending_to_a_file_makes_the_cell_plain(auto_shell: InteractiveShell, project: Path) -> None:
+    cell = SLOW + "with open('log.txt', 'a') as log:\n    log.write('ran\\n')\nlogged = True"
+    for expected in ("ran\n", "ran\nran\n"):
+        run(auto_shell, cell, cell_id="appends")
+        assert (cellcache.last_run().status, cellcache.last_run().reason) == ("plain", "side effect: appends to log.txt")
+        assert (project / "log.txt").read_text() == expected  # each run appends, as without cellcache
+
+
 def test_writes_outside_the_project_make_the_cell_plain_from_then_on(auto_shell: InteractiveShell, tmp_path: Path) -> None:
     outside = tmp_path / "outside.txt"
     cell = SLOW + f"open({str(outside)!r}, 'w').write('x')"

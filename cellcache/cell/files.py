@@ -197,12 +197,14 @@ WATCHED_EVENTS = frozenset({
 })  # fmt: skip
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+_UPDATE_FLAGS = os.O_APPEND | os.O_RDWR
 
 
 class _Recording:
     def __init__(self) -> None:
         self.read: set[str] = set()
         self.written: set[str] = set()
+        self.updated: set[str] = set()  # written in place (append, read-write): the result depends on what was there
         self.listed: set[str] = set()
         self.globs: set[tuple[str, bool]] = set()
         self.thread = threading.get_ident()
@@ -242,6 +244,8 @@ def _audit(event: str, args: tuple) -> None:
     path = os.fsdecode(path)
     writes = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & _WRITE_FLAGS)
     (recording.written if writes else recording.read).add(os.path.abspath(path))
+    if writes and (("a" in mode or ("+" in mode and "r" in mode)) if isinstance(mode, str) else bool((flags or 0) & _UPDATE_FLAGS) and not (flags or 0) & os.O_TRUNC):
+        recording.updated.add(os.path.abspath(path))
 
 
 def _note_import_read(args: tuple) -> None:
@@ -369,6 +373,11 @@ class OpenRecorder:
         """Absolute paths the block opened for writing, outside the excluded roots (tool caches, the store)."""
         assert self._recording is not None
         return sorted(p for p in self._recording.written if not self._excluded(p))
+
+    def files_updated(self) -> list[str]:
+        """Of those, the files written in place (appended to, opened read-write), not replaced."""
+        assert self._recording is not None
+        return sorted(p for p in self._recording.updated if not self._excluded(p))
 
     def excluded(self, path: str) -> bool:
         return self._excluded(path)

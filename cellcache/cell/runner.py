@@ -482,7 +482,7 @@ class Session:
         verdict = watch.Verdict()
         if seen is not None:  # writes inside the project become outs; other side effects make the cell plain
             root = self.config.root or _config.project_root(cwd)
-            verdict = watch.classify(opened.files_written(), seen, rec.widgets, root, cwd, opened.excluded)
+            verdict = watch.classify(opened.files_written(), seen, rec.widgets, root, cwd, opened.excluded, opened.files_updated())
             out_paths = sorted(set(out_paths) | set(verdict.outs))
 
         def keep(n: str) -> bool:

@@ -71,10 +71,13 @@ def classify(
     root: Path,
     cwd: Path,
     ignored: Callable[[str], bool] = lambda _: False,
+    updated: Iterable[str] = (),
 ) -> Verdict:
     """The verdict on one run: ``written`` are the files it opened for writing; ``ignored`` says which don't count.
 
-    ``root`` is the project: writes under it are results; anywhere else they are side effects.
+    ``root`` is the project: writes under it are results; anywhere else they are side effects. ``updated``
+    are the files written in place (appended to): their content after the run depends on what was there
+    before, which no key holds, so writing back the stored one would not be what a run does.
     """
     if watch.processes:
         return Verdict(plain=f"side effect: starts a subprocess ({_short(watch.processes[0])})")
@@ -89,6 +92,9 @@ def classify(
         if src not in written_set and not ignored(src):
             watch.removed.append(src)
         written_set.discard(src)
+    appended = sorted(p for p in updated if p in written_set and os.path.isfile(p))
+    if appended:
+        return Verdict(plain=f"side effect: appends to {_list(appended, cwd)}")
     removed = sorted(p for p in watch.removed if p not in written_set and not ignored(p))
     if removed:
         return Verdict(plain=f"side effect: removes {_list(removed, cwd)}")
