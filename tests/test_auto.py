@@ -294,6 +294,19 @@ def test_appending_to_a_file_makes_the_cell_plain(auto_shell: InteractiveShell, 
         assert (project / "log.txt").read_text() == expected  # each run appends, as without cellcache
 
 
+def test_removing_a_file_makes_the_cell_plain_and_an_atomic_write_is_an_out(auto_shell: InteractiveShell, project: Path) -> None:
+    (project / "old.csv").write_text("x")
+    run(auto_shell, SLOW + "import os\nos.remove('old.csv')\ngone = True", cell_id="remover")
+    assert (cellcache.last_run().status, cellcache.last_run().reason) == ("plain", "side effect: removes old.csv")
+    atomic = SLOW + "import os\nopen('new.tmp', 'w').write('v1')\nos.replace('new.tmp', 'new.csv')\ndone = True"
+    run(auto_shell, atomic, cell_id="atomic")
+    assert cellcache.last_run().status == "miss"
+    (project / "new.csv").unlink()
+    run(auto_shell, atomic, cell_id="atomic")
+    assert cellcache.last_run().status == "hit" and (project / "new.csv").read_text() == "v1"
+    assert not (project / "new.tmp").exists()
+
+
 def test_writes_outside_the_project_make_the_cell_plain_from_then_on(auto_shell: InteractiveShell, tmp_path: Path) -> None:
     outside = tmp_path / "outside.txt"
     cell = SLOW + f"open({str(outside)!r}, 'w').write('x')"
