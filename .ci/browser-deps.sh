@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install what the browser tests (tests/browser) need from Debian's packages:
-# chromium at /usr/bin/chromium and fonts for legible screenshots.
+# chromium at /usr/bin/chromium, fonts for legible screenshots, and graphviz's
+# `dot`, which draws the pipeline graph (the panel's graph view and
+# `cellcache status --graph`; without it they fall back to a text list).
 #
 # Idempotent: does nothing (and prints nothing) when all is there.  It never
 # downloads a browser from anywhere else: no `playwright install`, which cannot
@@ -13,6 +15,9 @@
 set -euo pipefail
 
 CHROMIUM="${CELLCACHE_CHROMIUM:-/usr/bin/chromium}"  # overridable so the test of this script can fake its absence
+DOT="${CELLCACHE_DOT:-/usr/bin/dot}"
+# Another apt (unattended-upgrades, a parallel job) may hold the lock: wait for it this long, not fail.
+APT_LOCK_WAIT="${CELLCACHE_APT_LOCK_WAIT:-600}"
 
 log() { printf 'browser-deps: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -23,14 +28,15 @@ packages=()
 # A sans and a monospace font: without any font chromium renders boxes.
 dpkg-query -W -f='${Status}' fonts-dejavu-core 2>/dev/null | grep -q 'ok installed' \
     || packages+=(fonts-dejavu-core)
+[ -x "$DOT" ] || packages+=(graphviz)
 
 if [ "${#packages[@]}" -eq 0 ]; then
     exit 0
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
-    # Fonts alone only make screenshots uglier: the tests can still run.
-    [ -x "$CHROMIUM" ] && { log "fonts-dejavu-core is missing (screenshots may show boxes); not root, not installing it"; exit 0; }
+    # Fonts or dot alone only make screenshots uglier or the graph a list: the tests can still run.
+    [ -x "$CHROMIUM" ] && { log "${packages[*]} missing (screenshots may show boxes, the graph a list); not root, not installing"; exit 0; }
     cannot "$CHROMIUM is missing and installing ${packages[*]} needs root"
 fi
 command -v apt-get >/dev/null || cannot "$CHROMIUM is missing and apt-get is not here to install ${packages[*]}"
@@ -38,12 +44,28 @@ command -v apt-get >/dev/null || cannot "$CHROMIUM is missing and apt-get is not
 export DEBIAN_FRONTEND=noninteractive
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
+
+# apt-get waits for a held lock itself with DPkg::Lock::Timeout (apt >= 1.9); on older apt the
+# option is ignored, so also wait here while another apt or dpkg process runs.
+apt_busy() {
+    command -v fuser >/dev/null && fuser /var/lib/dpkg/lock-frontend /var/lib/apt/lists/lock >/dev/null 2>&1 && return 0
+    pgrep -x 'apt|apt-get|dpkg|unattended-upgr' >/dev/null 2>&1
+}
+waited=0
+while apt_busy; do
+    [ "$waited" -ge "$APT_LOCK_WAIT" ] && die "another apt or dpkg has held the lock for ${APT_LOCK_WAIT}s"
+    [ "$waited" -eq 0 ] && log "another apt or dpkg is running; waiting for it (up to ${APT_LOCK_WAIT}s)"
+    sleep 2
+    waited=$((waited + 2))
+done
+apt_get() { apt-get -o DPkg::Lock::Timeout="$APT_LOCK_WAIT" "$@"; }
+
 # Output is kept and shown only on failure: quiet on success.
-if ! apt-get update >"$out" 2>&1; then
+if ! apt_get update >"$out" 2>&1; then
     cat "$out" >&2
     die "apt-get update failed"
 fi
-if ! apt-get install -y --no-install-recommends "${packages[@]}" >"$out" 2>&1; then
+if ! apt_get install -y --no-install-recommends "${packages[@]}" >"$out" 2>&1; then
     cat "$out" >&2
     die "apt-get install ${packages[*]} failed"
 fi

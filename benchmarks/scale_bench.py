@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cellcache import api  # noqa: E402
-from cellcache.store.base import StepRef  # noqa: E402
+from cellcache.store.base import RunRecord, StepRef  # noqa: E402
 from cellcache.store.local import LocalStore  # noqa: E402
 from cellcache.store.manifest import Manifest  # noqa: E402
 
@@ -38,7 +38,7 @@ def populate(store: LocalStore, entries: int) -> None:
             Manifest(key=key, step=step, created=now, seconds=0.5, blob=blob.digest, blob_size=blob.size,
                      blob_loader=blob.loader, outputs=("v",), components={"code": key})
         )
-        store.record_run(StepRef("", step), key, "miss", 0.5, 0.0, "first run of this step")
+        store.record_run(RunRecord(StepRef("", step), key, "miss", 0.5, 0.0, "first run of this step"))
     store.index.flush(timeout_ms=10_000)
 
 

@@ -5,9 +5,9 @@ from typing import Any
 
 from cellcache import config as _config
 from cellcache.cell.runner import Session, StepRun
-from cellcache.report import render_text
+from cellcache.report import render_text, shown_location, step_errors
 from cellcache.store.index import StepStats
-from cellcache.store.local import LocalStore
+from cellcache.store.local import LocalStore, open_store
 
 # The session of the shell the extension is loaded in, if any.
 active: Session | None = None
@@ -16,8 +16,8 @@ active: Session | None = None
 def _store() -> LocalStore:
     if active is not None:
         active.flush()  # what the store says includes the entries still being written behind
-        return active.store
-    return LocalStore(_config.resolve().dir)
+        return active.local
+    return open_store(_config.resolve())
 
 
 def flush(push_timeout: float | None = None) -> None:
@@ -64,7 +64,9 @@ def clear(store: LocalStore | None = None) -> int:
 
 def stats_text(store: LocalStore | None = None) -> str:
     store = store or _store()
-    return render_text(store.step_rows(), str(store.root))
+    # With the run history, as the panel: "last reason" is the latest run's, and failures are counted.
+    # The store's path as typed from here (`.cellcache/`), not a temporary or home path, when it is inside.
+    return render_text(store.step_rows(), shown_location(str(store.root)), errors=step_errors(store))
 
 
 def info_text(session: Session) -> str:
@@ -82,7 +84,7 @@ def info_text(session: Session) -> str:
 
 def _signing_key(session: Session) -> str:
     try:
-        return session.store.signing_key.describe()  # the tiered store answers for its local tier
+        return session.local.signing_key.describe()
     except Exception as exc:  # noqa: BLE001 - info must answer even when the key can't be read
         return f"unusable: {exc}"
 
@@ -93,7 +95,7 @@ def panel(session: Session | None = None) -> Any:
     session = session or active
     if session is None:
         return CachePanel(_store())
-    return CachePanel(session.store, session=session)
+    return CachePanel(session.local, session=session)
 
 
 def _remote_info(session: Session) -> list[str]:

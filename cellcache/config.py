@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cellcache.errors import ConfigError
+from cellcache.units import parse_duration
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -93,8 +94,9 @@ KEYS: tuple[Key, ...] = (
         "``off``: any signer's entry is used (a private bucket only)."),
     Key("push", True, "CELLCACHE_PUSH", "``explicit``",
         "``explicit``: only ``cellcache push`` and ``run --push`` upload; ``auto``: a signer pushes every stored miss in the background."),
-    Key("remote_timeout", True, "CELLCACHE_REMOTE_TIMEOUT", "``5``",
-        "Seconds each remote call may take; a remote slower than that is reported once and then not used this session."),
+    Key("remote_timeout", True, "CELLCACHE_REMOTE_TIMEOUT", "``5s``",
+        "How long each remote call may take, with its unit (``5s``, ``1m``); a remote slower than that is reported once "
+        "and then not used this session."),
     Key("auto", True, "CELLCACHE_AUTO", "``false``",
         "``true`` (or ``CELLCACHE_AUTO=1``) turns auto mode on when the extension loads: every code cell is a stage "
         "where caching pays, without ``%%cached`` (see the auto-mode how-to)."),
@@ -105,19 +107,6 @@ KEYS: tuple[Key, ...] = (
         "Auto mode: what a hit is taken to cost before one was measured, besides reading its entry. "
         "A step whose restore would cost more than its run is not stored."),
 )  # fmt: skip
-
-
-_STRICT_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-
-
-def auto_duration(name: str, value: Any, where: str) -> float:
-    """A threshold of auto mode, always with its unit ("50ms", "0.2s"): a bare number is a usage error."""
-    import re
-
-    match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h)\s*$", str(value), re.IGNORECASE) if isinstance(value, str) else None
-    if match is None:
-        raise ConfigError(f"{where}: {name} must be a duration with its unit, such as \"50ms\" or \"0.2s\", not {value!r}")
-    return float(match.group(1)) * _STRICT_DURATION_UNITS[match.group(2).lower()]
 
 
 def _auto_settings(source: Mapping[str, Any], where: str, env: bool) -> dict[str, Any]:
@@ -134,7 +123,7 @@ def _auto_settings(source: Mapping[str, Any], where: str, env: bool) -> dict[str
     for name in ("auto_min_seconds", "auto_hit_seconds"):
         key = f"CELLCACHE_{name.upper()}" if env else name
         if source.get(key):
-            settings[name] = auto_duration(key, source[key], where)
+            settings[name] = _duration(key, source[key], where)
     return settings
 
 
@@ -205,6 +194,14 @@ def _choice(name: str, value: Any, where: str) -> str:
     return text
 
 
+def _duration(name: str, value: Any, where: str) -> float:
+    # A TOML number is a bare number too: "5" could be seconds or minutes, so the unit is required.
+    try:
+        return parse_duration(value if isinstance(value, str) else repr(value))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {name}: {exc}") from None
+
+
 def _signers(value: Any, where: str) -> tuple[str, ...]:
     items = value.replace(",", " ").split() if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
@@ -223,7 +220,7 @@ def _remote_settings(section: Mapping[str, Any], path: Path) -> dict[str, Any]:
         if name in section:
             settings[name] = _choice(name, section[name], str(path))
     if "remote_timeout" in section:
-        settings["remote_timeout"] = float(section["remote_timeout"])
+        settings["remote_timeout"] = _duration("remote_timeout", section["remote_timeout"], str(path))
     return settings
 
 
@@ -253,7 +250,7 @@ def resolve(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Co
         if env.get(f"CELLCACHE_{name.upper()}"):
             settings[name] = _choice(name, env[f"CELLCACHE_{name.upper()}"], f"CELLCACHE_{name.upper()}")
     if env.get("CELLCACHE_REMOTE_TIMEOUT"):
-        settings["remote_timeout"] = float(env["CELLCACHE_REMOTE_TIMEOUT"])
+        settings["remote_timeout"] = _duration("remote_timeout", env["CELLCACHE_REMOTE_TIMEOUT"], "CELLCACHE_REMOTE_TIMEOUT")
     settings.update(_auto_settings(env, "environment", env=True))
     return Config(**settings)
 

@@ -14,7 +14,8 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from cellcache import api
 from cellcache.errors import CacheError, DepNotFound, StepError
 from cellcache.cell.runner import Session
-from cellcache.cell.spec import STRATEGIES, StageSpec, parse_duration, parse_size
+from cellcache.cell.spec import STRATEGIES, StageSpec
+from cellcache.units import format_size, parse_duration, parse_size
 
 
 def _duration(text: str) -> float:
@@ -32,7 +33,7 @@ def _size(text: str) -> int:
 
 
 _CELLCACHE_USAGE = (
-    "usage: %cellcache [panel | stats | info | invalidate NAME | clear | gc [--max-size 5GB] [--older-than 30d] | flush | on | off | auto [off] [--explain]]"
+    "usage: %cellcache [panel | stats | info | invalidate NAME | clear | gc [--max-size 5GB] [--older-than 30d] [--yes] | flush | on | off | auto [off] [--explain]]"
 )
 
 
@@ -70,7 +71,7 @@ class CellcacheMagics(Magics):
         if command == "panel" and not rest:
             return api.panel(session)
         if command == "stats" and not rest:
-            print(api.stats_text(session.store))
+            print(api.stats_text(session.local))
         elif command == "info" and not rest:
             print(api.info_text(session))
         elif command == "invalidate":
@@ -78,7 +79,7 @@ class CellcacheMagics(Magics):
                 raise UsageError("usage: %cellcache invalidate NAME (one step name; see %cellcache stats for the names)")
             try:
                 # In a notebook, a bare name means this notebook's step first.
-                dropped = session.store.invalidate(session.store.resolve_step(rest[0], prefer=session.notebook))
+                dropped = session.local.invalidate(session.local.resolve_step(rest[0], prefer=session.notebook))
             except StepError as exc:
                 raise UsageError(f"%cellcache invalidate: {exc}") from None
             except CacheError as exc:  # a read-only or broken store: one line, no traceback
@@ -87,15 +88,16 @@ class CellcacheMagics(Magics):
             print(f"cellcache: invalidated step {rest[0]!r} ({dropped} entr{'y' if dropped == 1 else 'ies'} dropped)")
         elif command == "clear" and not rest:
             try:
-                dropped = session.store.clear()
+                dropped = session.local.clear()
             except CacheError as exc:
                 print(f"cellcache: {exc}", file=sys.stderr)
                 return None
-            print(f"cellcache: cleared the store at {session.store.root} ({dropped} entries dropped)")
+            print(f"cellcache: cleared the store at {session.local.root} ({dropped} entries dropped)")
         elif command == "gc":
             parser = argparse.ArgumentParser(prog="%cellcache gc", add_help=False, exit_on_error=False)
             parser.add_argument("--max-size", type=_size, default=None)
             parser.add_argument("--older-than", type=_duration, default=None)
+            parser.add_argument("-y", "--yes", action="store_true")
             try:
                 opts = parser.parse_args(rest)
             except (argparse.ArgumentError, SystemExit) as exc:
@@ -103,11 +105,12 @@ class CellcacheMagics(Magics):
             if opts.max_size is None and opts.older_than is None:
                 raise UsageError("usage: %cellcache gc [--max-size 5GB] [--older-than 30d] (give at least one)")
             try:
-                count, freed = session.store.gc(max_size=opts.max_size, older_than=opts.older_than)
+                _check_big_gc(session.local, opts.max_size, opts.older_than, opts.yes)
+                count, freed = session.local.gc(max_size=opts.max_size, older_than=opts.older_than)
             except CacheError as exc:
                 print(f"cellcache: {exc}", file=sys.stderr)
                 return None
-            print(f"cellcache: gc dropped {count} entries, freed {freed / 1e6:.1f} MB")
+            print(f"cellcache: gc dropped {count} entries, freed {format_size(freed)}")
         elif command == "flush" and not rest:
             pass  # done above
         elif command == "auto":
@@ -118,6 +121,17 @@ class CellcacheMagics(Magics):
         else:
             raise UsageError(f"unknown or malformed command {line.strip()!r}\n{_CELLCACHE_USAGE}")
         return None
+
+
+def _check_big_gc(store: Any, max_size: int | None, older_than: float | None, yes: bool) -> None:
+    """A notebook has no one to ask: a gc that would drop more than half of the store needs --yes."""
+    if yes or not store.exists():
+        return
+    from cellcache.report import gc_needs_confirmation
+
+    victims, total = store.gc_plan(max_size, older_than)
+    if gc_needs_confirmation(victims, total):
+        raise UsageError(f"%cellcache gc would drop {victims} of {total} entries; add --yes to go on")
 
 
 @lru_cache(maxsize=256)

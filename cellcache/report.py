@@ -13,46 +13,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 from cellcache.store.index import StepStats
+# The formatters live in cellcache.units, the bottom of the package; the names stay importable from here.
+from cellcache.units import format_age, format_rate, format_seconds, format_size  # noqa: F401
 
 if TYPE_CHECKING:  # rich costs ~40 ms to import, and only stats_table needs it
     from rich.table import Table
 
-# ---------------------------------------------------------------- formatting
-
-
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def format_age(at: float | None, now: float | None = None) -> str:
-    if at is None:
-        return "-"
-    age = (time.time() if now is None else now) - at
-    # Under a second the figure is noise (and a clock step back would make it negative).
-    return "just now" if age < 1 else format_seconds(age) + " ago"
-
-
-def format_size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
-
-
-def format_rate(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:.0%}"
+# ---------------------------------------------------------------- totals
 
 
 def totals(rows: Sequence[StepStats]) -> tuple[float | None, float, int]:
@@ -66,6 +36,23 @@ def totals_line(rows: Sequence[StepStats], location: str) -> str:
     """The line under the table: it is about the whole store, whatever the panel's filter."""
     rate, saved, size = totals(rows)
     return f"total: hit rate {format_rate(rate)}, saved {format_seconds(saved)}, store {format_size(size)} at {location}"
+
+
+def shown_location(location: str, cwd: str | None = None) -> str:
+    """The store's path as the user would type it: relative when it is inside the working folder.
+
+    ``.cellcache/`` says where the store is; ``/tmp/tmpa8x1/.cellcache`` in an executed docs page, or a
+    long home path in a saved notebook, says more about the machine than about the store.
+    """
+    import os
+
+    try:
+        relative = os.path.relpath(location, cwd or os.getcwd())
+    except ValueError:  # another drive, on Windows
+        return location
+    if relative == "." or relative.startswith(".."):
+        return location
+    return relative.replace(os.sep, "/") + "/"
 
 
 def title_line(rows: Sequence[StepStats]) -> str:
@@ -126,6 +113,7 @@ class StepErrors:
 
     count: int = 0
     last: str | None = None
+    last_run_reason: str | None = None  # the reason of the step's latest run, whatever its status
 
 
 def step_errors(store: object) -> dict[tuple[str, str], StepErrors]:
@@ -134,13 +122,12 @@ def step_errors(store: object) -> dict[tuple[str, str], StepErrors]:
     StepStats does not carry errors (yet): read them here rather than widen the hit path's bookkeeping.
     """
     try:
-        db = store.index.db  # type: ignore[attr-defined]
-        counts = db.execute("SELECT notebook, step, count(*), max(id) FROM runs WHERE status='error' GROUP BY notebook, step").fetchall()
-        found = {}
-        for notebook, step, count, last_id in counts:
-            (reason,) = db.execute("SELECT reason FROM runs WHERE id=?", (last_id,)).fetchone()
-            found[(notebook, step)] = StepErrors(count=count, last=reason)
-        return found
+        # StepStats carries the last *miss*'s reason: after a hit the panel showed the first run's
+        # "first run of this step". The latest run's own reason is what "last reason" means.
+        return {
+            step: StepErrors(count=count, last=error, last_run_reason=latest)
+            for step, (count, error, latest) in store.index.run_reasons().items()  # type: ignore[attr-defined]
+        }
     except Exception:  # noqa: BLE001 - a missing column or a locked index only loses this column
         return {}
 
@@ -148,7 +135,7 @@ def step_errors(store: object) -> dict[tuple[str, str], StepErrors]:
 def row_view(row: StepStats, now: float | None = None, errors: StepErrors | None = None) -> RowView:
     now = time.time() if now is None else now
     errors = errors or StepErrors()
-    reason = row.last_miss_reason or "-"
+    reason = errors.last_run_reason or row.last_miss_reason or "-"
     if row.last_status == "error" and errors.last:
         reason = f"error: {errors.last}"  # a failing step must not look like one that never ran
     return RowView(
@@ -183,6 +170,9 @@ def slower_hit_hint(row: StepStats) -> str | None:
 # most on top); a step never looked up has no hit rate and goes last. Ties fall
 # back to the name so the order is stable from one refresh to the next.
 SORTS: dict[str, Callable[[StepStats], float | None]] = {
+    # The notebook's own order, the order the steps run in: the default, as a reader expects.
+    # Steps whose cell is not found (renamed, or a plain IPython session) follow, by name.
+    "cell order": lambda r: None,
     "name": lambda r: None,
     "hit rate": lambda r: r.hit_rate,
     "time saved": lambda r: r.saved_seconds,
@@ -192,12 +182,16 @@ SORTS: dict[str, Callable[[StepStats], float | None]] = {
 SORT_OPTIONS: tuple[str, ...] = tuple(SORTS)
 
 
-def sort_rows(rows: Iterable[StepStats], by: str = "name") -> list[StepStats]:
+def sort_rows(rows: Iterable[StepStats], by: str = "name", order: Mapping[tuple[str, str], int] | None = None) -> list[StepStats]:
+    """``order`` maps (notebook, step) to the step's cell index, for "cell order"."""
     if by not in SORTS:
         raise ValueError(f"unknown sort {by!r}; choose one of {', '.join(SORT_OPTIONS)}")
     by_name = sorted(rows, key=lambda r: (r.name, group_key(r)))
     if by == "name":
         return by_name
+    if by == "cell order":
+        order = order or {}
+        return sorted(by_name, key=lambda r: (group_key(r), order.get((group_key(r), r.name)) is None, order.get((group_key(r), r.name), 0)))
     key = SORTS[by]
     # sorted() is stable: sorting the name-ordered list keeps name order among ties.
     return sorted(by_name, key=lambda r: (key(r) is None, -(key(r) or 0.0)))
@@ -236,8 +230,10 @@ class Selection:
         return self.matched - len(self.shown)
 
 
-def select_rows(rows: Sequence[StepStats], text: str = "", by: str = "name", limit: int | None = None) -> Selection:
-    matched = sort_rows(filter_rows(rows, text), by)
+def select_rows(
+    rows: Sequence[StepStats], text: str = "", by: str = "name", limit: int | None = None, order: Mapping[tuple[str, str], int] | None = None
+) -> Selection:
+    matched = sort_rows(filter_rows(rows, text), by, order)
     if len({group_key(r) for r in matched}) > 1:
         # Steps of one notebook stay together, in the chosen order inside each group (sorted() is stable).
         matched = sorted(matched, key=group_key)
@@ -367,10 +363,7 @@ def entry_views(store: object, step: object, now: float | None = None) -> list[E
     descriptions = [dict(m.descriptions) if m is not None else {} for m in manifests]
     apart = distinguishing(components, descriptions) if len(rows) > 1 else ["the only entry"] * len(rows)
     try:
-        hits = dict(index.db.execute(
-            "SELECT key, count(*) FROM runs WHERE notebook=? AND step=? AND status='hit' GROUP BY key",
-            (getattr(step, "notebook", ""), getattr(step, "name", step)),
-        ).fetchall())  # fmt: skip
+        hits = index.hits_by_key(step)
     except Exception:  # noqa: BLE001 - an index without run history only loses the counts
         hits = {}
     return [
@@ -442,3 +435,11 @@ def render_html(
         f'<table style="{_HTML_STYLE}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
         f"<div>{html.escape(totals_line(rows, location))}</div></div>"
     )
+
+
+# ---------------------------------------------------------------- gc plan
+
+
+def gc_needs_confirmation(victims: int, entries: int) -> bool:
+    """More than half of the store is a lot to lose to a typo: ask first (or take --yes)."""
+    return entries > 0 and victims * 2 > entries

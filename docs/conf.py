@@ -1,16 +1,13 @@
 """Sphinx configuration for cellcache's docs: MyST-NB pages, furo, reference pages generated from the code.
 
 The build is offline and self-contained: notebooks execute in temporary
-folders against a temporary cellcache store (CELLCACHE_DIR below), so a build
+folders, each with its own cellcache store inside (see below), so a build
 never reads or writes the developer's store and leaves the tree as it was.
 """
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -18,14 +15,13 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE / "_ext"))
 sys.path.insert(0, str(ROOT))  # the cellcache of this checkout, not an installed one
 
-# One store for the whole build, shared by every executed page, gone afterwards.
-# Kernels that MyST-NB starts inherit the environment, PYTHONPATH included.
-_store = tempfile.mkdtemp(prefix="cellcache-docs-")
-atexit.register(shutil.rmtree, _store, ignore_errors=True)
-os.environ["CELLCACHE_DIR"] = str(Path(_store) / "store")
+# One store per executed page: each page runs in its own temporary folder (nb_execution_in_temp),
+# which is its kernel's project root, so the default store `.cellcache/` is that page's alone and
+# goes with the folder. A page's panel and stats then show its own steps, not the whole build's,
+# and the store's path shows as `.cellcache/`. Kernels that MyST-NB starts inherit the environment.
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 os.environ.setdefault("MPLBACKEND", "Agg")
-for name in ("CELLCACHE_REMOTE", "CELLCACHE_DISABLE"):
+for name in ("CELLCACHE_DIR", "CELLCACHE_REMOTE", "CELLCACHE_DISABLE"):
     os.environ.pop(name, None)
 
 project = "cellcache"
@@ -43,6 +39,9 @@ exclude_patterns = ["_build", "jupyter_execute", "**/.ipynb_checkpoints", "img/R
 html_theme = "furo"
 html_title = "cellcache"
 html_static_path: list[str] = []
+
+# "--max-size" must stay two hyphens, never an en dash: quotes and ellipses only.
+smartquotes_action = "qe"
 
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3

@@ -239,7 +239,7 @@ def test_status_lists_two_independent_stale_branches_and_runs_no_cached_body(tmp
     reasons = {c.index: c.reason for c in status.cells}
     assert "input `seed` changed" in reasons[2] and "input `rate` changed" in reasons[3]
     assert reasons[4] == "reads value from seeded"
-    assert reasons[5] == "reads later from seeded"
+    assert reasons[5] == "reads later from later"  # issue 25: the producer of `later`, not its upstream
     assert reasons[6] in ("reads scaled from rated", "reads shown from seeded")
     cells_json = json.loads(json.dumps(batch.to_json([status])))["notebooks"][0]["cells"]
     assert [c["status"] for c in cells_json].count("would-run") == 4

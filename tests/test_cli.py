@@ -2,6 +2,8 @@
 real runs of the installed entry point for exit codes. Kernels are real."""
 from __future__ import annotations
 
+from cellcache.store.base import RunRecord, StepRef
+
 import json
 import re
 import subprocess
@@ -52,7 +54,7 @@ def put(store: LocalStore, step: str, value: object, created: float) -> Manifest
         key=key, step=step, created=created, seconds=2.0, blob=blob.digest, blob_size=blob.size, blob_loader=blob.loader, outputs=(step,)
     )
     store.commit(manifest)
-    store.record_run(step, key, "miss", 2.0, 0.0, "first run of this step")
+    store.record_run(RunRecord(step, key, "miss", 2.0, 0.0, "first run of this step"))
     return manifest
 
 
@@ -103,6 +105,11 @@ def test_every_command_has_help_and_its_whole_description_in_the_overview(cli: C
         (["gc"], "give --max-size, --older-than or both"),
         (["gc", "--max-size", "5XB"], "invalid size '5XB'"),
         (["gc", "--older-than", "soon"], "invalid duration 'soon'"),
+        # issue 25: a bare number once meant bytes or seconds, and emptied a store
+        (["gc", "--max-size", "5"], "size '5' has no unit: add one of B, KB, MB, GB or TB"),
+        (["gc", "--older-than", "5"], "duration '5' has no unit: add one of s, m, h, d or w"),
+        (["remote", "gc", "--max-size", "5"], "size '5' has no unit"),
+        (["remote", "gc", "--older-than", "30"], "duration '30' has no unit"),
         (["invalidate"], "Missing argument '[NB:]STEP'"),
     ],
 )
@@ -154,7 +161,7 @@ def filled(store: Path) -> dict[str, Manifest]:
         "bravo": put(local, "bravo", list(range(200)), now - 20),
         "charlie": put(local, "charlie", list(range(300)), now - 10),
     }
-    local.record_run("alpha", entries["alpha"].key, "hit", 0.01, 1.99, "hit")
+    local.record_run(RunRecord(StepRef("", "alpha"), entries["alpha"].key, "hit", 0.01, 1.99, "hit"))
     local.index.close()  # its run records are written behind: in, before another store reads them
     return entries
 
@@ -207,12 +214,37 @@ def test_gc_drops_the_least_recently_used_first(cli: CliRunner, filled: dict[str
     kept = cli.invoke(main, ["gc", "--max-size", "5GB", "--older-than", "30d"])
     assert kept.exit_code == 0 and "dropped 0 entries" in kept.output
     # Room for two entries: bravo, the least recently used, goes; alpha was hit last, so it stays.
-    result = cli.invoke(main, ["gc", "--max-size", str(sizes["alpha"] + sizes["charlie"])])
+    result = cli.invoke(main, ["gc", "--max-size", f"{sizes['alpha'] + sizes['charlie']}B"])
     assert result.exit_code == 0, result.output
     assert "gc dropped 1 entry" in result.output
     assert listed_steps(cli) == ["alpha", "charlie"]
-    assert "dropped 2 entries" in cli.invoke(main, ["gc", "--older-than", "0s"]).output
+    assert "dropped 2 entries" in cli.invoke(main, ["gc", "--older-than", "0s", "--yes"]).output
     assert listed_steps(cli) == []
+
+
+def test_a_gc_that_would_drop_most_of_the_store_asks_first(cli: CliRunner, filled: dict[str, Manifest], store: Path) -> None:
+    # issue 25: two of three entries is more than half: ask, and a "no" (or no terminal) keeps them all.
+    sizes = {r.step: r.size for r in LocalStore(store).index.entries()}
+    declined = cli.invoke(main, ["gc", "--max-size", f"{sizes['alpha']}B"], input="n\n")
+    assert declined.exit_code == 1, declined.output
+    assert "gc would drop 2 of 3 entries from the store at" in declined.output
+    assert listed_steps(cli) == ["alpha", "bravo", "charlie"]
+    # One of three is not: no question.
+    quiet = cli.invoke(main, ["gc", "--max-size", f"{sizes['alpha'] + sizes['charlie']}B"])
+    assert quiet.exit_code == 0 and "Go on?" not in quiet.output and "gc dropped 1 entry" in quiet.output
+    agreed = cli.invoke(main, ["gc", "--max-size", "1B"], input="y\n")
+    assert agreed.exit_code == 0 and "gc would drop 2 of 2 entries" in agreed.output and "gc dropped 2 entries" in agreed.output
+    assert listed_steps(cli) == []
+
+
+def test_a_bare_number_from_the_real_entry_point_drops_nothing(tmp_path: Path, filled: dict[str, Manifest], store: Path) -> None:
+    done = cellcache("gc", "--max-size", "5", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "size '5' has no unit" in done.stderr and "Traceback" not in done.stderr
+    # And with a unit but no terminal to answer, a gc that would empty the store stops too.
+    emptying = cellcache("gc", "--max-size", "5B", cwd=tmp_path)
+    assert emptying.returncode == 1 and "gc would drop 3 of 3 entries" in emptying.stderr
+    assert sorted(r.step for r in LocalStore(store).index.entries()) == ["alpha", "bravo", "charlie"]
 
 
 def test_verify_reports_broken_entries_and_repair_drops_them(cli: CliRunner, filled: dict[str, Manifest], store: Path) -> None:
@@ -262,7 +294,7 @@ def test_run_prints_a_table_then_status_reports_what_would_run(cli: CliRunner, t
     assert status.exit_code == 0, status.output
     assert re.search(r"│ +1 │ square +│ would run +│ .*│ input `n` changed", status.output)
     assert re.search(r"│ +2 │ plus +│ would run +│ .*│ reads sq from square", status.output)
-    assert re.search(r"│ +3 │ - +│ not run +│ .*│ reads plus from square", status.output)
+    assert re.search(r"│ +3 │ - +│ not run +│ .*│ reads plus from plus", status.output)
     assert "2 would run, 0 hits, 0 errors, 1 not run in 1 notebook" in " ".join(status.output.split())
 
 
@@ -321,3 +353,26 @@ def test_a_folder_stands_for_its_notebooks_in_name_order(tmp_path: Path) -> None
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.ipynb").write_text("{}")
     assert batch.notebooks_in([tmp_path, tmp_path / "sub" / "c.ipynb"]) == [tmp_path / "a.ipynb", tmp_path / "b.ipynb", tmp_path / "sub" / "c.ipynb"]
+
+
+@pytest.mark.kernel
+def test_status_graph_draws_the_pipeline_to_a_file(cli: CliRunner, tmp_path: Path, store: Path) -> None:
+    # issue 25: the same picture as the panel's graph view, for CI artifacts and the docs.
+    import shutil
+
+    cells = ["n = 5", "%%cached square\nsq = n * n", "%%cached plus\nplus = sq + 1", "%%cached other\nk = n + 1"]
+    nb = write_nb(tmp_path / "nb.ipynb", *cells)
+    assert cli.invoke(main, ["run", str(nb)]).exit_code == 0
+    write_nb(nb, "n = 6", *cells[1:3], "%%cached other\nk = 7")  # other no longer reads n
+    text = tmp_path / "graph.txt"
+    done = cli.invoke(main, ["status", str(nb), "--graph", str(text)])
+    assert done.exit_code == 0, done.output
+    assert f"drew the pipeline of {nb} to {text} (text)" in done.stderr
+    listed = text.read_text()
+    assert "[1] square: would re-run; reads n from cell 0" in listed
+    assert "[2] plus: would re-run; reads sq from square" in listed
+    assert "[3] other: would re-run" in listed  # its code changed
+    if shutil.which("dot"):
+        svg = tmp_path / "graph.svg"
+        assert cli.invoke(main, ["status", str(nb), "--graph", str(svg)]).exit_code == 0
+        assert svg.read_text().startswith("<svg") and "square" in svg.read_text()

@@ -100,3 +100,21 @@ def test_a_plain_ipython_anywhere_in_the_project_uses_the_project_store_and_is_i
     finally:
         shell.run_line_magic("unload_ext", "cellcache")
         InteractiveShell.clear_instance()
+
+
+@pytest.mark.parametrize("setting", ['remote_timeout = 5', 'remote_timeout = "5"'])
+def test_a_bare_number_in_a_duration_setting_is_refused(tmp_path, setting):
+    # issue 25: durations always carry a unit, in files too.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "pyproject.toml").write_text(f"[tool.cellcache]\n{setting}\n")
+    with pytest.raises(ConfigError, match=r"remote_timeout: duration '5' has no unit"):
+        resolve(tmp_path / "a", env={})
+    (tmp_path / "b" / ".git").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"CELLCACHE_REMOTE_TIMEOUT: remote_timeout: duration '2' has no unit"):
+        resolve(tmp_path / "b", env={"CELLCACHE_REMOTE_TIMEOUT": "2"})
+
+
+def test_a_duration_setting_with_a_unit(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.cellcache]\nremote_timeout = "2s"\n')
+    assert resolve(tmp_path, env={}).remote_timeout == 2.0
+    assert resolve(tmp_path, env={"CELLCACHE_REMOTE_TIMEOUT": "1m"}).remote_timeout == 60.0

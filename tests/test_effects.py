@@ -263,6 +263,21 @@ def test_ignore_hint_says_what_ignoring_costs(counted):
         run(counted, cached("y = next(g)"))
 
 
+def test_a_hit_that_leaves_out_an_ignored_output_says_so_once(shell):
+    # issue 25: following the --ignore advice, the next session's hit left `g` undefined, silently.
+    import warnings
+
+    cell = "%%cached make --ignore g\ndef gen():\n    yield 1\ng = gen()\nx = 1"
+    run(shell, cell)
+    del shell.user_ns["g"]  # a new kernel: nothing defines g before this cell
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(shell, cell)
+    said = [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
+    assert cellcache.last_run().hit and "g" not in shell.user_ns
+    assert len(said) == 1 and "step 'make' was restored without `g`" in said[0], said
+
+
 # --------------------------------------------------------------------------
 # 4. names the cell binds for itself
 
@@ -441,3 +456,74 @@ def test_a_cell_that_seeds_first_is_not_keyed_on_the_earlier_state(counted):
     run(counted, cell)
     assert hit() and runs(counted) == 1
     assert analyze("np.random.rand()\nnp.random.seed(1)").reseeded == frozenset()  # seeding after a draw is no reseed
+
+
+# --------------------------------------------------------------------------
+# 8. randomness nobody seeded is not keyed; draws by imports and library internals don't key a generator
+
+
+@pytest.mark.parametrize(
+    ("setup", "draw"),
+    [("import numpy as np", "out = float(np.random.rand())"), ("import random", "out = random.random()")],
+    ids=["numpy-legacy", "random"],
+)
+def test_an_unseeded_draw_hits_in_a_new_kernel_with_the_earlier_draw(workdir, store_dir, setup, draw):
+    cell = "%%cached unseeded\n" + draw
+    first = kernel(workdir, store_dir, setup, cell)
+    second = kernel(workdir, store_dir, setup, cell)
+    assert not first["hit"] and second["hit"] and second["out"] == first["out"]
+
+
+def test_explain_says_an_unseeded_generator_is_not_keyed(counted, capsys):
+    run(counted, "import numpy as np")
+    cell = cached("y = float(np.random.rand())").replace("%%cached step", "%%cached step --explain")
+    run(counted, cell)
+    run(counted, "np.random.rand(3)")  # the state moved: an unseeded generator is still no key component
+    run(counted, cell)
+    assert hit() and runs(counted) == 1
+    assert "numpy generator was never seeded" in capsys.readouterr().out
+
+
+def test_a_seed_in_a_plain_cell_brings_the_generator_into_the_key(counted):
+    run(counted, "import numpy as np")
+    cell = cached("y = float(np.random.rand())")
+    run(counted, "np.random.seed(1)")
+    run(counted, cell)
+    run(counted, "np.random.seed(2)")  # seeded and changed: a different draw, so a miss
+    run(counted, cell)
+    assert not hit() and runs(counted) == 2
+
+
+def test_an_unseeded_generator_keeps_its_own_state_on_a_hit(counted):
+    run(counted, "import random")
+    cell = cached("y = random.random()")
+    run(counted, cell)
+    run(counted, "random.random()")
+    run(counted, "state = random.getstate()")
+    run(counted, cell)
+    run(counted, "kept = random.getstate() == state")
+    assert hit() and counted.user_ns["kept"] is True  # not set to the stored run's end state
+
+
+def test_an_import_that_draws_does_not_key_the_cell(workdir, store_dir):
+    (workdir / "drawsonimport.py").write_text("import random\nTOKEN = random.random()\n")
+    cell = "%%cached imports\nimport drawsonimport\nout = 1"
+    first = kernel(workdir, store_dir, cell)
+    second = kernel(workdir, store_dir, cell)
+    assert not first["hit"] and second["hit"]
+    seeded = kernel(workdir, store_dir, "import random\nrandom.seed(5)", cell)
+    again = kernel(workdir, store_dir, "import random\nrandom.seed(5)", cell)
+    assert again["hit"] and seeded["out"] == again["out"] == 1
+
+
+def test_a_helper_with_its_own_generator_does_not_key_numpys_global_one(counted):
+    run(counted, "import numpy as np\nnp.random.seed(0)")
+    run(counted, "def noise(seed):\n    rng = np.random.default_rng(seed)\n    return float(rng.normal())")
+    cell = cached("y = noise(3)")
+    run(counted, cell)
+    run(counted, "np.random.rand(4)")  # the legacy global generator moves; the helper never uses it
+    run(counted, cell)
+    assert hit() and runs(counted) == 1
+    run(counted, "def noise(seed):\n    return float(np.random.normal())")  # now it does
+    run(counted, cell)
+    assert not hit()

@@ -515,3 +515,28 @@ def test_files_a_local_module_reads_at_import_are_deps_of_cells_using_it(counted
         assert [d["path"] for d in implicit] == ["params.json"]
     finally:
         sys.modules.pop("cfgmod", None)
+
+
+def test_a_new_file_beside_the_notebook_does_not_miss_a_cell_that_imports(workdir, store_dir):
+    """The import system lists every folder on sys.path to find a module: that listing is not the cell's."""
+    from tests.conftest import run_in_fresh_shell
+
+    # The folder changed just before the cell: the import system lists it again while the cell imports.
+    # invalidate_caches: the import system lists the folders on sys.path again during the cell, as it
+    # does in a kernel when the folder changed since the last import (a notebook written beside it).
+    cell = "sh.run_cell('%%cached imports\\nimport importlib\\nimportlib.invalidate_caches()\\nimport colorsys\\nx = 1').raise_error()"
+    report = "import cellcache; print('HIT' if cellcache.last_run().hit else 'MISS', cellcache.last_run().reason)"
+    first = run_in_fresh_shell(cell + "\n" + report, store_dir, workdir, prelude="import sys; sys.path.insert(0, '')")
+    (workdir / "executed.ipynb").write_text("{}")  # what a batch run or a figure leaves beside the notebook
+    second = run_in_fresh_shell(cell + "\n" + report, store_dir, workdir, prelude="import sys; sys.path.insert(0, '')")
+    assert first.splitlines()[-1].startswith("MISS") and second.splitlines()[-1].startswith("HIT"), second
+
+
+def test_a_listing_the_cell_makes_itself_is_still_a_dependency(counted, workdir):
+    (workdir / "data").mkdir()
+    (workdir / "data" / "a.csv").write_text("1")
+    cell = counting_cell("import os, json\nnames = sorted(os.listdir('data'))", "own-listing")
+    run(counted, cell)
+    (workdir / "data" / "b.csv").write_text("2")
+    run(counted, cell)
+    assert not cellcache.last_run().hit and counted.user_ns["names"] == ["a.csv", "b.csv"]

@@ -155,7 +155,7 @@ def test_sort_by_each_option():
     assert names(sort_rows(ROWS, "size")) == ["features", "load", "fit_model", "never_looked_up"]
     recent = [dataclasses.replace(r, last_run_at=NOW - i) for i, r in enumerate(ROWS)]
     assert names(sort_rows(recent, "last run")) == ["load", "features", "fit_model", "never_looked_up"]
-    assert set(SORT_OPTIONS) == {"name", "hit rate", "time saved", "size", "last run"}
+    assert set(SORT_OPTIONS) == {"cell order", "name", "hit rate", "time saved", "size", "last run"}
 
 
 def test_sort_ties_keep_name_order_and_unknown_sort_is_an_error():
@@ -223,3 +223,14 @@ def test_rich_table_has_the_same_cells():
     for cell in row_view(ROWS[1], NOW).cells():
         assert cell in out
     assert totals_line(ROWS, "/s") in out
+
+
+def test_the_store_location_is_shown_as_typed_from_the_working_folder(tmp_path):
+    # issue 25: a docs page or a saved notebook showed /tmp/tmpa8x1/.cellcache; inside the folder, say .cellcache/.
+    from cellcache.report import shown_location
+
+    assert shown_location(str(tmp_path / ".cellcache"), cwd=str(tmp_path)) == ".cellcache/"
+    assert shown_location(str(tmp_path / "a" / "store"), cwd=str(tmp_path)) == "a/store/"
+    elsewhere = str(tmp_path.parent / "other" / ".cellcache")
+    assert shown_location(elsewhere, cwd=str(tmp_path)) == elsewhere, "outside the folder: the whole path"
+    assert shown_location(str(tmp_path), cwd=str(tmp_path)) == str(tmp_path)

@@ -207,6 +207,21 @@ def test_local_module_edit_is_a_miss(counted, workdir):
         sys.modules.pop("helpers_mod", None)
 
 
+def test_a_comment_only_edit_in_a_local_module_is_a_hit(counted, workdir):
+    (workdir / "commented_mod.py").write_text("def g():\n    return 1\n")
+    sys.path.insert(0, str(workdir))
+    try:
+        cell = counting_cell("import commented_mod\ny = commented_mod.g()")
+        run(counted, cell)
+        (workdir / "commented_mod.py").write_text("# why g returns 1\n\ndef g():\n    return 1  # the answer\n")
+        sys.modules.pop("commented_mod", None)
+        run(counted, cell)
+        assert executions(counted) == 1 and cellcache.last_run().hit
+    finally:
+        sys.path.remove(str(workdir))
+        sys.modules.pop("commented_mod", None)
+
+
 def test_step_name_is_not_part_of_the_key(counted):
     run(counted, counting_cell("y = 1", "first_name"))
     run(counted, counting_cell("y = 1", "renamed"))
@@ -438,15 +453,16 @@ def test_explain_prints_the_reason(counted):
 # ---------------------------------------------------------------- bad input: clear message, nothing lost
 
 
-def test_unpicklable_output_keeps_the_value_and_stores_nothing(counted, store_dir):
+def test_unpicklable_output_keeps_the_value_and_stores_the_rest(counted, store_dir):
+    """Issue 24.4 reverses the old all-or-nothing rule: one unpicklable output no longer costs the others."""
     cell = counting_cell("import threading\ngood = 1\nlock = threading.Lock()")
-    with pytest.warns(CacheWarning, match=r"output `lock` can't be pickled.*--ignore lock"):
-        run(counted, cell)
-    assert counted.user_ns["good"] == 1 and counted.user_ns["lock"] is not None
-    assert not list((store_dir / "entries").glob("*/*/*.json"))  # all or nothing: `good` was not stored either
-    with pytest.warns(CacheWarning):
-        run(counted, cell)
-    assert executions(counted) == 2
+    run(counted, cell)
+    assert counted.user_ns["good"] == 1 and counted.user_ns["lock"] is not None  # the run's values stay
+    assert list((store_dir / "entries").glob("*/*/*.json"))  # `good` was stored
+    del counted.user_ns["good"], counted.user_ns["lock"]
+    run(counted, cell)
+    assert executions(counted) == 1 and counted.user_ns["good"] == 1 and "lock" not in counted.user_ns
+    assert "`lock`" in cellcache.last_run().reason
 
 
 def test_unfingerprintable_input_runs_uncached_with_a_warning(counted):

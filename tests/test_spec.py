@@ -5,12 +5,12 @@ import pytest
 from cellcache.cell.spec import StageSpec, parse_duration, parse_size
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), ("15", 15), ("1.5h", 5400)])
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), ("15s", 15), ("1.5h", 5400)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize(("text", "size"), [("5GB", 5 * 10**9), ("500MB", 5 * 10**8), ("2GiB", 2 * 1024**3), ("1024", 1024), ("10k", 10**4)])
+@pytest.mark.parametrize(("text", "size"), [("5GB", 5 * 10**9), ("500MB", 5 * 10**8), ("2GiB", 2 * 1024**3), ("1024B", 1024), ("10k", 10**4)])
 def test_sizes(text, size):
     assert parse_size(text) == size
 

@@ -11,8 +11,9 @@ import pytest
 from IPython.utils.capture import capture_output
 
 import cellcache
-from cellcache.report import format_rate, format_seconds, format_size, render_text, row_view
-from cellcache.store.base import StepRef
+from cellcache.cell import reasons
+from cellcache.report import format_rate, format_seconds, format_size, render_text, row_view, shown_location, step_errors
+from cellcache.store.base import RunRecord, StepRef
 from cellcache.widget import CachePanel, css_name
 from tests.conftest import run
 
@@ -88,8 +89,11 @@ def test_rows_match_the_index_after_hits_and_misses(three_steps, panels):
         assert labels["last_age"] == "just now" or labels["last_age"].endswith(" ago")
         assert labels["entries"] == str(s.entries)
         assert labels["size"] == format_size(s.size_bytes)
-        assert labels["reason"] == (s.last_miss_reason or "-")
-        assert tuple(labels.values()) == row_view(s, panel.refreshed_at).cells()
+        # issue 25: the last run's reason, not the last miss's ("first run of this step" after two hits).
+        last_run = {"load": "input `n` changed (3 → 4)", "clean": reasons.FIRST_RUN, "fit": reasons.HIT}[s.name]
+        assert labels["reason"].startswith(last_run)  # a hit may add "; restoring costs ..."
+        errors = step_errors(session_of(shell).store).get((s.notebook, s.name))
+        assert tuple(labels.values()) == row_view(s, panel.refreshed_at, errors).cells()
         assert row.invalidate_button.description == "Invalidate"
         assert repr(s.name) in row.invalidate_button.tooltip
         assert f"cellcache-row-{css_name(s.name)}" in row.box._dom_classes
@@ -331,7 +335,7 @@ def test_plain_text_repr_is_the_stats_table(three_steps, panels, monkeypatch):
 
     bundle = panel._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert bundle["text/plain"] == render_text(store.step_rows(), str(store.root), now=frozen)
+    assert bundle["text/plain"] == render_text(store.step_rows(), shown_location(str(store.root)), now=frozen, errors=step_errors(store))
     with capture_output() as out:
         run(shell, "%cellcache stats")
     assert out.stdout.rstrip("\n") == bundle["text/plain"]
@@ -474,7 +478,7 @@ def record(shell, step: str, *runs: tuple[str, float]) -> None:
     store = session_of(shell).store
     for status, seconds in runs:
         saved = 0.0 if status == "miss" else 1.0
-        store.record_run(StepRef("", step), "k" * 32, status, seconds, saved, "first run" if status == "miss" else "hit")
+        store.record_run(RunRecord(StepRef("", step), "k" * 32, status, seconds, saved, "first run" if status == "miss" else "hit"))
 
 
 def hint_lines(panel: CachePanel) -> list[str]:

@@ -106,6 +106,12 @@ class Job:
         params = self.parameters.label()
         return f"{self.path} [{params}]" if params else str(self.path)
 
+    @property
+    def title(self) -> str:
+        """The heading of this job's table: the path and every parameter given, ``nb.ipynb [lr=0.01, epochs=100]``."""
+        params = self.parameters.title()
+        return f"{self.path} {params}" if params else str(self.path)
+
 
 @dataclass(frozen=True)
 class CellResult:
@@ -166,6 +172,10 @@ class NotebookResult:
     @property
     def label(self) -> str:
         return Job(self.path, self.parameters).label
+
+    @property
+    def title(self) -> str:
+        return Job(self.path, self.parameters).title
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -482,6 +492,9 @@ def kernel_config() -> Config:
 
 
 _SHUTDOWN_POLL = 0.01  # seconds between checks that a shut-down kernel has exited (jupyter_client's: 0.1)
+# Tries to start a job's kernel. Ports are chosen before the kernel binds them, so with several kernels starting
+# at once on a loaded machine one can die with "Address already in use"; a new try picks new ports.
+KERNEL_START_TRIES = 3
 
 
 @functools.lru_cache(maxsize=1)
@@ -637,7 +650,9 @@ class _NotebookRun:
 
     def _taint(self, cell: NotebookNode, result: CellResult) -> None:
         names = cell_names(cell.source)
-        origin = self.skipped[result.index][1] if result.index in self.skipped else (result.step or f"cell {result.index}")
+        # The producer is this cell, even when it was itself skipped for reading an earlier step's
+        # output: "reads X_clean from clean", not "from generate", which never wrote X_clean.
+        origin = result.step or f"cell {result.index}"
         for name in (names.writes | names.deletes) if names is not None else ():
             self.tainted.setdefault(name, origin)
 
@@ -721,12 +736,68 @@ class _NotebookRun:
         except RuntimeError:
             pass  # the loop already finished: nothing left to stop
 
+    async def _start_kernel(self, env: dict[str, str], log: Any) -> None:
+        """Start the job's kernel and load cellcache in it, with a bounded number of tries.
+
+        Done here rather than inside nbclient's execute: a start that fails there
+        leaves its atexit cleanup registered, which prints a traceback when the
+        batch exits, and gives no second chance.
+        """
+        from jupyter_core.utils import ensure_async
+
+        client = self.client
+        for attempt in range(1, KERNEL_START_TRIES + 1):
+            if self.user_stopped:
+                raise asyncio.CancelledError
+            client.km = client.create_kernel_manager()
+            try:
+                await client.async_start_new_kernel(env=env, stdout=log, stderr=log)
+                client.kc = client.km.client()
+                await ensure_async(client.kc.start_channels())
+                await ensure_async(client.kc.wait_for_ready(timeout=client.startup_timeout))
+                client.kc.allow_stdin = False
+            except Exception as exc:  # noqa: BLE001 - the kernel died at start, a port was taken, it never answered
+                await self._discard_kernel()
+                if attempt == KERNEL_START_TRIES:
+                    raise _KernelStartFailed(f"{type(exc).__name__}: {exc} ({attempt} tries)") from exc
+                log.write(f"cellcache: kernel start {attempt} failed ({type(exc).__name__}: {exc}); trying again\n".encode())
+                log.flush()
+                await asyncio.sleep(0.2 * attempt)
+                continue
+            except BaseException:
+                await self._discard_kernel()
+                raise
+            break
+        try:
+            await self._setup(self.nb)  # nbclient's on_notebook_start, which its own start would have run
+        except BaseException:
+            await self._discard_kernel()
+            raise
+
+    async def _discard_kernel(self) -> None:
+        """Stop and forget a kernel that did not start (or whose setup failed): nothing of it outlives the job."""
+        from jupyter_core.utils import ensure_async
+
+        client = self.client
+        km, kc = client.km, client.kc
+        client.km = client.kc = None
+        try:
+            if kc is not None:
+                await ensure_async(kc.stop_channels())
+            if km is not None:
+                if await ensure_async(km.is_alive()):
+                    await ensure_async(km.shutdown_kernel(now=True))
+                await ensure_async(km.cleanup_resources())
+        except Exception:  # noqa: BLE001 - a kernel that never started may have nothing left to stop
+            pass
+
     async def _execute(self, env: dict[str, str], log: Any, log_path: Path) -> str | None:
         from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
         try:
             if self.user_stopped:
                 raise asyncio.CancelledError
+            await self._start_kernel(env, log)
             await self.client.async_execute(env=env, stdout=log, stderr=log)
             return None
         except asyncio.CancelledError:
@@ -743,6 +814,10 @@ class _NotebookRun:
             return self._interrupted("the kernel died" + _tail(log_path))
         except _SetupFailed as exc:
             return f"the kernel could not load cellcache: {exc}"
+        except _KernelStartFailed as exc:
+            if self.user_stopped:
+                return self._interrupted_by_user()
+            return f"the kernel did not start: {exc}{_tail(log_path)}"
         except Exception as exc:  # noqa: BLE001 - a kernel that can't start, a broken connection: report, don't crash the batch
             if self.user_stopped:
                 return self._interrupted_by_user()
@@ -795,8 +870,12 @@ class _SetupFailed(Exception):
     pass
 
 
+class _KernelStartFailed(Exception):
+    """Every try to start the job's kernel failed; the notebook counts as failed."""
+
+
 def _seconds(value: float) -> str:
-    from cellcache.report import format_seconds
+    from cellcache.units import format_seconds
 
     return format_seconds(value)
 
@@ -1043,14 +1122,14 @@ def _run_on_dask(jobs: Sequence[Job], options: RunOptions, listener: Listener, r
         client = Client(address, timeout=10, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise BatchError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
-    on_worker = replace(options, executor=None, jobs=1, log_output=False)
+    on_worker = replace(options, executor=None, jobs=1, log_output=False, **_absolute_dirs(options))
     try:
         executor = client.get_executor(pure=False)
         for wave in _waves(jobs):
             futures: dict[Future[NotebookResult], int] = {}
             for i in wave:
                 listener.notebook_started(jobs[i], _code_cells(jobs[i]))
-                futures[executor.submit(run_job, jobs[i], on_worker)] = i
+                futures[executor.submit(run_job, worker_job(jobs[i]), on_worker)] = i
             try:
                 pending = set(futures)
                 while pending:
@@ -1058,7 +1137,8 @@ def _run_on_dask(jobs: Sequence[Job], options: RunOptions, listener: Listener, r
                     for f in done:
                         i = futures[f]
                         try:
-                            result = f.result()
+                            # Shown with the paths as the user gave them, not the worker's absolute ones.
+                            result = replace(f.result(), path=jobs[i].path, output=jobs[i].output)
                         except Exception as exc:  # noqa: BLE001 - a lost worker is this job's failure, not the batch's
                             result = replace(_not_started(jobs[i], f"the Dask worker failed: {type(exc).__name__}: {exc}"), interrupted=False)
                         results[i] = result
@@ -1072,6 +1152,21 @@ def _run_on_dask(jobs: Sequence[Job], options: RunOptions, listener: Listener, r
     finally:
         client.close()
     return False
+
+
+def worker_job(job: Job) -> Job:
+    """The job as a Dask worker gets it: absolute paths, since the worker's working folder is its own.
+
+    A worker started outside the project read "notebooks/quickstart.ipynb" against its own folder
+    and failed. With absolute paths it needs the project at the same path (or on a shared
+    filesystem); its store is then found from the notebook's folder, as here.
+    """
+    output = Path(job.output).resolve() if job.output is not None else None
+    return replace(job, path=Path(job.path).resolve(), output=output)
+
+
+def _absolute_dirs(options: RunOptions) -> dict[str, Any]:
+    return {"store_dir": Path(options.store_dir).resolve()} if options.store_dir is not None else {}
 
 
 def _code_cells(job: Job) -> int:
@@ -1093,6 +1188,27 @@ def _store_of(jobs: Sequence[Job], options: RunOptions) -> tuple[Path | None, li
     return next(iter(stores)), [
         "the notebooks belong to different projects, with one store each: " + ", ".join(str(s) for s in stores)
     ]
+
+
+NOT_KEPT = "the executed notebooks are not kept: add --output-dir DIR (or --inplace) to keep them"
+
+
+def parameter_warnings(jobs: Sequence[Job]) -> list[str]:
+    """One line per notebook given a parameter its ``parameters`` cell does not define (papermill warns too)."""
+    warnings = []
+    seen: set[Path] = set()
+    for job in jobs:
+        if job.path in seen or not job.parameters.values:
+            continue
+        seen.add(job.path)
+        names = {name for j in jobs if j.path == job.path for name, _ in j.parameters.values}
+        unknown = _sweep.unknown_parameters(read_notebook(job.path), names)
+        if unknown:
+            warnings.append(
+                f"{job.path}: parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                "not defined in the cell tagged 'parameters'; injected anyway"
+            )
+    return warnings
 
 
 def remote_note(store: Path | None) -> str:

@@ -43,8 +43,12 @@ class Combination:
         return dict(self.values)
 
     def label(self) -> str:
-        """``lr=0.1,epochs=200``: the swept values, for tables and progress lines."""
+        """``lr=0.1,epochs=200``: the swept values, for progress lines."""
         return ",".join(f"{name}={_short(value)}" for name, value in self.values if name in self.swept)
+
+    def title(self) -> str:
+        """``[learning_rate=0.01, epochs=100]``: every value given, for the heading of a job's table."""
+        return "[" + ", ".join(f"{name}={_short(value)}" for name, value in self.values) + "]" if self.values else ""
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.values)
@@ -204,3 +208,26 @@ __all__ = [
     "output_name",
     "parse_value",
 ]
+
+
+def unknown_parameters(nb: NotebookNode, names: Iterable[str]) -> list[str]:
+    """The given names that the cell tagged ``parameters`` does not assign, as papermill warns of them.
+
+    A typo (``-p learnig_rate 0.1``) otherwise runs the notebook with its default and says nothing.
+    A notebook without a ``parameters`` cell gets no warning: there is nothing to compare with.
+    """
+    import ast
+
+    cells = [c for c in nb.cells if c.cell_type == "code" and PARAMETERS_TAG in _tags(c)]
+    if not cells:
+        return []
+    defined: set[str] = set()
+    for cell in cells:
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            return []  # a cell we cannot read: no guess
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                defined.add(node.id)
+    return sorted(set(names) - defined)

@@ -262,7 +262,7 @@ class Auto:
     def _mark(self, name: str) -> None:
         if name not in self._marked:  # once a session: `stats` only needs to know the step is auto mode's
             self._marked.add(name)
-            self.session.store.mark_auto(self.session._step(name))
+            self.session.local.mark_auto(self.session._step(name))
 
     def _digest_name(self, transformed: str) -> str:
         from cellcache.cell.key import code_digest
@@ -280,7 +280,7 @@ class Auto:
             self._loaded = notebook
             self._costs = {}
             try:
-                rows = self.session.store.step_costs(notebook)
+                rows = self.session.local.step_costs(notebook)
             except Exception:  # noqa: BLE001 - no history: every step decides at its end
                 rows = {}
             for step, (status, seconds, reason, hit_seconds, size) in rows.items():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cellcache.report import format_seconds
+from cellcache.units import format_seconds
 
 # Defaults measured by benchmarks/auto_bench.py: a hit of a small cell costs 2-4 ms (fingerprint, lookup,
 # load, replay); below 50 ms of run the cache saves at most a few dozen ms while it costs a fingerprint

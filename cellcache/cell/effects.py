@@ -58,13 +58,21 @@ class Hidden:
     descriptions: dict[str, str] = field(default_factory=dict)
     rngs: frozenset[str] = frozenset()  # generators whose state is keyed
     reseeded: frozenset[str] = frozenset()  # generators the cell seeds before any use: never keyed, still replayed
+    seeded: frozenset[str] = frozenset()  # generators the notebook seeded before this cell: only these are keyed
+    unseeded: frozenset[str] = frozenset()  # generators the cell draws from that nobody seeded: not keyed
 
 
-def observe(names: CellNames, ns: Mapping[str, Any], inputs: Mapping[str, Any], rngs: Iterable[str] = ()) -> Hidden:
+def observe(
+    names: CellNames, ns: Mapping[str, Any], inputs: Mapping[str, Any], rngs: Iterable[str] = (), seeded: Iterable[str] = ()
+) -> Hidden:
     """Key components for what the cell can observe besides its inputs' values.
 
     ``rngs``: generators to key whatever the code shows, because an earlier
     run of the same code drew from them through code the analysis can't see.
+    ``seeded``: the generators the notebook seeded. One nobody seeded starts
+    from OS entropy in every kernel: keying its state would make the cell
+    miss in every new kernel, forever, so it is left out, and a hit returns
+    the earlier draw, as a cache of an unseeded draw is expected to.
     """
     components: dict[str, str] = {}
     descriptions: dict[str, str] = {}
@@ -97,6 +105,9 @@ def observe(names: CellNames, ns: Mapping[str, Any], inputs: Mapping[str, Any], 
             rngs.add(generator)
     rngs |= _rngs_of_functions(inputs.values())
     rngs -= reseeded
+    seeded = frozenset(seeded)
+    unseeded = rngs - seeded
+    rngs &= seeded
     for generator in sorted(rngs):
         state = rng_state(generator)
         if state is not None:
@@ -106,7 +117,7 @@ def observe(names: CellNames, ns: Mapping[str, Any], inputs: Mapping[str, Any], 
     if shared:
         components["aliases"] = shared
         descriptions["aliases"] = shared
-    return Hidden(components, descriptions, frozenset(rngs), frozenset(reseeded))
+    return Hidden(components, descriptions, frozenset(rngs), frozenset(reseeded), seeded, frozenset(unseeded))
 
 
 def aliasing(values: Mapping[str, Any]) -> str:
@@ -139,6 +150,30 @@ def draws_from(value: Any) -> str | None:
     return None
 
 
+def seeds(value: Any) -> str | None:
+    """The global generator a callable seeds or sets the state of: ``np.random.seed`` -> "numpy"."""
+    mtrand = sys.modules.get("numpy.random.mtrand")
+    if mtrand is not None and any(value is getattr(mtrand, name, None) for name in ("seed", "set_state")):
+        return NUMPY
+    random = sys.modules.get("random")
+    owner = getattr(value, "__self__", None)
+    if random is not None and owner is getattr(random, "_inst", None) and getattr(value, "__name__", "") in ("seed", "setstate"):
+        return RANDOM
+    return None
+
+
+SEEDING_WORDS = ("seed", "setstate", "set_state")  # a cell without one of these seeds nothing: no analysis needed
+
+
+def seeded_by(names: CellNames, ns: Mapping[str, Any]) -> set[str]:
+    """The global generators the cell's own code seeds (or sets the state of), resolved after it ran."""
+    aliases = dict(names.aliases)
+    values = [_resolve_chain(chain, ns, aliases) for chain in names.attr_reads]
+    values += [_resolve_dotted(module) for name, module in aliases.items() if name in names.reads | names.writes]
+    values += [ns.get(name) for name in names.reads]
+    return {generator for value in values if value is not None and (generator := seeds(value)) is not None}
+
+
 def rng_state(generator: str) -> Any:
     if generator == RANDOM:
         random = sys.modules.get("random")
@@ -167,7 +202,7 @@ def _rngs_of_functions(values: Iterable[Any]) -> set[str]:
     found: set[str] = set()
     start = [v for v in values if isinstance(v, FunctionType)]
     for fn in functions_reached(start, lambda f: f.__module__ == "__main__"):
-        names, attributes = _code_names(fn.__code__)
+        names, _ = _code_names(fn.__code__)
         namespace = fn.__globals__
         for name in names:
             value = namespace.get(name)
@@ -179,11 +214,49 @@ def _rngs_of_functions(values: Iterable[Any]) -> set[str]:
             elif isinstance(value, ModuleType):
                 if value.__name__ == "random":
                     found.add(RANDOM)
-                elif value.__name__ == "numpy" and "random" in attributes:
-                    found.add(NUMPY)
-                elif value.__name__ == "numpy.random" and attributes - _NUMPY_OWN_GENERATORS:
+                elif value.__name__ in ("numpy", "numpy.random") and _uses_legacy_numpy(value.__name__, name, fn.__code__):
                     found.add(NUMPY)
     return found
+
+
+def _uses_legacy_numpy(module: str, name: str, code: CodeType) -> bool:
+    """Whether code reaches numpy's legacy global generator through the global ``name`` (numpy or numpy.random).
+
+    By the attribute chains the code loads, so `np.random.default_rng(seed).normal()` (its own generator)
+    does not count, while `np.random.normal()`, or `np.random` handed on as a value, does.
+    """
+    rest = 1 if module == "numpy" else 0  # where, after the global, the name of the numpy.random member stands
+    for chain in _code_chains(code):
+        if chain[0] != name:
+            continue
+        if module == "numpy" and (len(chain) < 2 or chain[1] != "random"):
+            continue
+        if len(chain) <= rest + 1 or chain[rest + 1] not in _NUMPY_OWN_GENERATORS:
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _code_chains(code: CodeType) -> frozenset[tuple[str, ...]]:
+    """The dotted chains a code object (and the code nested in it) loads from a global: ``np.random.normal``."""
+    chains: set[tuple[str, ...]] = set()
+    current: list[str] = []
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+            if current:
+                chains.add(tuple(current))
+            current = [instruction.argval]
+        elif instruction.opname in ("LOAD_ATTR", "LOAD_METHOD") and current:
+            current.append(instruction.argval)
+        elif current:
+            chains.add(tuple(current))
+            current = []
+    if current:
+        chains.add(tuple(current))
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            chains |= _code_chains(const)
+    return frozenset(chains)
 
 
 def functions_reached(start: Iterable[FunctionType], follows: Callable[[FunctionType], bool]) -> Iterator[FunctionType]:
@@ -291,7 +364,7 @@ class Effects:
         return {
             f"rng:{generator}": fingerprint(state).hex()
             for generator, state in self.advanced().items()
-            if generator not in self.hidden.rngs and generator not in self.hidden.reseeded
+            if generator in self.hidden.seeded and generator not in self.hidden.rngs and generator not in self.hidden.reseeded
         }
 
     def replay(self, ns: Mapping[str, Any]) -> dict[str, Any]:
@@ -318,8 +391,11 @@ class Effects:
         return replay
 
 
-def apply(replay: Mapping[str, Any] | None, ns: Mapping[str, Any]) -> None:
-    """Set on a hit what the run set beyond its outputs (after the outputs are back: they hold the modules)."""
+def apply(replay: Mapping[str, Any] | None, ns: Mapping[str, Any], seeded: Iterable[str] = (RANDOM, NUMPY)) -> None:
+    """Set on a hit what the run set beyond its outputs (after the outputs are back: they hold the modules).
+
+    Generator states only for the ``seeded`` generators: one nobody seeded keeps this kernel's own entropy.
+    """
     if not replay:
         return
     for chain, value in replay.get("attrs", ()):
@@ -336,8 +412,10 @@ def apply(replay: Mapping[str, Any] | None, ns: Mapping[str, Any]) -> None:
             os.environ.pop(variable, None)
         else:
             os.environ[variable] = value
+    seeded = frozenset(seeded)
     for generator, state in replay.get("rng", ()):
-        set_rng_state(generator, state)
+        if generator in seeded:
+            set_rng_state(generator, state)
 
 
 def reachable_globals(values: Iterable[Any], ns: Mapping[str, Any]) -> set[str]:

@@ -294,12 +294,28 @@ def import_reads(modules: Iterable[str]) -> list[str]:
     return sorted(found)
 
 
+# The import system lists every folder on sys.path (the notebook's too) to find a module, and
+# importlib.metadata lists them to find distributions: those listings are no dependency of the cell.
+_IMPORT_MACHINERY = (
+    "importlib._bootstrap", "importlib.metadata", "importlib_metadata", "pkgutil", "pkg_resources", "zipimport",
+)  # fmt: skip
+
+
+def _by_import_system() -> bool:
+    frame = sys._getframe(3)  # past _by_import_system, _listing and _audit: the code that listed
+    while frame is not None:
+        if str(frame.f_globals.get("__name__", "")).startswith(_IMPORT_MACHINERY):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _listing(recording: _Recording, event: str, args: tuple) -> None:
     if threading.get_ident() in recording.foreign:
         return
     if event in _LIST_EVENTS:
         path = args[0]
-        if isinstance(path, int):
+        if isinstance(path, int) or _by_import_system():
             return
         recording.listed.add(os.path.abspath(os.fsdecode(path if path is not None else ".")))
     elif event.startswith("pathlib"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from cellcache.units import format_seconds
+
 FIRST_RUN = "first run of this step"
 HIT = "hit: code, inputs and files unchanged"
 HIT_REMOTE = "hit (remote): code, inputs and files unchanged; fetched from the shared store, signature and content checked"
@@ -47,7 +49,7 @@ def _phrase(component: str, old: str | None, new: str | None, descriptions: tupl
         return f"aliasing among inputs changed ({old or 'none'} → {new or 'none'})"
     label = {
         "module": "module", "file": "file", "implicit": "implicit file", "input": "input",
-        "attr": "attribute", "env": "environment variable",
+        "attr": "attribute", "env": "environment variable", "state": "process state",
     }.get(kind, kind)  # fmt: skip
     shown = f"`{name}`" if kind == "input" else name
     if old is None:
@@ -103,10 +105,47 @@ def slower_hit(restore_seconds: float, run_seconds: float | None) -> str | None:
     """"restoring costs 99 ms, running 94 ms" when a hit costs more than running the cell did; else None."""
     if run_seconds is None or restore_seconds <= run_seconds:
         return None
-    from cellcache.report import format_seconds  # report sits above reasons
-
     return f"restoring costs {format_seconds(restore_seconds)}, running {format_seconds(run_seconds)}"
 
+
+
+# Why no stored entry could serve: local damage and a refused remote entry are different stories.
+BROKEN = "stored entry was broken"
+REMOTE_UNTRUSTED = "remote entry refused: its signer is not trusted"
+REMOTE_UNSIGNED = "remote entry refused: unsigned or tampered"
+REMOTE_UNUSABLE = "remote entry could not be used"
+
+
+def unusable_entry(problem: str, remote: bool) -> str:
+    """The reason of a miss whose only candidates were refused: name the real cause, not "broken"."""
+    if not remote:
+        return BROKEN
+    if "not a trusted signer" in problem:
+        return REMOTE_UNTRUSTED
+    if any(word in problem for word in ("unsigned", "malformed", "signature", "squatted", "another signer", "another key")):
+        return REMOTE_UNSIGNED
+    return REMOTE_UNUSABLE
+
+
+def ignore_hint(step: str, name: str, cause: str) -> str:
+    """The warning of a cell whose input can't be fingerprinted, with what ``--ignore`` would cost."""
+    return (
+        f"cellcache: step {step!r} ran uncached: input `{name}` can't be fingerprinted ({cause}). "
+        f"`--ignore {name}` would leave it out of the key: the cell would then never re-run when `{name}` changes. "
+        f"It also leaves it out of the stored outputs: a hit does not restore `{name}`, so in a new kernel it stays "
+        f"undefined until a plain cell defines it. Use it only for a value that does not affect the result "
+        f"and that another cell creates."
+    )
+
+
+def ignored_not_restored(step: str, names: list[str]) -> str:
+    """Said once, on a hit that leaves an ``--ignore``d name undefined, before a later cell's NameError."""
+    listed = ", ".join(f"`{n}`" for n in names)
+    return (
+        f"cellcache: step {step!r} was restored without {listed}: --ignore keeps "
+        f"{'it' if len(names) == 1 else 'them'} out of the store, so {'it is' if len(names) == 1 else 'they are'} "
+        f"not defined after this hit. Define {'it' if len(names) == 1 else 'them'} in a plain cell, or drop --ignore."
+    )
 
 @dataclass(frozen=True)
 class Reason:
@@ -150,11 +189,18 @@ CATALOGUE: tuple[Reason, ...] = (
     Reason((TTL_EXPIRED,), "the entry is older than ``--ttl``"),
     Reason((FORCED,), "``--force``, or ``cellcache run --force``"),
     Reason((INVALIDATED,), "the step was invalidated (``%cellcache invalidate``, the panel, ``cellcache invalidate``) or the store cleared"),
-    Reason(("stored entry was broken", "stored entry was unreadable"),
-           "the entry's manifest, signature or blob failed a check; one ``CacheWarning`` says which"),
+    Reason((BROKEN, "stored entry was unreadable"),
+           "the local entry's manifest, signature or blob failed a check; one ``CacheWarning`` says which"),
+    Reason((REMOTE_UNTRUSTED,),
+           "the shared remote holds an entry for the key, signed by a key not in ``trusted_signers``: it is not used"),
+    Reason((REMOTE_UNSIGNED,),
+           "the shared remote's entry is unsigned, malformed or altered after signing: it is not used"),
+    Reason((REMOTE_UNUSABLE,), "the shared remote's entry could not be fetched or checked; one ``CacheWarning`` says why"),
     Reason(("no stored entry for this key",), "the key matches nothing, yet nothing differs from the last entry (``gc`` removed it)"),
     Reason((STRATEGY_OFF, DISABLED), "the cell ran plainly (``-s off``, ``%cellcache off``, ``CELLCACHE_DISABLE=1``)"),
-    Reason(("input `gen` can't be fingerprinted",), "the cell ran uncached; the warning suggests ``--ignore gen``"),
+    Reason(("input `gen` can't be fingerprinted",),
+           "the cell ran uncached; the warning suggests ``--ignore gen``, and says that an ignored name is then neither "
+           "keyed nor stored"),
     Reason(("cheap: 3 ms", "restore would cost more: 120 ms > 40 ms"),
            "auto mode's cost rule: the cell runs plainly, unfingerprinted and unstored (``auto_min_seconds``, ``auto_hit_seconds``)"),
     Reason(("side effect: writes /tmp/results.csv", "uses the network (127.0.0.1:8080)", "side effect: starts a subprocess (ls)",

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from cellcache import config as _config
-from cellcache.cell import auto, effects, files, reasons, watch
+from cellcache.cell import auto, effects, files, identity, reasons, state, watch
 from cellcache.fingerprint import mapped
-from cellcache.cell.analysis import analyze
+from cellcache.cell.analysis import CellNames, analyze
 from cellcache.cell.capture import recording, replay, show_marker
-from cellcache.report import format_seconds
+from cellcache.units import format_seconds
 from cellcache.config import Config
 from cellcache.errors import CacheError, EntryGone, OutNotProduced, StoreError, Unfingerprintable, warn
 from cellcache.fingerprint import fingerprint
@@ -41,8 +41,8 @@ from cellcache.cell.stage import (
     module_components,
 )
 from cellcache.store import writer
-from cellcache.store.base import LOCAL, REMOTE, StepRef
-from cellcache.store.local import LocalStore
+from cellcache.store.base import LOCAL, REMOTE, RunRecord, Store, StepRef
+from cellcache.store.local import LocalStore, open_store
 from cellcache.store.manifest import FileDigest, Manifest, OutFile
 
 # IPython's own bookkeeping names: never inputs worth keying, never outputs worth restoring.
@@ -109,12 +109,15 @@ class Session:
         self.cell_id: str | None = None
         self.last: StepRun | None = None
         self.listeners: list[Callable[[StepRun], None]] = []
-        self._store: LocalStore | None = None
+        self._local: LocalStore | None = None
+        self._store: Store | None = None
         self._nested = False
         self._transformed: dict[str, str] = {}
         self._warned = False  # one CacheWarning per cell: the first problem is the one worth reading
         self.writer = writer.Writer()  # a miss's blobs are written behind the user
         self._draws: dict[str, set[str]] = {}  # step -> generators its code drew from unseen by the analysis
+        self.seeded: set[str] = set()  # global generators the notebook seeded: only their states are keyed
+        self.placeholders: dict[str, Stage] = {}  # output not stored -> the step that makes it, run again when used
         remember_loaded()  # modules imported before the extension: their source as imported
         files.watch_imports()  # and the files local modules read as they are imported, from now on
         self.mode = RunMode()  # set by `cellcache run` / `cellcache status` in the kernel they start
@@ -148,11 +151,19 @@ class Session:
         self._notebook = value
 
     @property
-    def store(self) -> LocalStore:
+    def local(self) -> LocalStore:
+        """The local store: its ledger (runs, steps, stats) and its upkeep (invalidate, clear, gc)."""
+        if self._local is None:
+            self._local = open_store(self.config)
+        return self._local
+
+    @property
+    def store(self) -> Store:
+        """Where entries are looked up and stored: the local store, or it in front of the shared remote."""
         if self._store is None:
             from cellcache.remote.commands import build_store  # the remote, if configured, sits behind the local store
 
-            self._store = build_store(self.config, LocalStore(self.config.dir, verify_local=self.config.verify_local))
+            self._store = build_store(self.config, self.local)
         return self._store
 
     def _transform(self, body: str) -> str:
@@ -166,11 +177,40 @@ class Session:
 
     def post_run_cell(self, result: Any) -> None:
         remember_loaded()  # what a cell imported, read before anyone can edit it
+        for name in [n for n in self.placeholders if n in self.shell.user_ns]:
+            del self.placeholders[name]  # bound again since: the stored step need not run for it
+        raw = getattr(getattr(result, "info", None), "raw_cell", None) or ""
+        if any(word in raw for word in effects.SEEDING_WORDS):  # only such a cell can seed: others cost nothing
+            self._note_seeds(self._transform(raw))
+
+    def _note_seeds(self, source: str, names: CellNames | None = None) -> None:
+        """Remember the generators this code seeded: from now on their states are deterministic, and keyed."""
+        try:
+            self.seeded |= effects.seeded_by(names or analyze(source), self.shell.user_ns)
+        except (SyntaxError, RecursionError, MemoryError):
+            pass  # code the analysis can't read seeds nothing it can see
 
     def pre_run_cell(self, info: Any) -> None:
         if not self._nested:
             self.cell_id = getattr(info, "cell_id", None)
             self._report_write_failures()
+            raw = getattr(info, "raw_cell", "") or ""
+            if self.placeholders and not raw.lstrip().startswith("%%cached"):
+                try:
+                    self._rebuild(analyze(self._transform(raw)).reads)
+                except (SyntaxError, RecursionError, MemoryError):
+                    pass  # the shell reports the cell's own syntax error
+
+    def _rebuild(self, reads: Iterable[str]) -> None:
+        """Run again the steps whose outputs ``reads`` names but that a hit left as placeholders."""
+        for name in sorted(set(reads) & set(self.placeholders)):
+            stage = self.placeholders.get(name)
+            if stage is None:
+                continue  # rebuilt already, by the step that made an earlier name
+            print(f"cellcache: running step {stage.name!r} again to rebuild `{name}`, which could not be stored")
+            for made in [n for n, s in self.placeholders.items() if s is stage]:
+                del self.placeholders[made]
+            self._execute(stage.body)
 
     def flush(self, push_timeout: float | None = None) -> None:
         """Wait for the entries being written behind; say now which could not be stored.
@@ -253,22 +293,22 @@ class Session:
         if spec.strategy == "off":
             return Plain(name, reasons.STRATEGY_OFF)
         ns = self.shell.user_ns
+        if self.placeholders:
+            self._rebuild(n for n in names.reads if n not in spec.ignore)
         read_names = sorted(n for n in names.reads if n in ns and n not in spec.ignore and not _SHELL_PLUMBING.match(n))
         if names.dynamic:
             self._warn_once(f"cellcache: step {name!r} ran uncached: {names.dynamic}. Spell the names it reads.")
             return Plain(name, names.dynamic)
         try:
             inputs, descriptions = component_inputs({n: ns[n] for n in read_names})
-            hidden = effects.observe(names, ns, {n: ns[n] for n in read_names}, self._draws.get(name, ()))
+            hidden = effects.observe(names, ns, {n: ns[n] for n in read_names}, self._draws.get(name, ()), self.seeded)
             descriptions.update(hidden.descriptions)
         except UnfingerprintableInput as exc:
             culprit = exc.name
-            self._warn_once(
-                f"cellcache: step {name!r} ran uncached: input `{culprit}` can't be fingerprinted ({exc.cause}). "
-                f"`--ignore {culprit}` would leave it out of the key: the cell would then never re-run when "
-                f"`{culprit}` changes, so use it only if `{culprit}` does not affect the result."
-            )
+            self._warn_once(reasons.ignore_hint(name, culprit, exc.cause))
             return Plain(name, f"input `{culprit}` can't be fingerprinted")
+        probed, probe_descriptions = state.components(state.use_of(names, transformed, ns))
+        descriptions.update(probe_descriptions)
         cwd = Path.cwd()
         # A missing dep raises DepNotFound here, before anything runs.
         dep_paths = files.expand(spec.deps, cwd) if spec.deps else []
@@ -279,7 +319,7 @@ class Session:
             inputs=inputs,
             files=file_digests,
             modules=module_components(names.imports, names.named_modules),
-            extra=hidden.components,
+            extra={**hidden.components, **probed},
         )
         stale_modules = take_stale()
         if stale_modules:
@@ -307,7 +347,7 @@ class Session:
 
     def _stat_cache(self) -> files.StatCache | None:
         try:
-            return self.store.index
+            return self.local.index
         except Exception:  # noqa: BLE001 - without an index, files are simply read each time
             return None
 
@@ -321,11 +361,13 @@ class Session:
         """
         self.writer.wait_for(stage.key.digest)  # a re-run right after its miss finds what that miss stored
         problems: list[str] = []
+        remote_only = True  # every refused candidate came from the remote: the reason names that, not "broken"
         reason: str | None = None
         try:
             for found in self.store.candidates(stage.key.digest):
                 if found.manifest is None:
                     problems.append(found.problem or "unreadable entry")
+                    remote_only = remote_only and found.source == REMOTE
                     continue
                 manifest = found.manifest
                 if stage.spec.ttl is not None and time.time() - manifest.created > stage.spec.ttl:
@@ -350,11 +392,13 @@ class Session:
                         self._warn_once(f"cellcache: step {stage.name!r}: ignored a broken entry: {problems[0]}")
                     return Hit(found, bundle)
                 problems.append(problem)
+                remote_only = remote_only and found.source == REMOTE
         except (CacheError, OSError) as exc:  # the store itself is unusable: a miss, and the store's one line
             problems.append(str(exc))
+            remote_only = False
         if problems:
             self._warn_once(f"cellcache: step {stage.name!r}: ignoring a broken entry, the cell will run: {problems[0]}")
-            return Miss(reason or "stored entry was broken")
+            return Miss(reason or reasons.unusable_entry(problems[0], remote=remote_only))
         return Miss(reason)
 
     def _load(self, manifest: Manifest) -> tuple[Bundle | None, str | None]:
@@ -367,8 +411,9 @@ class Session:
 
     def _explain_new_key(self, stage: Stage) -> str:
         try:
-            previous = self.store.last_manifest(stage.step) if self.store.exists() else None
-            invalidated_at = self.store.invalidated_at(stage.step) if self.store.exists() else None
+            exists = self.local.exists()
+            previous = self.local.last_manifest(stage.step) if exists else None
+            invalidated_at = self.local.invalidated_at(stage.step) if exists else None
         except Exception:  # noqa: BLE001 - the index is advisory; an explanation is not worth a crash
             previous, invalidated_at = None, None
         if previous is None:
@@ -390,19 +435,45 @@ class Session:
         name, manifest, bundle, source = stage.name, hit.found.manifest, hit.bundle, hit.found.source
         assert manifest is not None  # a Hit is only made from a readable manifest
         ns = self.shell.user_ns
-        ns.update(bundle.ns)
+        # A mutated input is restored in place: objects earlier cells share with it stay shared, as after a run.
+        ns.update(identity.rebind(ns, bundle.ns, (n for n in stage.inputs if n in bundle.ns)))
         mapped.remember(bundle.ns, bundle.digests)  # the next cell need not re-hash these maps
         for gone in manifest.deletes:
             ns.pop(gone, None)
-        effects.apply(bundle.record.get("effects"), ns)
+        placeholders = dict(bundle.record.get(writer.PLACEHOLDERS) or {})
+        for missing in placeholders:
+            ns.pop(missing, None)  # not the run's value: absent until a cell uses it, which runs the step again
+            self.placeholders[missing] = stage
+        self._note_seeds(stage.source, stage.names)  # a cell that seeds leaves its generator seeded, hit or run
+        effects.apply(bundle.record.get("effects"), ns, self.seeded)
+        unapplied = state.apply(bundle.record.get("state"))
+        if unapplied:
+            self._warn_once(
+                f"cellcache: step {name!r} was restored, but the process state it set could not be: {', '.join(unapplied)}. "
+                "Later cells may print or draw differently than after a run; run this step with --force to set it."
+            )
+        left_out = sorted(n for n in stage.spec.ignore if n not in ns)
+        if left_out:  # --ignore kept them out of the entry: say so before a later cell's NameError does
+            self._warn_once(reasons.ignored_not_restored(name, left_out))
         reason = reasons.HIT_REMOTE if source == REMOTE else reasons.HIT
+        if stage.hidden.unseeded and stage.spec.explain:
+            listed = ", ".join(sorted(stage.hidden.unseeded))
+            print(f"cellcache: {name}: the {listed} generator was never seeded, so it is not in the key: the earlier draw is returned")
+        # "Saved" is net everywhere (the run time skipped, minus what the hit took so far), and one
+        # figure: the marker, --explain, last_run(), the run table, stats and the panel all show it.
+        saved = max(manifest.seconds - (time.perf_counter() - stage.started), 0.0)
         if stage.spec.explain:
-            print(f"cellcache: {name}: {reason} (saved {format_seconds(manifest.seconds)})")
+            print(f"cellcache: {name}: {reason} (saved {format_seconds(saved)})")
         if self._shows_marker():
-            show_marker(self.shell, name, manifest.seconds, remote=source == REMOTE)
+            show_marker(self.shell, name, saved, remote=source == REMOTE)
         replay(self.shell, bundle.record, ns.get(manifest.result_name) if manifest.result_name else None)
+        if placeholders:
+            listed = ", ".join(f"`{n}`" for n in sorted(placeholders))
+            reason = f"{reason}; not stored, rebuilt when used: {listed}"
+            if stage.spec.explain:
+                for missing, why in sorted(placeholders.items()):
+                    print(f"cellcache: {name}: `{missing}` could not be stored ({why}); a cell that uses it runs this step again first")
         seconds = time.perf_counter() - stage.started
-        saved = max(manifest.seconds - seconds, 0.0)
         slower = reasons.slower_hit(seconds, manifest.seconds)
         if slower:  # the cache costs this step more than it saves: say so where the user looks
             reason = f"{reason}; {slower}"
@@ -469,6 +540,7 @@ class Session:
         before = {k: id(v) for k, v in ns.items()}
         fx = effects.Effects(stage.names, ns, {n: ns[n] for n in stage.inputs if n in ns}, stage.hidden)
         run_started = time.perf_counter()
+        states = state.read_all()
         seen = watch.Watch() if spec.auto else None  # auto mode: the side effects a hit would skip
         with recording(self.shell) as rec, files.OpenRecorder(exclude=[self.config.dir], watch=seen) as opened:
             result = self._execute(stage.body)
@@ -506,11 +578,15 @@ class Session:
         implicit = tuple(p for p in opened.files_read(named) if p not in declared)
         record = rec.as_record()
         record["effects"] = fx.replay(ns)
+        record["state"] = state.changes(states, state.read_all())  # what it set through calls: plt.rc, pd.set_option...
         unkeyed = fx.unkeyed_rngs()
         if unkeyed:  # drew from a global generator through code the analysis can't see: key its state from now on
             key = key.extended(unkeyed)
             self._draws.setdefault(name, set()).update(c.partition(":")[2] for c in unkeyed)
         rerun = fx.rerun_components(before, ns, values)
+        # A probe whose library the run imported keys a re-run here, as module attributes it first loaded do.
+        probed, _ = state.components(state.use_of(names, stage.source, ns))
+        rerun.update({k: v for k, v in probed.items() if k not in key.components})
         return Outcome(
             values=values,
             deletes=deletes,
@@ -593,7 +669,7 @@ class Session:
         if self.restore_only:
             return  # `cellcache status` only looks; its restores are not hits worth counting
         try:
-            self.store.record_run(self._step(name), key, status, seconds, saved, reason, source=source)
+            self.local.record_run(RunRecord(self._step(name), key, status, seconds, saved, reason, source))
         except Exception:  # noqa: BLE001 - statistics never cost a result, nor a warning
             pass
 

@@ -22,9 +22,8 @@ from cellcache import api, batch
 from cellcache import config as _config
 from cellcache.batch import sweep as _sweep
 from cellcache.errors import BatchError, CellcacheError, ConfigError, StepError
-from cellcache.report import format_age, format_seconds, format_size
-from cellcache.cell.spec import parse_duration, parse_size
-from cellcache.store.local import LocalStore
+from cellcache.units import format_age, format_seconds, format_size, parse_duration, parse_size
+from cellcache.store.local import LocalStore, open_store
 
 _STATUS_LABEL = {
     batch.HIT: "hit",
@@ -152,7 +151,9 @@ def _store_path(store_dir: Path | None) -> Path:
 
 
 def _store(store_dir: Path | None = None) -> LocalStore:
-    return LocalStore(_store_path(store_dir))
+    config = _config.resolve()
+    # Every setting the notebook's session uses (verify_local too); --dir only moves the folder.
+    return open_store(config if store_dir is None else config.with_overrides(dir=store_dir.resolve()))
 
 
 def _json_of(value: Any) -> Any:
@@ -316,6 +317,8 @@ def _execute(notebooks: Sequence[Path], options: batch.RunOptions, combinations:
         jobs = batch.plan(paths, options, combinations)
     except BatchError as exc:
         raise click.UsageError(str(exc), click.get_current_context()) from None
+    for warning in batch.parameter_warnings(jobs):
+        click.echo(f"cellcache: warning: {warning}", err=True)
     with _progress(options.log_output) as progress:
         return batch.run_batch(jobs, options, _ProgressListener(progress, options.log_output))
 
@@ -380,8 +383,9 @@ def _print_results(result: batch.BatchResult, as_json: bool, restore_only: bool)
     else:
         console = _console()
         for nb in result.notebooks:
-            # The path on a line of its own, not as the table's title: a title wraps at the table's width.
-            console.print(nb.label, style="bold", highlight=False, soft_wrap=True)
+            # The path and parameters on a line of their own, not as the table's title: a title wraps at the
+            # table's width. The parameters tell apart the tables of a sweep.
+            console.print(nb.title, style="bold", highlight=False, soft_wrap=True, markup=False)
             console.print(_cell_table(nb))
             for cell in nb.cells:
                 for warning in cell.warnings:
@@ -455,14 +459,25 @@ def run(
     pushed = True
     if push_after and not result.interrupted:
         pushed = _remote_cli.push_after_run(result.notebooks)
+    if not inplace and output_dir is None:
+        result = dataclasses.replace(result, notes=(*result.notes, batch.NOT_KEPT))
     _finish(result, kw["as_json"], restore_only=False, also_failed=not pushed)
 
 
 @main.command()
 @_notebooks_argument
 @click.option("--remote", "with_remote", is_flag=True, help="Also look in the shared remote: steps it holds are fetched, checked and count as hits.")
+@click.option(
+    "--graph",
+    "graph_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Also draw each notebook's pipeline to FILE: .svg (needs Graphviz's dot), .html, .dot, or a text list otherwise. "
+    "Several jobs write FILE's name with the notebook and parameters added.",
+)
 @_kernel_options
-def status(notebooks: tuple[Path, ...], with_remote: bool, **kw: Any) -> None:
+def status(notebooks: tuple[Path, ...], with_remote: bool, graph_file: Path | None, **kw: Any) -> None:
     """Show every cached step that would run, and why, without running any cached cell.
 
     Plain cells run (cached cells may need their values) and hits are
@@ -478,7 +493,25 @@ def status(notebooks: tuple[Path, ...], with_remote: bool, **kw: Any) -> None:
     options = _run_options(kw)
     with _remote_cli.remote_in_kernels(with_remote):
         result = _execute(notebooks, batch.status_options(options), _kernel_combinations(kw))
+    if graph_file is not None and not result.interrupted:
+        _write_graphs(result, graph_file)
     _finish(result, kw["as_json"], restore_only=True)
+
+
+def _write_graphs(result: batch.BatchResult, target: Path) -> None:
+    from cellcache import graph
+
+    many = len(result.notebooks) > 1
+    for nb in result.notebooks:
+        path = target
+        if many:
+            tag = "".join(c if c.isalnum() or c in "=.-_" else "-" for c in f"{Path(nb.path).stem}-{nb.parameters.label()}".strip("-"))
+            path = target.with_name(f"{target.stem}-{tag}{target.suffix}")
+        try:
+            kind, path = graph.write(graph.from_status(nb), path)
+        except OSError as exc:
+            raise click.ClickException(f"cannot draw the graph to {path}: {exc}") from None
+        click.echo(f"cellcache: drew the pipeline of {nb.title} to {path} ({kind})", err=True)
 
 
 # the store -----------------------------------------------------------------------
@@ -566,7 +599,7 @@ def clear(yes: bool, as_json: bool, store_dir: Path | None) -> None:
     if as_json and not yes:
         raise click.UsageError("clear --json cannot ask for confirmation: add --yes")
     if not yes:
-        count = len(store.index.entries()) if store.exists() else 0
+        count = len(store.entries()) if store.exists() else 0
         click.confirm(f"Drop {_plural(count, 'entry', 'entries')} from the store at {store.root}?", abort=True, err=True)
     dropped = store.clear()
     if as_json:
@@ -578,14 +611,33 @@ def clear(yes: bool, as_json: bool, store_dir: Path | None) -> None:
 @main.command()
 @click.option("--max-size", type=SIZE, default=None, metavar="SIZE", help="Shrink the store to SIZE (500MB, 5GB), least recently used first.")
 @click.option("--older-than", type=DURATION, default=None, metavar="AGE", help="Drop entries not used for AGE (12h, 30d).")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask, even when more than half of the entries would go.")
 @_dir_option
-def gc(max_size: int | None, older_than: float | None, store_dir: Path | None) -> None:
-    """Drop entries, least recently used first, down to --max-size or older than --older-than."""
+def gc(max_size: int | None, older_than: float | None, yes: bool, store_dir: Path | None) -> None:
+    """Drop entries, least recently used first, down to --max-size or older than --older-than.
+
+    Sizes and ages need a unit (5GB, 30d): a bare number is a usage error. A gc
+    that would drop more than half of the entries asks first, unless --yes.
+    """
     if max_size is None and older_than is None:
         raise click.UsageError("give --max-size, --older-than or both (for example: cellcache gc --max-size 5GB --older-than 30d)")
     store = _store(store_dir)
+    if not yes and store.exists():
+        _confirm_big_gc(store, max_size, older_than)
     count, freed = store.gc(max_size=max_size, older_than=older_than) if store.exists() else (0, 0)
     click.echo(f"cellcache: gc dropped {_plural(count, 'entry', 'entries')}, freed {format_size(freed)} in {store.root}")
+
+
+def _confirm_big_gc(store: LocalStore, max_size: int | None, older_than: float | None) -> None:
+    from cellcache.report import gc_needs_confirmation
+
+    victims, total = store.gc_plan(max_size, older_than)
+    if gc_needs_confirmation(victims, total):
+        click.confirm(
+            f"gc would drop {victims} of {_plural(total, 'entry', 'entries')} from the store at {store.root}. Go on?",
+            abort=True,
+            err=True,
+        )
 
 
 @main.command()

@@ -15,17 +15,16 @@ from typing import Any, Iterator, Sequence
 import click
 
 from cellcache import config as _config
-from cellcache.remote import signer_keys as _keys
 from cellcache.remote import commands as _remote
-from cellcache.report import format_seconds, format_size
+from cellcache.remote import signer_keys as _keys
+from cellcache.units import format_seconds, format_size
 from cellcache.store.base import StepRef
 
 
 def _local(cwd: Path | None = None) -> Any:
-    from cellcache.store.local import LocalStore
+    from cellcache.store.local import open_store
 
-    cfg = _config.resolve(cwd)
-    return LocalStore(cfg.dir)
+    return open_store(_config.resolve(cwd))
 
 
 def _echo_json(value: Any) -> None:
@@ -257,16 +256,63 @@ def remote_verify(repair: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
+def remote_gc_victims(config: Any, older_than: float | None, max_size: int | None) -> tuple[int, int]:
+    """(manifests ``remote.gc`` would delete, manifests there are): the same selection, without deleting.
+
+    Reads the listing (and, for --max-size, the manifests) once more: the price of asking before
+    a shared store is emptied.
+    """
+    import time
+
+    from cellcache.errors import CacheError
+    from cellcache.remote.signing import open_envelope
+
+    remote = _remote.open_remote(config)
+    if remote is None:
+        return 0, 0
+    try:
+        now = time.time()
+        manifests = sorted(remote.walk("entries"), key=lambda m: m["mtime"])
+        doomed = [m for m in manifests if older_than is not None and now - m["mtime"] > older_than]
+        if max_size is not None:
+            blobs = {b["path"].rsplit("/", 1)[-1]: b["size"] for b in remote.walk("blobs")}
+            total = sum(blobs.values())
+            for m in manifests:
+                if total <= max_size:
+                    break
+                if m not in doomed:
+                    doomed.append(m)
+                key, _signer = _remote._parse_entry_path(m["path"])
+                try:
+                    entry = open_envelope(remote.fs.cat_file(m["path"]), key=key, signer_id=None, trusted=None)
+                    total -= sum(blobs.get(b.sha256, 0) for b in entry.blobs)
+                except CacheError:
+                    pass
+        return len(doomed), len(manifests)
+    finally:
+        remote.close()
+
+
 def register(main: click.Group, size_type: click.ParamType, duration_type: click.ParamType) -> None:
     @remote_group.command(name="gc")
     @click.option("--older-than", type=duration_type, default=None, metavar="AGE", help="Delete entries pushed more than AGE ago (90d).")
     @click.option("--max-size", type=size_type, default=None, metavar="SIZE", help="Delete the oldest entries until the blobs fit in SIZE.")
+    @click.option("-y", "--yes", is_flag=True, help="Do not ask, even when more than half of the entries would go.")
     @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-    def remote_gc(older_than: float | None, max_size: int | None, as_json: bool) -> None:
-        """Delete old remote entries, then the blobs no remaining entry names. Give at least one option."""
+    def remote_gc(older_than: float | None, max_size: int | None, yes: bool, as_json: bool) -> None:
+        """Delete old remote entries, then the blobs no remaining entry names. Give at least one option.
+
+        Sizes and ages need a unit (5GB, 90d). A gc that would delete more than half of the
+        remote's entries asks first, unless --yes: everyone who shares the remote loses them.
+        """
         if older_than is None and max_size is None:
             raise click.UsageError("give --older-than, --max-size or both (for example: cellcache remote gc --older-than 90d)")
-        report = _remote.gc(_config.resolve(), older_than=older_than, max_size=max_size)
+        config = _config.resolve()
+        if not yes:
+            victims, total = remote_gc_victims(config, older_than, max_size)
+            if total and victims * 2 > total:
+                click.confirm(f"remote gc would delete {victims} of {_plural(total, 'entry', 'entries')} at {config.remote}. Go on?", abort=True, err=True)
+        report = _remote.gc(config, older_than=older_than, max_size=max_size)
         if as_json:
             _echo_json(report)
             return

@@ -18,6 +18,7 @@ from types import BuiltinFunctionType, FunctionType, ModuleType
 
 from cellcache.errors import Unfingerprintable
 # _token is re-exported: hashed streams name it cellcache.fingerprint._token.
+from cellcache.fingerprint._deep import deep
 from cellcache.fingerprint._base import DIGEST_SIZE, _atom_digest, _type_name, _unfingerprintable
 from cellcache.fingerprint._base import _token as _token
 from cellcache.fingerprint._run import _Run
@@ -40,7 +41,10 @@ def fingerprint(value: object) -> bytes:
     if atom is not None:
         return atom  # what a walk would give, without building one (the dispatch table costs more than the hash)
     try:
-        return _Run().root(value)
+        try:
+            return _Run().root(value)
+        except RecursionError:
+            return deep(lambda: _Run().root(value), value)
     except Unfingerprintable:
         raise
     except Exception as exc:  # a failure anywhere means "no key", never a guess
@@ -59,6 +63,12 @@ def fingerprints(values: list[object]) -> list[bytes | None]:
     for value in values:
         try:
             digests.append(run.root(value))
+        except RecursionError:
+            run = _Run()
+            try:
+                digests.append(deep(lambda: _Run().root(value), value))  # noqa: B023 - called at once
+            except Exception:  # noqa: BLE001
+                digests.append(None)
         except Exception:  # noqa: BLE001 - Unfingerprintable or a failure inside: no digest, never a guess
             run = _Run()  # a failed walk may leave half-made nodes behind
             digests.append(None)

@@ -380,6 +380,55 @@ atoms_exact(PyObject *module, PyObject *args)
     Py_RETURN_TRUE;
 }
 
+/* The general pickler's persistent_id (``_run._SetPickler``), called by the C pickler for every
+ * object: here, no Python frame per object. ``seen`` maps id() to a number for each mutable object
+ * met, in order; a second meeting returns ("shared", number). Exact sets and frozensets go to
+ * ``sets``, which returns their canonical token. It does exactly what the Python method does.
+ */
+static PyObject *shared_name = NULL;
+
+static PyObject *
+atoms_persistent_id(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "persistent_id(seen, sets, obj)");
+        return NULL;
+    }
+    PyObject *seen = args[0], *sets = args[1], *obj = args[2];
+    PyTypeObject *type = Py_TYPE(obj);
+    if (type == &PyDict_Type || type == &PyList_Type || type == &PySet_Type || type == &PyByteArray_Type) {
+        if (!PyDict_CheckExact(seen)) {
+            PyErr_SetString(PyExc_TypeError, "seen must be a dict");
+            return NULL;
+        }
+        PyObject *key = PyLong_FromVoidPtr(obj);
+        if (key == NULL)
+            return NULL;
+        PyObject *number = PyLong_FromSsize_t(PyDict_GET_SIZE(seen));
+        if (number == NULL) {
+            Py_DECREF(key);
+            return NULL;
+        }
+        PyObject *first = PyDict_SetDefault(seen, key, number); /* borrowed */
+        Py_DECREF(key);
+        if (first == NULL) {
+            Py_DECREF(number);
+            return NULL;
+        }
+        if (first != number) { /* met before: its number is lower than every new one */
+            Py_DECREF(number);
+            return PyTuple_Pack(2, shared_name, first);
+        }
+        Py_DECREF(number);
+        if (type == &PySet_Type)
+            return PyObject_CallOneArg(sets, obj);
+        Py_RETURN_NONE;
+    }
+    if (type == &PyFrozenSet_Type)
+        return PyObject_CallOneArg(sets, obj);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"stream", atoms_stream, METH_VARARGS,
      "stream(address, count, write) -> (seen, items) | None\n\n"
@@ -392,6 +441,9 @@ static PyMethodDef methods[] = {
      "exact(address, count) -> bool\n\n"
      "True if each of the ``count`` objects whose pointers lie at ``address`` is an exact str, bytes,\n"
      "int (any size), float, bool or None."},
+    {"persistent_id", (PyCFunction)(void (*)(void))atoms_persistent_id, METH_FASTCALL,
+     "persistent_id(seen, sets, obj) -> None | (\"shared\", number) | set token\n\n"
+     "``_run._SetPickler.persistent_id`` in C (see there)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -400,5 +452,8 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_atoms", NULL, -1, m
 PyMODINIT_FUNC
 PyInit__atoms(void)
 {
+    shared_name = PyUnicode_InternFromString("shared");
+    if (shared_name == NULL)
+        return NULL;
     return PyModule_Create(&module);
 }

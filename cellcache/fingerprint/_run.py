@@ -18,14 +18,23 @@ Routes, fastest first:
     in the notebook or in local modules placeholders: those are nodes of a
     graph, each hashed once by its code, then combined (cycles included) in
     ``_Run.resolve``;
-  * ``persistent_id`` (called for every object) replaces exact sets and
-    frozensets, which the C pickler writes in hash order and which bypass
-    ``reducer_override``, by a canonical digest.
+  * ``persistent_id`` (called for every object; in C where the optional
+    routine is built) replaces exact sets and frozensets, which the C
+    pickler writes in hash order and which bypass ``reducer_override``, by a
+    canonical digest.
+
+  Both key sharing: a mutable object met again in the stream is written as a
+  back reference to its first occurrence (``_Pickler``), so cycles end
+  there, and the pickler's own memo, which would also key the identity of
+  immutable parts, is never used. Objects without a kind of their own are
+  hashed by their reduce, made deterministic and complete (``objects``).
+  A value deeper than the stack is walked again on a deep one (``_deep``).
 """
 from __future__ import annotations
 
-import copyreg
+import functools
 import pickle
+import weakref
 import sys
 from collections.abc import Callable
 from types import MappingProxyType, ModuleType
@@ -46,10 +55,12 @@ from cellcache.fingerprint._base import (
     _unfingerprintable,
 )
 from cellcache.fingerprint.code import CodeKinds
+from cellcache.fingerprint.objects import ObjectKinds, tracked
+from cellcache.fingerprint.pointers import _atoms
 from cellcache.fingerprint.values import ValueKinds, _array_digest, _buffer_safe
 
 
-class _Run(ValueKinds, CodeKinds):
+class _Run(ValueKinds, CodeKinds, ObjectKinds):
     """The state of one ``fingerprint`` call.
 
     Functions, classes and code objects are nodes of a graph (so are sets
@@ -70,6 +81,7 @@ class _Run(ValueKinds, CodeKinds):
         self.module_memo: dict[str, tuple[str, ...]] = {}
         self.version_memo: dict[str, str | None] = {}
         self.value_memo: dict[int, tuple[object, bytes]] = {}
+        self.tracking: dict[type, bool] = {}
         self.dispatch: dict[type, Callable[[Any], Any]] = self._dispatch_table()
 
     # ---- entry points ---------------------------------------------------
@@ -107,39 +119,30 @@ class _Run(ValueKinds, CodeKinds):
         return self.pickle_digest(value)
 
     def pickle_digest(self, value: object, *, fast: bool = False) -> bytes:
-        if fast:  # lists of scalars: no sets to canonicalize, no cycles
-            return self.stream_digest(value, _Pickler, b"P", memo=False)
-        try:
-            # Without the memo a second occurrence of an object is written in
-            # full, exactly like an equal copy: the stream is of the value,
-            # not of identities (interned strings, `split()` against a
-            # literal). It is also faster. Aliasing among the inputs is keyed
-            # apart, by the runner.
-            return self.stream_digest(value, _SetPickler, b"P", memo=False)
-        except _Cyclic:
-            # Only a cycle needs the memo; its stream is tagged apart.
-            return self.stream_digest(value, _SetPickler, b"Q", memo=True)
+        # Never the pickler's memo: with it, a second occurrence of any object
+        # is written as a reference, so the stream would depend on identities
+        # that are not part of the value (interned strings, `split()` against
+        # a literal). The picklers key the identities that are (``_Pickler``).
+        if fast:  # lists of scalars: no sets to canonicalize, nothing mutable inside
+            return self.stream_digest(value, _Pickler, b"P")
+        return self.stream_digest(value, _SetPickler, b"P")
 
     def scalars_digest(self, items: list[Any]) -> tuple[bytes, bool]:
-        digest, pickler = self.stream(items, _ScalarPickler, b"P", memo=False)
+        digest, pickler = self.stream(items, _ScalarPickler, b"P")
         return digest, not pickler.hooked  # type: ignore[attr-defined]
 
-    def stream_digest(self, value: object, kind: type[_Pickler], tag: bytes, *, memo: bool) -> bytes:
-        return self.stream(value, kind, tag, memo=memo)[0]
+    def stream_digest(self, value: object, kind: type[_Pickler], tag: bytes) -> bytes:
+        return self.stream(value, kind, tag)[0]
 
-    def stream(self, value: object, kind: type[_Pickler], tag: bytes, *, memo: bool) -> tuple[bytes, _Pickler]:
+    def stream(self, value: object, kind: type[_Pickler], tag: bytes) -> tuple[bytes, _Pickler]:
         hasher = xxhash.xxh3_128(tag)
         buffers = _Buffers()
         pickler = kind(self, hasher, buffers)
-        pickler.fast = not memo
+        pickler.fast = True
         try:
             pickler.dump(value)
-        except Unfingerprintable:
-            raise
-        except ValueError as exc:
-            if not memo and str(exc).startswith("fast mode: can't pickle cyclic"):
-                raise _Cyclic from exc
-            raise _unfingerprintable(value, exc) from exc
+        except (Unfingerprintable, RecursionError):
+            raise  # RecursionError: the caller walks again where the stack is deep enough (_deep)
         except Exception as exc:
             raise _unfingerprintable(value, exc) from exc
         if buffers.hasher is None:
@@ -249,6 +252,7 @@ class _Run(ValueKinds, CodeKinds):
         self.register_code(table)
         self.register_modules(table)
         self.register_values(table)
+        self.register_objects(table)
         return table
 
     def classify(self, cls: type) -> Callable[[Any], Any]:
@@ -262,27 +266,12 @@ class _Run(ValueKinds, CodeKinds):
             handler = self.module_value_token
         elif _is_ndarray_subclass(cls):
             handler = self.ndarray_subclass_token
+        elif issubclass(cls, weakref.ref):
+            handler = self.weakref_token
         else:
             handler = self.reduce
         self.dispatch[cls] = handler
         return handler
-
-    def reduce(self, obj: object) -> object:
-        """What the pickler would do, except that a global reference gets its package version.
-
-        Objects whose ``__reduce__`` returns a name (numpy's array-function
-        dispatchers such as ``np.mean``, ufuncs, ``pd.NA``...) are otherwise
-        pickled as a bare name, and a package upgrade could change them.
-        """
-        reducer = copyreg.dispatch_table.get(type(obj))
-        reduced = reducer(obj) if reducer is not None else obj.__reduce_ex__(5)
-        if not isinstance(reduced, str):
-            return reduced
-        module = getattr(obj, "__module__", None)
-        if not isinstance(module, str):
-            return NotImplemented  # the pickler finds the module itself
-        version = self.version(module) if module != "__main__" else None
-        return _ref("global", module, reduced, version or "")
 
     # ---- sets ------------------------------------------------------------
 
@@ -329,16 +318,33 @@ def _is_ndarray_subclass(cls: type) -> bool:
     return np is not None and issubclass(cls, np.ndarray) and cls is not np.ndarray
 
 
-class _Cyclic(Exception):
-    """A value with a cycle met by a memo-less pickler."""
-
-
 class _Pickler(pickle.Pickler):
-    """The C pickler, writing into a hasher, with the run's hooks for non-builtin objects."""
+    """The C pickler, writing into a hasher, with the run's hooks for non-builtin objects.
+
+    It keys which mutable parts of the value are the same object. The first
+    time a mutable object is met it is written in full and numbered; after
+    that it is written as ``("shared", number)``. So ``[s, s]`` and ``[[1], [1]]``
+    differ (code that appends through one sees it in the other), a cycle is
+    a back reference instead of a recursion, and immutable parts (strings,
+    tuples, numbers, frozensets) are written in full every time, whatever
+    their identity. Numpy arrays that overlap in memory are keyed as views
+    of one another (``array_relation``).
+    """
 
     def __init__(self, run: _Run, hasher: Any, buffers: _Buffers) -> None:
-        super().__init__(_Sink(hasher.update), protocol=5, buffer_callback=buffers)
         self._run = run
+        # id -> number, of the mutable objects met. The value holds them, and
+        # ``_alive`` holds what reduces build (the only other place they come
+        # from), so no id is reused while the stream lasts.
+        self._seen: dict[int, int] = {}
+        self._alive: list[object] = []
+        # For each buffer owner, the byte spans of the arrays met that lie in it.
+        self._spans: dict[int, tuple[object, list[tuple[int, int, int, int]]]] = {}
+        self.hook()
+        super().__init__(_Sink(hasher.update), protocol=5, buffer_callback=buffers)
+
+    def hook(self) -> None:
+        """Set hooks the C pickler looks up when it is initialized."""
 
     def reducer_override(self, obj: object) -> object:
         run = self._run
@@ -347,7 +353,71 @@ class _Pickler(pickle.Pickler):
             handler = run.dispatch[kind]
         except KeyError:
             handler = run.classify(kind)
-        return handler(obj)
+        track = run.tracking.get(kind)
+        if track is None:
+            track = run.tracking[kind] = tracked(kind)
+        if track:
+            seen = self._seen
+            number = len(seen)
+            first = seen.setdefault(id(obj), number)
+            if first != number:
+                return _ref("shared", first)
+            if hasattr(obj, "__array_interface__") and _is_ndarray(obj):
+                reduced = self.array_relation(obj, number, handler(obj))
+                self._alive.append(reduced)
+                return reduced
+        reduced = handler(obj)
+        self._alive.append(reduced)
+        return reduced
+
+    def array_relation(self, array: Any, number: int, token: object) -> object:
+        """An array's token, with where it lies in an earlier array's memory if the two overlap.
+
+        Writing through one changes the other, so ``[a, a[:]]`` and
+        ``[a, a.copy()]`` are different values. Arrays that share a buffer
+        without overlapping (a frame's columns) are independent, and keyed so.
+        """
+        lo, hi, address = _byte_bounds(array)
+        if hi == lo:
+            return token
+        owner = array
+        while _is_ndarray(owner.base):
+            owner = owner.base
+        if owner.base is not None:
+            owner = owner.base  # bytes, a memory map, a foreign buffer
+        spans = self._spans.setdefault(id(owner), (owner, []))[1]
+        relation = next(
+            (
+                (other, address - other_address)
+                for other_lo, other_hi, other, other_address in spans
+                if lo < other_hi and other_lo < hi
+            ),
+            None,
+        )
+        spans.append((lo, hi, number, address))
+        if relation is None:
+            return token
+        return _ref("view", relation[0], relation[1], array.strides, token)
+
+
+def _is_ndarray(obj: object) -> bool:
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(obj, np.ndarray)
+
+
+def _byte_bounds(array: Any) -> tuple[int, int, int]:
+    """The lowest and one-past-highest byte address an array's elements occupy, and its data address."""
+    address = array.__array_interface__["data"][0]
+    if array.size == 0:
+        return address, address, address
+    lo = hi = address
+    for extent, stride in zip(array.shape, array.strides):
+        reach = (extent - 1) * stride
+        if reach < 0:
+            lo += reach
+        else:
+            hi += reach
+    return lo, hi + array.itemsize, address
 
 
 class _ScalarPickler(_Pickler):
@@ -367,10 +437,25 @@ class _ScalarPickler(_Pickler):
 class _SetPickler(_Pickler):
     """The general-path pickler: also canonicalizes exact sets and frozensets."""
 
-    def persistent_id(self, obj: object) -> object:
+    def hook(self) -> None:
+        if _atoms is not None and hasattr(_atoms, "persistent_id"):
+            # The same function in C: no Python frame for each object. Set on
+            # the instance before the C pickler looks persistent_id up.
+            self.persistent_id = functools.partial(_atoms.persistent_id, self._seen, self._run.set_token)
+
+    def persistent_id(self, obj: object) -> object:  # type: ignore[override]
         # Called for every object, so kept to the bare minimum (see the
-        # benchmark); set subclasses go through reducer_override.
+        # benchmark); _atoms.persistent_id does the same in C. Set
+        # subclasses and other mutable objects go through reducer_override.
         kind = type(obj)
-        if kind is set or kind is frozenset:
+        if kind is dict or kind is list or kind is set or kind is bytearray:
+            seen = self._seen
+            number = len(seen)
+            if seen.setdefault(id(obj), number) != number:
+                return ("shared", seen[id(obj)])
+            if kind is set:
+                return self._run.set_token(obj)  # type: ignore[arg-type]
+            return None
+        if kind is frozenset:
             return self._run.set_token(obj)  # type: ignore[arg-type]
         return None

@@ -215,6 +215,8 @@ def _find_spec(name: str) -> Any:
             continue
         try:
             spec = find(name, path)
+        except RecursionError:
+            raise  # the stack, not the finder: the walk is made again on a deep one (_deep)
         except Exception:  # a misbehaving finder must not break keying
             continue
         if spec is not None:
@@ -263,12 +265,17 @@ def _source_info(spec: Any) -> _SourceInfo:
     with open(path, "rb") as file:
         data = file.read()
     imports: tuple[tuple[int, str, tuple[str, ...]], ...] = ()
+    digest = xxhash.xxh3_128(data).digest()
     if path.endswith(tuple(importlib.machinery.SOURCE_SUFFIXES)):
         try:
-            imports = _parse_imports(ast.parse(data, filename=path))
-        except (SyntaxError, ValueError):
+            tree = ast.parse(data, filename=path)
+            imports = _parse_imports(tree)
+            # The code, not its formatting: a comment or a blank line changes nothing a cell computes,
+            # as for the cell's own code (key.code_digest).
+            digest = xxhash.xxh3_128(b"ast:" + ast.dump(tree, annotate_fields=False, include_attributes=False).encode()).digest()
+        except (SyntaxError, ValueError, RecursionError):
             pass  # the digest of the bytes still keys it
-    info = _SourceInfo(xxhash.xxh3_128(data).digest(), imports)
+    info = _SourceInfo(digest, imports)
     _SOURCE_CACHE[path] = (key, info)
     return info
 

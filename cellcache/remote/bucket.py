@@ -27,19 +27,24 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import xxhash
 
 from cellcache.errors import CacheError, EntryCorrupt, RemoteDenied, RemoteUnavailable, UntrustedEntry
 from cellcache.remote.signer_keys import SigningKey, fingerprint_from_id
 from cellcache.remote import signing
-from cellcache.store.manifest import Manifest
+from cellcache.store.manifest import MANIFEST_LIMIT, Manifest
 from cellcache.remote.signing import RemoteBlob, SignedEntry
 
 PREFIX = "cellcache/v1"
 FORMAT_TEXT = b"cellcache remote store, layout v1\n"
 DEFAULT_TIMEOUT = 5.0
+# The read timeout is an idle limit, reset by every byte that arrives (botocore's read_timeout, aiohttp's
+# sock_read), so it follows progress: a transfer that keeps moving never hits it, however long it takes. It is
+# longer than the connect timeout because a server that accepted the connection is alive, and a loaded one can
+# take a while to start answering; a dead remote is still found by the connect timeout, at once.
+READ_FACTOR = 3.0
 PART = 16 << 20  # ranged reads and multipart uploads move this much per request
 WORKERS = 8
 NO_NOTEBOOK = "_"  # a plain IPython session's steps, in the steps/ tree
@@ -47,6 +52,8 @@ NO_NOTEBOOK = "_"  # a plain IPython session's steps, in the steps/ tree
 
 def open_filesystem(url: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, str]:
     """The filesystem for ``url`` and the root path inside it; no listing cache, short timeouts, no retry storm.
+
+    ``timeout`` bounds connecting; reading may idle ``READ_FACTOR`` times as long between two bytes.
 
     A fresh instance each time (skip_instance_cache): fsspec's shared
     instances would carry another caller's listings and settings.
@@ -58,11 +65,11 @@ def open_filesystem(url: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, st
     if protocol in ("s3", "s3a"):
         options["config_kwargs"] = {
             "connect_timeout": timeout,
-            "read_timeout": timeout,
+            "read_timeout": timeout * READ_FACTOR,
             "retries": {"total_max_attempts": 1, "mode": "standard"},
         }
     elif protocol in ("gs", "gcs"):
-        options["requests_timeout"] = timeout
+        options["requests_timeout"] = timeout * READ_FACTOR  # gcsfs has one timeout for both
         options["retries"] = 1
     if protocol in ("file", "local", "memory"):
         options.pop("use_listings_cache")
@@ -180,9 +187,12 @@ class RemoteStore:
 
     # reading -------------------------------------------------------------
 
-    def _cat(self, path: str) -> bytes | None:
-        """An object's bytes, or None if there is none (a 404 is a miss, not a fault)."""
+    def _cat(self, path: str, limit: int | None = None) -> bytes | None:
+        """An object's bytes (with ``limit``, at most one more than that), or None if there is none (a 404 is a miss)."""
         try:
+            if limit is not None:
+                # One ranged GET: an oversized manifest costs limit + 1 bytes, and is then refused as too large.
+                return self.fs.cat_file(path, start=0, end=limit + 1)
             return self._cat_whole(path)
         except FileNotFoundError:
             return None
@@ -204,7 +214,7 @@ class RemoteStore:
         if self.verify == "off":
             return self._fetch_unverified(key)
         trusted = frozenset(self.trusted_ids)
-        raws = self._cat_many([self.entry_path(key, s) for s in self.trusted_ids])
+        raws = self._cat_many([self.entry_path(key, s) for s in self.trusted_ids], limit=MANIFEST_LIMIT)
         entries, problems = [], []
         for signer, raw in zip(self.trusted_ids, raws):
             if raw is None:
@@ -225,7 +235,7 @@ class RemoteStore:
     def _fetch_unverified(self, key: str) -> Fetched:
         entries, problems = [], []
         names = self._ls_names(self.entry_dir(key))
-        for name, raw in zip(names, self._cat_many([f"{self.entry_dir(key)}/{n}" for n in names])):
+        for name, raw in zip(names, self._cat_many([f"{self.entry_dir(key)}/{n}" for n in names], limit=MANIFEST_LIMIT)):
             if raw is None:
                 continue
             try:
@@ -235,10 +245,10 @@ class RemoteStore:
         entries.sort(key=lambda e: e.pushed, reverse=True)
         return Fetched(tuple(entries), tuple(problems))
 
-    def _cat_many(self, paths: list[str]) -> list[bytes | None]:
+    def _cat_many(self, paths: list[str], limit: int | None = None) -> list[bytes | None]:
         if len(paths) <= 1:
-            return [self._cat(p) for p in paths]
-        return [f.result() for f in [self.pool.submit(self._cat, p) for p in paths]]
+            return [self._cat(p, limit) for p in paths]
+        return [f.result() for f in [self.pool.submit(self._cat, p, limit) for p in paths]]
 
     def _cat_whole(self, path: str) -> bytes:
         # One GET on S3: s3fs's default first asks for the size, and a 404 there lists the prefix.
@@ -260,7 +270,7 @@ class RemoteStore:
             raise translate(exc, f"cannot list {path}") from exc
         return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in listed)
 
-    def download(self, entry: SignedEntry, blob_path: Callable[[str], Path]) -> None:
+    def download(self, entry: SignedEntry, blob_path: Callable[[str], Path], temp_name: Callable[[str], str] | None = None) -> None:
         """Fetch every blob the entry needs that is not local yet, concurrently, checked before it lands.
 
         Each blob goes to a temporary file beside its local place; it is moved
@@ -269,19 +279,28 @@ class RemoteStore:
         local store.
         """
         todo = [b for b in entry.blobs if not blob_path(b.local).exists()]
-        if len(todo) == 1:
-            self._download_blob(todo[0], blob_path(todo[0].local))
-            return
-        futures = [self.pool.submit(self._download_blob, b, blob_path(b.local)) for b in todo]
-        errors = [f.exception() for f in futures]
-        for error in errors:
-            if error is not None:
-                raise error
+        try:
+            if len(todo) == 1:
+                self._download_blob(todo[0], blob_path(todo[0].local), temp_name)
+                return
+            futures = [self.pool.submit(self._download_blob, b, blob_path(b.local), temp_name) for b in todo]
+            errors = [f.exception() for f in futures]
+            for error in errors:
+                if error is not None:
+                    raise error
+        except _BadRemoteBlob as exc:
+            # Say which object is bad and who can mend it: a bad blob keeps every reader out until it is replaced.
+            raise EntryCorrupt(
+                f"{exc}. Delete {self.url.rstrip('/')}/{PREFIX}/blobs/sha256/{exc.sha256[:2]}/{exc.sha256} from the remote "
+                f"(anyone with write access), or ask the signer {entry.signer} to run `cellcache push`, which replaces it; "
+                "`cellcache remote verify --repair` removes it too"
+            ) from None
 
-    def _download_blob(self, blob: RemoteBlob, target: Path) -> None:
+    def _download_blob(self, blob: RemoteBlob, target: Path, temp_name: Callable[[str], str] | None = None) -> None:
         path = self.blob_path(blob.sha256)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.part"
+        # Named after its writer where the local store can say who that is: a kill -9 mid-fetch is then reclaimed at once.
+        tmp = target.parent / ("." + temp_name(".part") if temp_name else f".{target.name}.{uuid.uuid4().hex[:8]}.part")
         sha, xxh = hashlib.sha256(), xxhash.xxh3_128()
         written = 0
         try:
@@ -292,11 +311,11 @@ class RemoteStore:
                     out.write(chunk)
                     written += len(chunk)
             if written != blob.size:
-                raise EntryCorrupt(f"remote blob {blob.sha256[:12]} has {written} bytes, the signed manifest says {blob.size}")
+                raise _BadRemoteBlob(blob.sha256, f"remote blob {blob.sha256[:12]} has {written} bytes, the signed manifest says {blob.size}")
             if sha.hexdigest() != blob.sha256:
-                raise EntryCorrupt(f"remote blob {blob.sha256[:12]} does not match its signed SHA-256 (tampered or damaged)")
+                raise _BadRemoteBlob(blob.sha256, f"remote blob {blob.sha256[:12]} does not match its signed SHA-256 (tampered or damaged)")
             if xxh.hexdigest() != blob.local:
-                raise EntryCorrupt(f"remote blob {blob.sha256[:12]} does not match its local address")
+                raise _BadRemoteBlob(blob.sha256, f"remote blob {blob.sha256[:12]} does not match its local address")
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
@@ -346,7 +365,7 @@ class RemoteStore:
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, f"cannot check {path}") from exc
 
-    def write_once(self, path: str, source: Path | bytes, check: bool = True) -> bool:
+    def write_once(self, path: str, source: Path | bytes | BinaryIO, check: bool = True) -> bool:
         """Create the object at ``path`` unless it exists; True if this call created it.
 
         The object appears whole or not at all: a conditional create
@@ -367,50 +386,44 @@ class RemoteStore:
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, f"cannot write {path}") from exc
 
-    def _write_local(self, path: str, source: Path | bytes) -> bool:
+    def _write_local(self, path: str, source: Path | bytes | BinaryIO) -> bool:
         final = Path(self.fs._strip_protocol(path))
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
         try:
             with open(tmp, "wb") as out:
-                if isinstance(source, bytes):
-                    out.write(source)
-                else:
-                    with open(source, "rb") as f:
-                        while block := f.read(PART):
-                            out.write(block)
+                for block in _blocks(source):
+                    out.write(block)
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
         return True
 
-    def _write_object(self, path: str, source: Path | bytes) -> bool:
+    def _write_object(self, path: str, source: Path | bytes | BinaryIO, create: bool = True) -> bool:
         s3 = self.s3
-        size = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
+        size = _size(source)
         if s3 and size <= PART:
             # One conditional PUT (If-None-Match: *): a staged file would cost a multipart upload's three requests.
-            data = source if isinstance(source, bytes) else Path(source).read_bytes()
+            data = b"".join(_blocks(source))
             try:
-                self.fs.pipe_file(path, data, mode="create")
+                if create:
+                    self.fs.pipe_file(path, data, mode="create")
+                else:
+                    self.fs.pipe_file(path, data)  # one whole PUT replaces the object atomically
             except Exception as exc:  # noqa: BLE001
-                if _is_precondition_failed(exc):
+                if create and _is_precondition_failed(exc):
                     return False
                 raise
             return True
-        mode = "xb" if s3 else "wb"
+        mode = "xb" if s3 and create else "wb"
         f = self.fs.open(path, mode, autocommit=False, block_size=PART) if s3 or _supports_transactions(self.fs) else None
         if f is None:
             # No transactions here (memory://): one whole put is all-or-nothing already.
-            data = source if isinstance(source, bytes) else Path(source).read_bytes()
-            self.fs.pipe_file(path, data)
+            self.fs.pipe_file(path, b"".join(_blocks(source)))
             return True
         try:
-            if isinstance(source, bytes):
-                f.write(source)
-            else:
-                with open(source, "rb") as src:
-                    while block := src.read(PART):
-                        f.write(block)
+            for block in _blocks(source):
+                f.write(block)
             f.close()  # uploads the last part; with autocommit=False nothing is visible until commit()
             f.commit()
         except BaseException as exc:
@@ -436,13 +449,16 @@ class RemoteStore:
             raise UntrustedEntry("this machine has no signing key; only signers push (see `cellcache keys generate`)")
         me = self.signing_key.public.id
         target = self.entry_path(manifest.key, me)
+        wanted = list(dict.fromkeys([manifest.blob, *(o.blob for o in manifest.outs)]))
         if self.exists(target):
             if self._is_mine(target, manifest.key, me):
+                # Already pushed; but a blob squatted since (garbage under its address) would keep every reader
+                # out, and this signer owns the entry: check its blobs, and replace a bad one.
+                list(self.pool.map(lambda d: self._push_blob(d, local_blob(d)), wanted))
                 return False
             # Someone with write access planted an object under our name (a squat): readers refuse it,
             # and it must not keep our real entry out, so it is the one object we replace.
             self.remove(target)
-        wanted = list(dict.fromkeys([manifest.blob, *(o.blob for o in manifest.outs)]))
         blobs = list(self.pool.map(lambda d: self._push_blob(d, local_blob(d)), wanted))
         body = signing.sign(manifest, tuple(blobs), self.signing_key, pushed=time.time())
         created = self.write_once(target, body, check=False)  # checked above
@@ -450,7 +466,7 @@ class RemoteStore:
         return created
 
     def _is_mine(self, path: str, key: str, me: str) -> bool:
-        raw = self._cat(path)
+        raw = self._cat(path, MANIFEST_LIMIT)
         if raw is None:
             return False
         try:
@@ -460,19 +476,57 @@ class RemoteStore:
         return True
 
     def _push_blob(self, local: str, path: Path) -> RemoteBlob:
+        from cellcache.store.atomic import NotRegularFile, open_regular
+
         sha = hashlib.sha256()
         try:
-            with open(path, "rb") as f:
-                while block := f.read(PART):
-                    sha.update(block)
-            size = path.stat().st_size
+            # One descriptor for the hash and the upload: the bytes sent are the bytes hashed.
+            fd, st = open_regular(path)
         except FileNotFoundError:
             raise EntryCorrupt(f"local blob {local} is missing; the entry cannot be pushed") from None
-        blob = RemoteBlob(local=local, sha256=sha.hexdigest(), size=size)
-        # A small blob skips the existence check: the conditional create keeps the first copy, and
-        # content-addressed bytes are the same either way. A big one is checked so it is sent once.
-        self.write_once(self.blob_path(blob.sha256), path, check=size > PART)
+        except NotRegularFile as exc:
+            raise EntryCorrupt(f"local blob {local} is {exc.what}; the entry cannot be pushed") from None
+        with os.fdopen(fd, "rb") as f:
+            while block := f.read(PART):
+                sha.update(block)
+            blob = RemoteBlob(local=local, sha256=sha.hexdigest(), size=st.st_size)
+            remote_path = self.blob_path(blob.sha256)
+            # A small blob skips the existence check: the conditional create keeps the first copy. A big
+            # one is checked so it is sent once.
+            f.seek(0)
+            if self.write_once(remote_path, f, check=blob.size > PART):
+                return blob
+            # It was there already. Content addressing says nothing about who wrote it: a bucket writer can
+            # put garbage under a valid address. Hash it; if it is not these bytes, this signer replaces it.
+            if self._remote_blob_problem(blob) is not None:
+                f.seek(0)
+                self.overwrite(remote_path, f)
         return blob
+
+    def _remote_blob_problem(self, blob: RemoteBlob) -> str | None:
+        """Why the remote copy of ``blob`` is not its bytes, or None if it is."""
+        sha, size = hashlib.sha256(), 0
+        try:
+            for chunk in self._read_parts(self.blob_path(blob.sha256), blob.size):
+                sha.update(chunk)
+                size += len(chunk)
+        except EntryCorrupt as exc:
+            return str(exc)
+        if size != blob.size or sha.hexdigest() != blob.sha256:
+            return f"blob {blob.sha256[:12]} does not match its signed SHA-256 or size"
+        return None
+
+    def overwrite(self, path: str, source: Path | bytes | BinaryIO) -> None:
+        """Replace the object at ``path`` whole (a bad blob, by the signer of an entry naming it)."""
+        try:
+            if self.local_path:
+                self._write_local(path, source)
+            else:
+                self._write_object(path, source, create=False)
+        except CacheError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc, f"cannot replace {path}") from exc
 
     # listing (commands only, never the hit path) -------------------------
 
@@ -511,6 +565,34 @@ class RemoteStore:
             pass
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, f"cannot delete {path}") from exc
+
+
+class _BadRemoteBlob(EntryCorrupt):
+    """A fetched blob that is not what the signed manifest says; ``download`` adds what to do about it."""
+
+    def __init__(self, sha256: str, message: str) -> None:
+        super().__init__(message)
+        self.sha256 = sha256
+
+
+def _blocks(source: Path | bytes | BinaryIO) -> Iterator[bytes]:
+    if isinstance(source, bytes):
+        yield source
+        return
+    if isinstance(source, Path):
+        with open(source, "rb") as f:
+            yield from _blocks(f)
+        return
+    while block := source.read(PART):
+        yield block
+
+
+def _size(source: Path | bytes | BinaryIO) -> int:
+    if isinstance(source, bytes):
+        return len(source)
+    if isinstance(source, Path):
+        return source.stat().st_size
+    return os.fstat(source.fileno()).st_size - source.tell()
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:

@@ -83,7 +83,7 @@ def _local_manifests(local: Any) -> list[Manifest]:
     if not local.exists():
         return []
     seen: dict[tuple[str, str, float], Manifest] = {}
-    for key in dict.fromkeys(r.key for r in local.index.entries()):
+    for key in dict.fromkeys(r.key for r in local.entries()):
         for found in local.candidates(key):
             if found.manifest is not None:
                 m = found.manifest
@@ -193,7 +193,7 @@ def pull(config: Config, local: Any, notebook: str | None = None, step: str | No
                 if any(f.manifest is not None for f in local.candidates(key)):
                     already += 1
                 else:
-                    remote.download(entry, local.blob_path)
+                    remote.download(entry, getattr(local, "incoming", local.blob_path), getattr(local, "temp_name", None))
                     local.commit(entry.manifest)
                     pulled.append(label)
                 done = True

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 from cellcache.errors import EntryCorrupt, UntrustedEntry
 from cellcache.remote.signer_keys import PublicKey, SigningKey
-from cellcache.store.manifest import Manifest
+from cellcache.store.manifest import MANIFEST_LIMIT, Manifest
 
 DOMAIN = b"cellcache remote manifest v1\x00"
 ENVELOPE_VERSION = 1
@@ -83,6 +83,9 @@ def open_envelope(raw: bytes, *, key: str, signer_id: str | None, trusted: froze
     the trusted signer ids, or None to skip the signature (``verify = "off"``).
     Raises UntrustedEntry (unsigned, untrusted, bad signature) or EntryCorrupt (malformed).
     """
+    if len(raw) > MANIFEST_LIMIT:
+        # Read only this far (plus a byte): a truncated envelope would be reported as unsigned or malformed instead.
+        raise EntryCorrupt(f"remote manifest for key {key[:12]} is over the limit of {MANIFEST_LIMIT >> 20} MiB; it is not read")
     try:
         envelope = json.loads(raw)
         body_text = envelope["body"]

@@ -21,7 +21,7 @@ import threading
 from typing import Any, Callable, Iterator
 
 from cellcache.errors import CacheError, RefusedRemoteEntry, RemoteDenied, RemoteUnavailable, warn
-from cellcache.store.base import LOCAL, REMOTE, Found, Store, StepRef
+from cellcache.store.base import REMOTE, Found, Store
 from cellcache.store.manifest import Manifest, OutFile
 from cellcache.remote.bucket import RemoteStore
 from cellcache.remote.signing import SignedEntry
@@ -129,22 +129,24 @@ class TieredStore(Store):
             else None
         )
 
-    def __getattr__(self, name: str) -> Any:
-        # The index, gc, verify, stat cache and the rest are the local store's business.
-        if name in ("local", "remote"):
-            raise AttributeError(name)
-        return getattr(self.local, name)
-
-    # The two the runner asks on every hit, spelled out: __getattr__'s failed lookup first costs microseconds.
-    @property
-    def index(self) -> Any:
-        return self.local.index  # type: ignore[attr-defined]
+    # The ledger, gc, verify and the stat cache are the local store's own: callers ask it, not this.
 
     def exists(self) -> bool:
-        return self.local.exists()  # type: ignore[attr-defined]
+        return self.local.exists()
+
+    def writing(self) -> Any:
+        return self.local.writing()
+
+    def drop_entry(self, key: str, variant: str) -> int:
+        return self.local.drop_entry(key, variant)
 
     def _blob_path(self, digest: str) -> Any:
         return self.local.blob_path(digest)  # type: ignore[attr-defined]
+
+    def _incoming(self, digest: str) -> Any:
+        # Claimed before it lands: a local gc never takes a fetched blob for a dead writer's before its commit.
+        incoming = getattr(self.local, "incoming", None)
+        return incoming(digest) if incoming is not None else self._blob_path(digest)
 
     @staticmethod
     def _id(manifest: Manifest) -> tuple[str, str, float]:
@@ -175,7 +177,7 @@ class TieredStore(Store):
         if entry is None:
             return
         try:
-            self.remote.download(entry, self._blob_path)
+            self.remote.download(entry, self._incoming, getattr(self.local, "temp_name", None))
         except (RemoteUnavailable, RemoteDenied) as exc:
             self.health.fail(exc)
             raise
@@ -207,25 +209,3 @@ class TieredStore(Store):
         self.local.commit(manifest)
         if self.pusher is not None:
             self.pusher.submit(manifest)
-
-    # bookkeeping ------------------------------------------------------------
-
-    def record_run(
-        self, step: StepRef, key: str | None, status: str, seconds: float, saved: float, reason: str, source: str = LOCAL
-    ) -> None:
-        self.local.record_run(step, key, status, seconds, saved, reason, source=source)
-
-    def step_rows(self) -> list[Any]:
-        return self.local.step_rows()
-
-    def last_manifest(self, step: StepRef) -> Manifest | None:
-        return self.local.last_manifest(step)
-
-    def invalidated_at(self, step: StepRef) -> float | None:
-        return self.local.invalidated_at(step)
-
-    def invalidate(self, step: StepRef) -> int:
-        return self.local.invalidate(step)
-
-    def clear(self) -> int:
-        return self.local.clear()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import functools
 import importlib
+import inspect
 import io
 import marshal
 import os
@@ -24,6 +25,9 @@ from cellcache.fingerprint.mapped import MAP_THRESHOLD, PAGE
 from cellcache.store.reducers import (
     RENAMED,
     BufferReader,
+    ClosedFile,
+    closed_file,
+    exhausted_generator,
     Unpickler,
     by_reference,
     cached_property_of,
@@ -126,6 +130,11 @@ class BundlePickler(NumpyPickler):
         kind = type(obj)
         if kind is types.ModuleType:
             return importlib.import_module, (obj.__name__,)
+        if isinstance(obj, io.IOBase) and obj.closed and kind is not ClosedFile:
+            # `with open(p) as fh:` leaves a closed file in nearly every notebook: it comes back closed.
+            return closed_file, (_plain_or_none(getattr(obj, "name", None)), _plain_or_none(getattr(obj, "mode", None)), kind.__name__)
+        if kind is types.GeneratorType and inspect.getgeneratorstate(obj) == inspect.GEN_CLOSED:
+            return exhausted_generator, ()
         if kind is types.FunctionType and defined_in_notebook(obj):
             closure = tuple(c.cell_contents for c in obj.__closure__ or ())
             return by_reference(
@@ -144,6 +153,10 @@ class BundlePickler(NumpyPickler):
         if isinstance(obj, type) and defined_in_notebook(obj):
             return by_reference(obj, cloudpickle.loads, (_class_by_value(obj),))
         return NotImplemented
+
+
+def _plain_or_none(value: Any) -> Any:
+    return value if isinstance(value, (str, bytes, int)) else None
 
 
 def _class_by_value(cls: type) -> bytes:

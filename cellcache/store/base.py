@@ -12,6 +12,7 @@ the bookkeeping (runs, stats, explanations, invalidation) is per step.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -53,8 +54,21 @@ class Found:
     problem: str | None = None
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of a step, as the ledger counts it: hit, miss, error; its time, the time saved, and why."""
+
+    step: StepRef
+    key: str | None
+    status: str
+    seconds: float
+    saved: float
+    reason: str
+    source: str = LOCAL  # LOCAL or REMOTE: where a hit's entry came from
+
+
 class Store(ABC):
-    """What the runner needs from a place that holds entries."""
+    """Where entries live: what the runner needs to look an entry up, load it, and store one (storage only)."""
 
     root: Path  # the local folder behind this store (the tiered store's is its local tier's)
 
@@ -79,6 +93,10 @@ class Store(ABC):
     def restore_file(self, out: OutFile, target: Path, cache: Any = None) -> bool:
         """Write an ``--outs`` file back where it is missing or differs; return whether it was written."""
 
+    @abstractmethod
+    def exists(self) -> bool:
+        """Whether the store holds anything yet (a store is made by its first write, never by a read)."""
+
     # writing ----------------------------------------------------------------
 
     @abstractmethod
@@ -93,17 +111,28 @@ class Store(ABC):
     def commit(self, manifest: Manifest) -> None:
         """Publish an entry whose blobs are complete. The manifest is the commit point."""
 
-    # bookkeeping ------------------------------------------------------------
+    @abstractmethod
+    def drop_entry(self, key: str, variant: str) -> int:
+        """Drop one entry, under the lock every removal takes; return bytes freed."""
+
+    def writing(self) -> AbstractContextManager[Any]:
+        """Held from a blob's put through its commit, so no sweep removes the blob in between."""
+        return nullcontext()
+
+
+class Ledger(ABC):
+    """The bookkeeping beside the entries (the SQLite index): runs, steps, stats, explanations.
+
+    A cache of the manifests, never their truth: it can always be rebuilt from them.
+    """
 
     @abstractmethod
-    def record_run(
-        self, step: StepRef, key: str | None, status: str, seconds: float, saved: float, reason: str, source: str = LOCAL
-    ) -> None:
+    def record_run(self, run: RunRecord) -> None:
         """Count one run of a step. Never blocks a hit behind another writer."""
 
     @abstractmethod
     def step_rows(self) -> list[StepStats]:
-        ...
+        """One row per step: runs, hits, time saved, entries and bytes, the last reason."""
 
     @abstractmethod
     def last_manifest(self, step: StepRef) -> Manifest | None:
@@ -111,12 +140,4 @@ class Store(ABC):
 
     @abstractmethod
     def invalidated_at(self, step: StepRef) -> float | None:
-        ...
-
-    @abstractmethod
-    def invalidate(self, step: StepRef) -> int:
-        """Drop every entry of one step; return how many."""
-
-    @abstractmethod
-    def clear(self) -> int:
-        ...
+        """When the step was last invalidated, if it was."""

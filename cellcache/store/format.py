@@ -164,7 +164,13 @@ def can_map(path: Path, device: int) -> bool:
 
 
 def load(
-    path: Path, loader: str = JOBLIB, digest: str | None = None, verify: bool = True, mapped: bool = True, chunks: tuple[str, ...] = ()
+    path: Path,
+    loader: str = JOBLIB,
+    digest: str | None = None,
+    verify: bool = True,
+    mapped: bool = True,
+    chunks: tuple[str, ...] = (),
+    size: int | None = None,
 ) -> Any:
     """Load a blob written by ``dump``, checking its bytes against ``digest`` (or its ``chunks``) first.
 
@@ -174,16 +180,23 @@ def load(
     Large blobs on a local filesystem are mapped copy-on-write (``mapped``);
     elsewhere they are read.
     """
+    from cellcache.store.atomic import NotRegularFile, open_regular
+
     expected = digest if digest is not None else path.name
+    expected_size = size
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
+        # Opened once, no link followed; the size is checked through this descriptor, and the bytes read through it.
+        fd, info = open_regular(path)
+    except (FileNotFoundError, NotADirectoryError):
         raise
+    except NotRegularFile as exc:
+        raise EntryCorrupt(f"blob {path.name} is {exc.what}; links and special files planted in the store are not followed") from exc
     except OSError as exc:
         raise EntryCorrupt(f"blob {path.name} cannot be opened: {exc}") from exc
     try:
-        info = os.fstat(fd)
         size = info.st_size
+        if expected_size is not None and size != expected_size:
+            raise EntryCorrupt(f"blob {path.name} content does not match its digest ({size} bytes, expected {expected_size})")
         mapping = (
             mapped and loader == JOBLIB and size >= MAP_THRESHOLD and libc is not None and can_map(path.parent, info.st_dev)
         )
@@ -255,9 +268,25 @@ def file_digest(path: Path, chunk: int = 1 << 24) -> str:
 
 def first_unpicklable(values: dict[str, Any]) -> tuple[str, Exception] | None:
     """Name the value that stops the bundle from pickling (only called after a failure)."""
+    return next(iter(unpicklable(values).items()), None)
+
+
+class _Sink(io.RawIOBase):
+    """Counts what a pickler writes and keeps none of it: a trial dump of a big value costs no memory."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:  # type: ignore[override]
+        return memoryview(data).nbytes
+
+
+def unpicklable(values: dict[str, Any]) -> dict[str, Exception]:
+    """Every value that can't be pickled, with why (only called after a failure: it dumps each value again)."""
+    found = {}
     for name, value in values.items():
         try:
-            _joblib().BundlePickler(io.BytesIO(), protocol=pickle.HIGHEST_PROTOCOL).dump(value)
-        except Exception as exc:
-            return name, exc
-    return None
+            _joblib().BundlePickler(_Sink(), protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+        except Exception as exc:  # noqa: BLE001 - anything a reducer raises means "not this one"
+            found[name] = exc
+    return found

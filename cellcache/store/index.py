@@ -556,6 +556,30 @@ class Index:
             ).fetchall()
         return [EntryRow(*r) for r in rows]
 
+    def run_reasons(self) -> dict[tuple[str, str], tuple[int, str | None, str | None]]:
+        """``{(notebook, step): (errors, the last error's reason, the last run's reason)}`` from the run history."""
+        self._settle()
+        found: dict[tuple[str, str], tuple[int, str | None, str | None]] = {}
+        for notebook, step, count, last_id in self.db.execute(
+            "SELECT notebook, step, count(*), max(id) FROM runs WHERE status='error' GROUP BY notebook, step"
+        ).fetchall():
+            (reason,) = self.db.execute("SELECT reason FROM runs WHERE id=?", (last_id,)).fetchone()
+            found[(notebook, step)] = (count, reason, None)
+        for notebook, step, reason in self.db.execute(
+            "SELECT r.notebook, r.step, r.reason FROM runs r JOIN (SELECT max(id) AS id FROM runs GROUP BY notebook, step) m ON r.id = m.id"
+        ).fetchall():
+            count, error, _ = found.get((notebook, step), (0, None, None))
+            found[(notebook, step)] = (count, error, reason)
+        return found
+
+    def hits_by_key(self, step: Any) -> dict[str, int]:
+        """How many hits each key of one step has had."""
+        self._settle()
+        return dict(self.db.execute(
+            "SELECT key, count(*) FROM runs WHERE notebook=? AND step=? AND status='hit' GROUP BY key",
+            (getattr(step, "notebook", ""), getattr(step, "name", step)),
+        ).fetchall())  # fmt: skip
+
     def entries_run_by(self, step: Any) -> list[EntryRow]:
         """Entries whose key a step computed in a recorded run, whatever step stored them (a renamed or twin cell)."""
         self._settle()
@@ -630,13 +654,11 @@ class Index:
 
     # runs ------------------------------------------------------------------
 
-    def record_run(
-        self, step: Any, key: str | None, status: str, seconds: float, saved: float, reason: str, source: str = "local"
-    ) -> None:
-        # On every hit's path: never waits more than a few ms for another writer (see defer).
+    def record_run(self, run: Any) -> None:
+        """Count one ``RunRecord``. On every hit's path: never waits more than a few ms for another writer (see defer)."""
         self.defer(
             "INSERT INTO runs(notebook, step, key, status, seconds, saved, at, reason, source) VALUES (?,?,?,?,?,?,?,?,?)",
-            (step.notebook, step.name, key, status, seconds, saved, time.time(), reason, source),
+            (run.step.notebook, run.step.name, run.key, run.status, run.seconds, run.saved, time.time(), run.reason, run.source),
         )
 
     def mark_auto(self, step: Any) -> None:

@@ -3,7 +3,8 @@
 Layout under the store folder::
 
     blobs/ab/<xxh3 of the blob>          joblib pickles and --outs file contents
-    blobs/tmp/                           blobs being written
+    blobs/tmp/                           blobs being written (named after their writer)
+    writers/<id>.lock                    one per writing process, locked while it lives (see ``writers``)
     entries/ab/<key>/<variant>.json      signed manifests: one per (key, variant)
     quarantine/                          blobs whose content did not match their address
     index.sqlite                         entries, steps, runs, stat cache (WAL): a cache of the manifests
@@ -20,7 +21,6 @@ the store (``cellcache.store.local_key``).
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import shutil
@@ -28,8 +28,7 @@ import sqlite3
 import stat
 import time
 import uuid
-from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -43,31 +42,18 @@ from cellcache.errors import (
     StoreUnavailable,
     UnknownStep,
     UnsafeEntry,
+    warn,
 )
 from cellcache.store import format as fmt
-from cellcache.store.atomic import atomic_write_bytes
-from cellcache.store.base import LOCAL, Found, Store, StepRef
+from cellcache.store import writers
+from cellcache.store.atomic import NotRegularFile, atomic_write_bytes, open_regular, read_fd
+from cellcache.store.base import LOCAL, Found, Ledger, RunRecord, Store, StepRef
 from cellcache.store.index import EntryRow, Index, IndexUnusable, StepStats
 from cellcache.store.local_key import LocalKey, load_signing_key
-from cellcache.store.manifest import Manifest, OutFile, inside_project, sign, validate, verify
+from cellcache.store.maintenance import Upkeep, is_digest
+from cellcache.store.manifest import MANIFEST_LIMIT, Manifest, OutFile, inside_project, sign, validate, verify
 
 STORE_VERSION = 2  # the layout above; a v1 store's entries/ab/<key>.json files are ignored and reclaimed by gc
-TEMP_GRACE = 3600.0  # temp files and unnamed blobs younger than this may belong to a writer still at work
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_HEX = set("0123456789abcdef")
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    checked: int
-    broken: tuple[tuple[str, str], ...]  # (key or blob, what is wrong)
-    repaired: bool
-    reclaimable: int = 0  # bytes: broken entries, quarantined blobs, old temp files, blobs no manifest names
-    reclaimed: int = 0
-    leftovers: int = 0  # files behind `reclaimable`
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _out_target(path: str) -> Path:
@@ -78,18 +64,8 @@ def _out_target(path: str) -> Path:
     return inside_project(path, cwd, project_root(cwd))
 
 
-def _is_digest(name: str) -> bool:
-    return 16 <= len(name) <= 64 and set(name) <= _HEX
-
-
-def _open_nofollow(path: Path) -> int:
-    """Open a file of the store for reading; a planted symbolic link is refused, never followed."""
-    try:
-        return os.open(path, os.O_RDONLY | _NOFOLLOW)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise EntryCorrupt(f"{path.name} is a symbolic link; links planted in the store are not followed") from exc
-        raise
+def _refused(what: str, exc: NotRegularFile) -> EntryCorrupt:
+    return EntryCorrupt(f"{what} is {exc.what}; links and special files planted in the store are not followed")
 
 
 def _digest_fd(fd: int, chunk: int = 1 << 22) -> tuple[str, int]:
@@ -101,7 +77,7 @@ def _digest_fd(fd: int, chunk: int = 1 << 22) -> tuple[str, int]:
     return hasher.hexdigest(), size
 
 
-class LocalStore(Store):
+class LocalStore(Upkeep, Store, Ledger):
     def __init__(self, root: Path, verify_local: bool = True, key: bytes | None = None, key_file: Path | None = None) -> None:
         self.root = Path(root)
         self.verify_local = verify_local
@@ -116,6 +92,7 @@ class LocalStore(Store):
         self._verified: dict[Path, tuple[tuple[int, ...], Manifest]] = {}
         self._listed: dict[str, tuple[tuple[int, int], list[Path]]] = {}  # a key's manifests, by its folder's identity
         self._indexed: set[tuple[str, str]] = set()  # (key, variant) the index is known to hold
+        self._writer = writers.Writer(self.root)
 
     # layout ----------------------------------------------------------------
 
@@ -203,6 +180,31 @@ class LocalStore(Store):
             os.close(fd)
 
     @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the store's lock shared from a blob's put to its entry's commit: no sweep runs in between.
+
+        Without it a gc could drop the only other entry naming a blob this writer
+        just put (content-addressed: the same bytes), and the commit would find it gone.
+        """
+        with self._flock(shared=True):
+            yield
+
+    def _claim(self, digest: str) -> None:
+        """Claim a blob before it appears. Under the shared lock: a sweep in progress, which may have counted the
+        claims already, finishes first; every later one sees this claim."""
+        with self._flock(shared=True):
+            self._writer.claim(digest)
+
+    def incoming(self, digest: str) -> Path:
+        """Where a blob fetched from elsewhere (the remote) lands, claimed first so no sweep takes it before its commit."""
+        self._claim(digest)
+        return self.blob_path(digest)
+
+    def temp_name(self, suffix: str = ".tmp") -> str:
+        """A temporary file's name in this store that says this process owns it (gc reclaims it once the process is gone)."""
+        return self._writer.temp_name(suffix)
+
+    @contextmanager
     def _sweeping(self, what: str) -> Iterator[None]:
         """gc, invalidate, clear and repair: under the exclusive lock, and a read-only or broken store is one clear line."""
         with self._flock():
@@ -237,6 +239,7 @@ class LocalStore(Store):
                 self._fill(index)  # a lost index: the manifests still know every entry
             return index
         except IndexUnusable as first:
+            problem = str(first)  # `first` is unbound after the except block
             damaged = "locked" not in str(first) and "unable to open" not in str(first) and "readonly" not in str(first)
         if damaged and os.access(self.root, os.W_OK):
             with self._index_lock():
@@ -255,6 +258,11 @@ class LocalStore(Store):
                 except IndexUnusable:
                     return self._memory_index()
                 self._fill(index)
+                # Once, by the process that repaired it (one that waited for the lock reopens it silently above).
+                warn(
+                    f"cellcache: the store's index was damaged ({problem}); rebuilt it from the entries' manifests. "
+                    f"Run history and statistics before now are lost; the damaged copy is {path.name}.damaged-{stamp}"
+                )
                 return index
         if path.exists():
             try:
@@ -279,6 +287,8 @@ class LocalStore(Store):
                 continue
             try:
                 manifest = self._read_manifest(path, key, variant)
+            except FileNotFoundError:
+                continue  # removed since the scan (another process's invalidate or gc): simply gone
             except CacheError:
                 continue  # `verify` reports it; a lookup treats it as a miss
             new.append((self._row(manifest), manifest.blobs))
@@ -314,6 +324,13 @@ class LocalStore(Store):
         self.reconcile()
         return self.index.entries(step)
 
+    def close(self) -> None:
+        """Let go of the store's files (the index, this process's writer registration); they reopen on next use."""
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+        self._writer.close()
+
     def exists(self) -> bool:
         return (self.root / "index.sqlite").exists() or (self.root / "entries").is_dir()
 
@@ -334,14 +351,14 @@ class LocalStore(Store):
             except OSError:
                 continue
             for key in keys:
-                if not key.is_dir(follow_symlinks=False) or not _is_digest(key.name):
+                if not key.is_dir(follow_symlinks=False) or not is_digest(key.name):
                     continue
                 try:
                     files = list(os.scandir(key.path))
                 except OSError:
                     continue
                 for f in files:
-                    if f.name.endswith(".json") and not f.name.startswith(".") and _is_digest(f.name[:-5]):
+                    if f.name.endswith(".json") and not f.name.startswith(".") and is_digest(f.name[:-5]):
                         yield (key.name, f.name[:-5]), Path(f.path)
 
     def _manifest_files(self, key: str) -> list[Path]:
@@ -375,21 +392,32 @@ class LocalStore(Store):
         return listing
 
     def _read_manifest(self, path: Path, key: str, variant: str | None = None) -> Manifest:
+        """The manifest at ``path``, checked; FileNotFoundError if it is gone (a plain miss), a CacheError if it is bad."""
         try:
-            fd = _open_nofollow(path)
-        except FileNotFoundError:
-            raise
-        except CacheError:
-            raise
+            fd, st = open_regular(path)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise FileNotFoundError(exc.errno, exc.strerror, str(path)) from exc
+        except NotRegularFile as exc:
+            raise _refused(f"manifest {key}", exc) from exc
         except OSError as exc:
             raise EntryCorrupt(f"cannot read manifest {key}: {exc.strerror or exc}") from exc
-        with os.fdopen(fd, "rb") as f:
-            st = os.fstat(f.fileno())
+        try:
             identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             known = self._verified.get(path)
             if known is not None and known[0] == identity and (variant or path.stem) == known[1].variant:
                 return known[1]
-            raw = f.read(1 << 24)
+            if st.st_size > MANIFEST_LIMIT:
+                # Checked before its signature: a truncated read would only ever say "signature does not match".
+                raise EntryCorrupt(
+                    f"manifest {key} is {st.st_size} bytes, over the limit of {MANIFEST_LIMIT >> 20} MiB; it is not read"
+                )
+            raw = read_fd(fd, MANIFEST_LIMIT + 1)
+        except OSError as exc:
+            raise EntryCorrupt(f"cannot read manifest {key}: {exc.strerror or exc}") from exc
+        finally:
+            os.close(fd)
+        if len(raw) > MANIFEST_LIMIT:
+            raise EntryCorrupt(f"manifest {key} grew over the limit of {MANIFEST_LIMIT >> 20} MiB while it was read")
         manifest = verify(raw, self.secret)
         if manifest.key != key:
             raise EntryCorrupt(f"manifest {key} describes another key")
@@ -444,39 +472,28 @@ class LocalStore(Store):
         except OSError:
             pass
 
-    def _sound_blob(self, digest: str, expected_size: int) -> Path:
-        """The blob's path if it is a regular file of the expected size (a planted link is refused); EntryCorrupt otherwise."""
+    def _checked_blob(self, digest: str, expected_size: int) -> int:
+        """An open descriptor of the blob, at its start, after checking through it that its bytes hash to its
+        address; EntryCorrupt otherwise (and quarantined). The caller closes it, and reads through it."""
         path = self.blob_path(digest)
         try:
-            st = os.lstat(path)
+            fd, _ = open_regular(path)
         except FileNotFoundError as exc:
             raise EntryCorrupt(f"blob {digest} is missing") from exc
-        except OSError as exc:
-            raise EntryCorrupt(f"cannot read blob {digest}: {exc.strerror or exc}") from exc
-        if stat.S_ISLNK(st.st_mode):
-            raise EntryCorrupt(f"blob {digest} is a symbolic link; links planted in the store are not followed")
-        if st.st_size != expected_size:
-            self._quarantine(path, digest)
-            raise EntryCorrupt(f"blob {digest} content does not match its digest ({st.st_size} bytes, expected {expected_size}); quarantined")
-        return path
-
-    def _checked_blob(self, digest: str, expected_size: int) -> Path:
-        """The blob's path, after checking that its bytes hash to its address; EntryCorrupt otherwise (and quarantined)."""
-        path = self.blob_path(digest)
-        try:
-            fd = _open_nofollow(path)
-        except FileNotFoundError as exc:
-            raise EntryCorrupt(f"blob {digest} is missing") from exc
+        except NotRegularFile as exc:
+            raise _refused(f"blob {digest}", exc) from exc
         except OSError as exc:
             raise EntryCorrupt(f"cannot read blob {digest}: {exc.strerror or exc}") from exc
         try:
             actual, size = _digest_fd(fd)
-        finally:
+            if size != expected_size or actual != digest:
+                self._quarantine(path, digest)
+                raise EntryCorrupt(f"blob {digest} content does not match its digest ({size} bytes, expected {expected_size}); quarantined")
+            os.lseek(fd, 0, os.SEEK_SET)
+        except BaseException:
             os.close(fd)
-        if size != expected_size or actual != digest:
-            self._quarantine(path, digest)
-            raise EntryCorrupt(f"blob {digest} content does not match its digest ({size} bytes, expected {expected_size}); quarantined")
-        return path
+            raise
+        return fd
 
     def _gone(self, manifest: Manifest) -> bool:
         """Whether the entry was removed meanwhile: waits (briefly) for a sweep in progress to finish."""
@@ -484,16 +501,17 @@ class LocalStore(Store):
             return not (self.entry_dir(manifest.key) / f"{manifest.variant}.json").exists()
 
     def load(self, manifest: Manifest) -> Any:
+        path = self.blob_path(manifest.blob)
         try:
-            path = self._sound_blob(manifest.blob, manifest.blob_size)
-        except EntryCorrupt as exc:
-            if "missing" in str(exc) and self._gone(manifest):
+            # format.load opens the blob once (no link followed), checks its size through that descriptor, and
+            # its bytes against the digest before a byte is unpickled (unless the user trusts the disk).
+            return fmt.load(
+                path, manifest.blob_loader, digest=manifest.blob, verify=self.verify_local, chunks=manifest.blob_chunks,
+                size=manifest.blob_size,
+            )
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            if self._gone(manifest):
                 raise EntryGone(f"entry {manifest.key} was removed while it was read") from exc
-            raise
-        try:
-            # format.load checks the bytes against the digest before a byte is unpickled (unless the user trusts the disk).
-            return fmt.load(path, manifest.blob_loader, digest=manifest.blob, verify=self.verify_local, chunks=manifest.blob_chunks)
-        except FileNotFoundError as exc:
             raise EntryCorrupt(f"blob {manifest.blob} is missing") from exc
         except EntryCorrupt as exc:
             if "match" in str(exc) or "digest" in str(exc):
@@ -508,12 +526,13 @@ class LocalStore(Store):
         self._make_root()
         tmp_dir = self.root / "blobs" / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        tmp = tmp_dir / f"{uuid.uuid4().hex}.tmp"
+        tmp = tmp_dir / self._writer.temp_name()
         try:
             with open(tmp, "wb") as f:
                 info = fmt.dump(value, f)
             final = self.blob_path(info.digest)
             final.parent.mkdir(parents=True, exist_ok=True)
+            self._claim(info.digest)  # before the blob appears: a gc never takes it for a dead writer's
             os.replace(tmp, final)  # also replaces a planted link or a damaged copy with the sound bytes
         finally:
             tmp.unlink(missing_ok=True)
@@ -524,14 +543,15 @@ class LocalStore(Store):
         digest = fmt.file_digest(source)
         size = source.stat().st_size
         final = self.blob_path(digest)
+        self._claim(digest)  # an existing copy too: a sweep must not take it before this entry commits
         try:
             st = os.lstat(final)
-            if st.st_size == size and not os.path.islink(final):
+            if st.st_size == size and stat.S_ISREG(st.st_mode):
                 return digest, size
         except FileNotFoundError:
             pass
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".{digest}.{uuid.uuid4().hex[:8]}.tmp"
+        tmp = final.parent / ("." + self._writer.temp_name())
         try:
             shutil.copyfile(source, tmp)
             os.replace(tmp, final)
@@ -552,13 +572,13 @@ class LocalStore(Store):
             raise UnsafeEntry(f"--outs path {out.path!r} does not name {target}")
         if target.is_file() and not target.is_symlink() and target.stat().st_size == out.size and digest(target, cache) == out.blob:
             return False
-        source = self._checked_blob(out.blob, out.size)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = self._checked_blob(out.blob, out.size)  # copied through the descriptor that was checked
         tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
         try:
-            fd = _open_nofollow(source)
-            with os.fdopen(fd, "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 22)
+            with os.fdopen(fd, "rb") as src:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 22)
             os.chmod(tmp, out.mode)
             os.replace(tmp, target)  # replaces a link at the target instead of writing through it
         finally:
@@ -593,12 +613,16 @@ class LocalStore(Store):
         signed = sign(manifest, self.secret)
         with self._flock(shared=True):
             try:
-                atomic_write_bytes(path, signed)
-            except OSError as exc:
-                raise StoreUnavailable(f"cannot write the manifest: {exc.strerror or exc}") from exc
-            if any(not self.blob_path(b).is_file() for b in manifest.blobs):
-                path.unlink(missing_ok=True)
-                raise StoreUnavailable("a gc, invalidate or clear removed its blobs while this entry was being stored")
+                try:
+                    atomic_write_bytes(path, signed, tmp_name="." + self._writer.temp_name())
+                except OSError as exc:
+                    raise StoreUnavailable(f"cannot write the manifest: {exc.strerror or exc}") from exc
+                if any(not self.blob_path(b).is_file() for b in manifest.blobs):
+                    path.unlink(missing_ok=True)
+                    raise StoreUnavailable("a gc, invalidate or clear removed its blobs while this entry was being stored")
+            finally:
+                # Still under the lock: from here the manifest protects its blobs (or, failed, nothing should).
+                self._writer.release(list(manifest.blobs))
         try:
             self.index.add_entry(self._row(manifest), manifest.blobs)
         except Exception:  # noqa: BLE001 - the manifest is the truth; the index learns it on first sight
@@ -610,11 +634,9 @@ class LocalStore(Store):
     def _ref(step: StepRef | str) -> StepRef:
         return step if isinstance(step, StepRef) else StepRef("", step)
 
-    def record_run(
-        self, step: StepRef | str, key: str | None, status: str, seconds: float, saved: float, reason: str, source: str = LOCAL
-    ) -> None:
+    def record_run(self, run: RunRecord) -> None:
         try:
-            self.index.record_run(self._ref(step), key, status, seconds, saved, reason, source)
+            self.index.record_run(run)
         except Exception:  # noqa: BLE001 - statistics never cost a result, nor a warning
             pass
 
@@ -694,243 +716,7 @@ class LocalStore(Store):
             return StepRef(nb, name)
         raise UnknownStep(f"no step {text!r}", shown)
 
-    # removal ---------------------------------------------------------------
 
-    def _unlink_blobs(self, blobs: set[str]) -> int:
-        """Delete the blobs that no manifest names any more; return bytes freed."""
-        if not blobs:
-            return 0
-        self.reconcile()  # under the store lock: every entry committed so far is known, and none lands meanwhile
-        in_use = self.index.blobs_in_use()
-        freed = 0
-        for blob in blobs - in_use:
-            path = self.blob_path(blob)
-            try:
-                freed += os.lstat(path).st_size
-                path.unlink()
-            except FileNotFoundError:
-                pass
-        return freed
-
-    def _drop(self, rows: list[EntryRow]) -> int:
-        """Remove entries and whichever of their blobs no other entry shares; return bytes freed."""
-        if not rows:
-            return 0
-        blobs: set[str] = set()
-        for row in rows:
-            blobs.update(self.index.entry_blobs(row.key, row.variant) or {row.blob: 0})
-            (self.entry_dir(row.key) / f"{row.variant}.json").unlink(missing_ok=True)
-            try:
-                self.entry_dir(row.key).rmdir()
-            except OSError:
-                pass  # another variant is still there, or a writer is adding one
-        self.index.drop_entries((r.key, r.variant) for r in rows)
-        return self._unlink_blobs(blobs)
-
-    def invalidate(self, step: StepRef | str) -> int:
-        """Drop every entry of one step; return how many. An unknown step raises UnknownStep."""
-        ref = step if isinstance(step, StepRef) else self.resolve_step(step)
-        if isinstance(step, StepRef):
-            self.reconcile()
-            if ref not in self.known_steps():
-                raise UnknownStep(f"no step {str(ref)!r}", tuple(str(s) for s in self.known_steps()))
-        with self._sweeping("invalidate"):
-            self.reconcile()
-            rows = self.index.entries(ref)
-            # And every entry the step would hit that another name stored: its runs know the keys it computes.
-            own = {(r.key, r.variant) for r in rows}
-            rows += [r for r in self.index.entries_run_by(ref) if (r.key, r.variant) not in own]
-            self._drop(rows)
-            self.index.mark_invalidated(ref, time.time())
-        return len(rows)
-
-    def _trash(self) -> Path:
-        return self.root / f".trash-{uuid.uuid4().hex[:12]}"
-
-    def _clear_blobs(self) -> None:
-        blobs = self.root / "blobs"
-        if blobs.is_symlink() or os.path.ismount(blobs):
-            # The user put blobs/ on another disk on purpose: empty it, keep the link and everything else there.
-            for shard in list(os.scandir(blobs)):
-                if not shard.is_dir(follow_symlinks=False) or not (len(shard.name) == 2 or shard.name == "tmp"):
-                    continue
-                for f in list(os.scandir(shard.path)):
-                    if f.is_file(follow_symlinks=False) and (_is_digest(f.name) or f.name.endswith(".tmp")):
-                        os.unlink(f.path)
-            return
-        if blobs.is_dir():
-            trash = self._trash()
-            os.replace(blobs, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-
-    def clear(self) -> int:
-        """Drop every entry. Blobs go first, manifests second: a concurrent writer then sees its blobs gone
-        after committing and withdraws its manifest, so no entry is left half in."""
-        if not self.exists():
-            return 0
-        self._check_root()
-        with self._sweeping("clear"):
-            return self._clear()
-
-    def _clear(self) -> int:
-        count = sum(1 for _ in self._scan())
-        try:
-            steps = self.known_steps()
-        except Exception:  # noqa: BLE001
-            steps = []
-        self._clear_blobs()
-        entries = self.root / "entries"
-        if entries.is_dir():
-            trash = self._trash()
-            os.replace(entries, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        shutil.rmtree(self.root / "quarantine", ignore_errors=True)
-        try:
-            self.index.clear()
-            now = time.time()
-            for ref in steps:
-                self.index.mark_invalidated(ref, now)
-        except Exception:  # noqa: BLE001 - with the manifests gone, a stale index is reconciled by the next command
-            pass
-        return count
-
-    def _leftovers(self, grace: float) -> list[tuple[Path, int]]:
-        """Files nothing needs: old temp files, blobs no manifest names, quarantined blobs, v1 manifests, trash."""
-        now = time.time()
-        in_use = self.index.blobs_in_use()
-        found: list[tuple[Path, int]] = []
-
-        def old(st: os.stat_result) -> bool:
-            return now - st.st_mtime > grace
-
-        for top in ("blobs", "entries"):
-            for dirpath, dirnames, filenames in os.walk(self.root / top):
-                for name in filenames:
-                    path = Path(dirpath) / name
-                    try:
-                        st = os.lstat(path)
-                    except OSError:
-                        continue
-                    if name.endswith(".tmp"):
-                        if old(st):
-                            found.append((path, st.st_size))
-                    elif top == "blobs" and _is_digest(name) and name not in in_use and old(st):
-                        found.append((path, st.st_size))
-                    elif top == "entries" and name.endswith(".json") and Path(dirpath).parent == self.root / "entries":
-                        found.append((path, st.st_size))  # a v1 manifest, entries/ab/<key>.json: never read again
-        for extra in [self.root / "quarantine", *self.root.glob(".trash-*")]:
-            for dirpath, _, filenames in os.walk(extra):
-                for name in filenames:
-                    path = Path(dirpath) / name
-                    try:
-                        found.append((path, os.lstat(path).st_size))
-                    except OSError:
-                        pass
-        return found
-
-    def _reclaim(self, leftovers: list[tuple[Path, int]]) -> int:
-        freed = 0
-        for path, size in leftovers:
-            try:
-                path.unlink()
-                freed += size
-            except OSError:
-                pass
-        for trash in self.root.glob(".trash-*"):
-            shutil.rmtree(trash, ignore_errors=True)
-        return freed
-
-    def gc(
-        self, max_size: int | None = None, older_than: float | None = None, grace: float = TEMP_GRACE
-    ) -> tuple[int, int]:
-        """Drop least recently used entries until the store fits, and reclaim leftovers; return (entries, bytes freed).
-
-        A blob shared by several entries is counted once, and only freed when its last entry goes.
-        """
-        if not self.exists():
-            return 0, 0
-        with self._sweeping("collect garbage in"):
-            return self._gc(max_size, older_than, grace)
-
-    def _gc(self, max_size: int | None, older_than: float | None, grace: float) -> tuple[int, int]:
-        self.reconcile()
-        now = time.time()
-        rows = list(self.index.entries_by_last_use())
-        uses: dict[str, int] = {}
-        sizes: dict[str, int] = {}
-        blobs_of: dict[tuple[str, str], list[str]] = {}
-        for key, variant, blob, size in self.index.all_entry_blobs():
-            blobs_of.setdefault((key, variant), []).append(blob)
-            uses[blob] = uses.get(blob, 0) + 1
-            sizes[blob] = size
-        total = sum(sizes.values())
-        doomed: list[EntryRow] = []
-        for row in rows:
-            too_old = older_than is not None and now - row.last_used > older_than
-            too_big = max_size is not None and total > max_size
-            if not (too_old or too_big):
-                continue
-            doomed.append(row)
-            for blob in blobs_of.get((row.key, row.variant), []):
-                uses[blob] -= 1
-                if uses[blob] == 0:
-                    total -= sizes[blob]
-        freed = self._drop(doomed)
-        freed += self._reclaim(self._leftovers(grace))
-        return len(doomed), freed
-
-    def verify(self, repair: bool = False, grace: float = TEMP_GRACE) -> VerifyReport:
-        """Check every manifest's signature and every blob's content; report (and with repair, reclaim) leftovers.
-
-        Works from the manifests on disk, not the index; ``repair`` drops the
-        broken entries, reclaims the leftovers and rebuilds the index.
-        """
-        broken: list[tuple[str, str]] = []
-        bad: list[Path] = []
-        checked = 0
-        good_blobs: dict[str, bool] = {}
-        for (key, variant), path in self._scan():
-            checked += 1
-            problem = self._check_entry(path, key, variant, good_blobs)
-            if problem:
-                broken.append((key, problem))
-                bad.append(path)
-        if not self.exists():
-            return VerifyReport(checked=0, broken=(), repaired=repair)
-        with self._sweeping("repair") if repair else nullcontext():
-            if repair:
-                for path in bad:
-                    path.unlink(missing_ok=True)
-                self.rebuild_index()
-            else:
-                self.reconcile()
-            leftovers = self._leftovers(grace)
-            reclaimable = sum(size for _, size in leftovers)
-            reclaimed = self._reclaim(leftovers) if repair else 0
-        return VerifyReport(
-            checked=checked,
-            broken=tuple(broken),
-            repaired=repair,
-            reclaimable=reclaimable,
-            reclaimed=reclaimed,
-            leftovers=len(leftovers),
-        )
-
-    def _check_entry(self, path: Path, key: str, variant: str, good_blobs: dict[str, bool]) -> str | None:
-        try:
-            manifest = self._read_manifest(path, key, variant)
-        except FileNotFoundError:
-            return "manifest missing"
-        except CacheError as exc:
-            return str(exc)
-        for digest, size in manifest.blobs.items():
-            if digest not in good_blobs:
-                try:
-                    self._checked_blob(digest, size)
-                    good_blobs[digest] = True
-                except EntryCorrupt as exc:
-                    good_blobs[digest] = False
-                    return str(exc)
-            if not good_blobs[digest]:
-                return f"blob {digest} is missing or does not match its digest"
-        return None
+def open_store(config: Any) -> LocalStore:
+    """The local store as the settings describe it: every caller opens it here, so none forgets a setting."""
+    return LocalStore(config.dir, verify_local=config.verify_local)

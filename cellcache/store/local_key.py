@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import stat
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 import platformdirs
 
 from cellcache.errors import SigningKeyError
+from cellcache.store.atomic import NotRegularFile, open_regular, read_fd
 
 MIN_KEY_BYTES = 16  # 128 bits: below this an HMAC key is guessable, so it is refused rather than used
 KEY_FILE_NAME = "local-signing.key"
@@ -55,19 +55,20 @@ def _checked(secret: bytes, where: str) -> bytes:
 
 def _read(path: Path) -> bytes:
     try:
-        # O_NOFOLLOW: a key file replaced by a link to another user's file is not read through it.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # No link followed: a key file replaced by a link to another user's file is not read through it.
+        fd, _ = open_regular(path)
     except FileNotFoundError:
         raise
+    except NotRegularFile as exc:
+        raise SigningKeyError(f"cannot read the signing key {path}: it is {exc.what}") from exc
     except OSError as exc:
         raise SigningKeyError(f"cannot read the signing key {path}: {exc.strerror or exc}") from exc
     try:
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise SigningKeyError(f"cannot read the signing key {path}: it is not a regular file")
-            return f.read(1 << 16)
+        return read_fd(fd, 1 << 16)
     except OSError as exc:
         raise SigningKeyError(f"cannot read the signing key {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
 
 
 def _create(path: Path) -> None:

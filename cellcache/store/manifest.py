@@ -24,6 +24,9 @@ from cellcache.store import format as _format
 
 # 2: the step's notebook, and one manifest per (key, variant) under entries/ab/<key>/<variant>.json.
 MANIFEST_VERSION = 2
+# The largest manifest read, local or remote (documented in docs/reference/store.md). A real one is a few KB;
+# one over this is refused as too large before its signature is checked, never read in part.
+MANIFEST_LIMIT = 16 << 20
 
 _HEX = re.compile(r"^[0-9a-f]{16,64}$")
 

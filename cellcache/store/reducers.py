@@ -8,6 +8,7 @@ they live now, and every unpickler of the store resolves names through it.
 from __future__ import annotations
 
 import functools
+import io
 import marshal
 import os
 import pickle
@@ -116,6 +117,37 @@ class BufferReader:
 
     def tell(self) -> int:
         return self.pos
+
+
+class ClosedFile(io.IOBase):
+    """What a file left closed by ``with open(p) as fh:`` comes back as: closed, with its name and mode.
+
+    A real file object can't be pickled; a closed one holds nothing to restore but what it was.
+    """
+
+    def __init__(self, name: Any = None, mode: Any = None, kind: str = "") -> None:
+        super().__init__()
+        self.name, self.mode, self.kind = name, mode, kind
+        self.close()
+
+    def read(self, *args: Any) -> Any:
+        raise ValueError("I/O operation on closed file.")
+
+    write = read
+
+    def __repr__(self) -> str:
+        return f"<closed file {self.name!r} mode={self.mode!r} (restored by cellcache)>"
+
+
+def closed_file(name: Any, mode: Any, kind: str) -> ClosedFile:
+    return ClosedFile(name, mode, kind)
+
+
+def exhausted_generator() -> Any:
+    """A generator that is done, as an exhausted one was: next() raises StopIteration."""
+    done = (item for item in ())
+    next(done, None)
+    return done
 
 
 # (old module, old name) -> (module, name): what blobs written before a move name, and where it is now.

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
 
+from cellcache.store import writers
+
 FORK_AT = 64 << 20  # below this, hashing on the user's thread costs less than a fork (~3 ms)
 
 _PLAIN_PACKAGES = frozenset({"numpy", "pandas", "pyarrow"})
@@ -128,7 +130,7 @@ def _child(work: Callable[[], dict[str, Any]], go: int, answer: int, mask: Any) 
     except ValueError:
         pass  # forked from a thread other than the main one: SIGINT stays blocked, which serves as well
     gc.disable()  # no finalizer of the parent's objects runs here
-    _close_inherited(keep=(go, answer))
+    _close_inherited(keep=(go, answer, *writers.held_fds()))  # the store's writer lock: what the child writes is owned
     sys.stdout = sys.stderr = open(1, "w", closefd=False)  # /dev/null now; ipykernel's streams need threads the child lacks
     warnings.simplefilter("ignore")
     if os.read(go, 1) != b"g":

@@ -22,14 +22,16 @@ the pages the user writes while it waits, once, for the user.)
 from __future__ import annotations
 
 import atexit
+import errno
+import pickle
 import sys
 import threading
 from collections import deque
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
-from cellcache.errors import Unfingerprintable
+from cellcache.errors import CacheError, Unfingerprintable
 from cellcache.fingerprint import fingerprint
 from cellcache.store import format as fmt
 from cellcache.store import snapshot
@@ -58,6 +60,9 @@ class Pending:
 
     def bundle(self) -> dict[str, Any]:
         # The digests travel with the blob: a hit knows its outputs' fingerprints without hashing them.
+        # Without digests (a small entry, written at once) the bundle is the same bytes as any equal one.
+        if self.digests is None:
+            return {"ns": self.values, "record": self.record}
         return {"ns": self.values, "record": self.record, "digests": self.digests}
 
 
@@ -208,16 +213,27 @@ def _not_stored(entry: Pending, why: str) -> WriteFailed:
     return WriteFailed(f"cellcache: step {entry.manifest.step!r} was not stored: {why}. Its results are in the namespace as usual.", why)
 
 
+def _holding(store: Any) -> AbstractContextManager[Any]:
+    """The local store's shared lock, held from a blob's put through its commit: no gc sweeps in between.
+
+    A forked snapshot puts its blob in the child, maybe before the writer thread gets
+    here; what it put is claimed in the store's writer registry, which a sweep also respects.
+    """
+    writing = getattr(getattr(store, "local", store), "writing", None)
+    return writing() if callable(writing) else nullcontext()
+
+
 def write(store: Any, entry: Pending) -> None:
     """Write one entry's blob, check it against the digests taken at the cell's end, then commit."""
-    if entry.child is not None:
-        answer = snapshot.wait(entry.child)
-        if "failed" in answer:
-            raise _not_stored(entry, str(answer["failed"]))
-        blob = fmt.BlobInfo(str(answer["digest"]), int(answer["size"]), str(answer["loader"]), tuple(map(str, answer["chunks"])))
-    else:
-        blob = _written_blob(store, entry)
-    _commit(store, entry, blob)
+    with _holding(store):
+        if entry.child is not None:
+            answer = snapshot.wait(entry.child)
+            if "failed" in answer:
+                raise _not_stored(entry, str(answer["failed"]))
+            blob = fmt.BlobInfo(str(answer["digest"]), int(answer["size"]), str(answer["loader"]), tuple(map(str, answer["chunks"])))
+        else:
+            blob = _written_blob(store, entry)
+        _commit(store, entry, blob)
 
 
 def _snapshot_work(store: Any, entry: Pending) -> Callable[[], dict[str, Any]]:
@@ -234,14 +250,35 @@ def _snapshot_work(store: Any, entry: Pending) -> Callable[[], dict[str, Any]]:
     return work
 
 
+PLACEHOLDERS = "placeholders"  # in a record: outputs that could not be stored -> why
+
+
+def _put(store: Any, entry: Pending) -> tuple[fmt.BlobInfo, Pending]:
+    """Put the entry's blob; outputs that can't be pickled become placeholders, and the rest is stored.
+
+    One output that can't be stored (an axes holding a local class, a fit result whose pickling
+    raises) must not cost the cell its whole entry: the others come back on a hit, and the runner
+    rebuilds a placeholder by running the step again, only if a later cell uses it.
+    """
+    try:
+        return store.put_blob(entry.bundle()), entry
+    except Exception as exc:
+        bad = {} if storage_reason(exc) is not None else fmt.unpicklable(entry.values)
+        if not bad:
+            raise _not_stored(entry, put_failure(entry.values, exc)) from exc
+    kept = {name: value for name, value in entry.values.items() if name not in bad}
+    record = {**entry.record, PLACEHOLDERS: {name: f"{type(why).__name__}: {why}" for name, why in bad.items()}}
+    digests = None if entry.digests is None else {n: d for n, d in entry.digests.items() if n in kept}
+    entry = replace(entry, values=kept, record=record, digests=digests)
+    try:
+        return store.put_blob(entry.bundle()), entry
+    except Exception as exc:
+        raise _not_stored(entry, put_failure(entry.values, exc)) from exc
+
+
 def _written_blob(store: Any, entry: Pending) -> fmt.BlobInfo:
     """Put the entry's blob and read it back: it must hold what the digests say the cell produced."""
-    try:
-        blob = store.put_blob(entry.bundle())
-    except OSError as exc:
-        raise _not_stored(entry, f"the store could not be written ({exc})") from exc
-    except Exception as exc:
-        raise _not_stored(entry, unpicklable_reason(entry.values, exc)) from exc
+    blob, entry = _put(store, entry)
     written = store.load(entry.manifest.with_blob(blob))["ns"]
     for name, digest in (entry.digests or {}).items():
         try:
@@ -263,13 +300,38 @@ def _commit(store: Any, entry: Pending, blob: fmt.BlobInfo) -> None:
         for manifest in (entry.manifest, *entry.also):
             store.commit(manifest.with_blob(blob))
     except Exception as exc:  # noqa: BLE001 - disk full, read-only, locked index: all mean "not stored"
-        raise _not_stored(entry, f"the store could not be written ({type(exc).__name__}: {exc})") from exc
+        raise _not_stored(entry, storage_reason(exc) or f"the store could not be written ({type(exc).__name__}: {exc})") from exc
+
+
+def storage_reason(exc: BaseException) -> str | None:
+    """What went wrong with the store itself, in words that name it; None if the store was not the cause."""
+    if isinstance(exc, CacheError):
+        return str(exc)  # StoreUnavailable and its kin already say what happened ("the store path ... is a file")
+    if not isinstance(exc, OSError):
+        return None
+    named = {
+        errno.EROFS: "the store is on a read-only filesystem",
+        errno.ENOSPC: "the disk holding the store is full",
+        errno.EDQUOT: "the disk quota for the store is exhausted",
+        errno.EACCES: "no permission to write in the store",
+        errno.EPERM: "no permission to write in the store",
+        errno.ENOTDIR: "a part of the store path is a file, not a folder",
+    }.get(exc.errno or 0)
+    # The system's own words stay in the message: they name the file, and users search for them.
+    return f"the store could not be written: {named} ({exc})" if named else f"the store could not be written ({exc})"
+
+
+def put_failure(values: dict[str, Any], exc: Exception) -> str:
+    """Why a blob could not be put: the store's trouble, or the value's (only then about pickling)."""
+    return storage_reason(exc) or unpicklable_reason(values, exc)
 
 
 def unpicklable_reason(values: dict[str, Any], exc: Exception) -> str:
     culprit = fmt.first_unpicklable(values)
     if culprit is None:
-        return f"the outputs could not be pickled ({type(exc).__name__}: {exc})"
+        if isinstance(exc, (pickle.PicklingError, TypeError, AttributeError, RecursionError)):
+            return f"the outputs could not be pickled ({type(exc).__name__}: {exc})"
+        return f"the outputs could not be written ({type(exc).__name__}: {exc})"
     name, cause = culprit
     return f"output `{name}` can't be pickled ({type(cause).__name__}: {cause}); add `--ignore {name}` to leave it out of the cache"
 
@@ -291,15 +353,13 @@ def store_entry(writer: Writer, store: Any, entry: Pending, warn: Callable[[str]
                 snapshot.abandon(entry.child)
             raise
         return
-    try:
-        blob = store.put_blob({"ns": entry.values, "record": entry.record})
-    except OSError as exc:
-        warn(str(_not_stored(entry, f"the store could not be written ({exc})")))
-        return
-    except Exception as exc:
-        warn(str(_not_stored(entry, unpicklable_reason(entry.values, exc))))
-        return
-    try:
-        _commit(store, entry, blob)
-    except WriteFailed as exc:
-        warn(str(exc))
+    with _holding(store):
+        try:
+            blob, entry = _put(store, entry)
+        except WriteFailed as exc:
+            warn(str(exc))
+            return
+        try:
+            _commit(store, entry, blob)
+        except WriteFailed as exc:
+            warn(str(exc))

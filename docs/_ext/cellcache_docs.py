@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from docutils import nodes
-from docutils.statemachine import StringList
+from docutils.parsers.rst import Parser as RSTParser
+from docutils.utils import new_document
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
@@ -50,9 +51,13 @@ class _Generated(SphinxDirective):
         raise NotImplementedError
 
     def run(self) -> list[nodes.Node]:
-        box = nodes.container(classes=["cellcache-generated"])
-        self.state.nested_parse(StringList(self.lines(), source="(generated from cellcache)"), self.content_offset, box)
-        return box.children
+        # The lines are reST, but the page may be MyST: nested_parse would hand them to the page's own
+        # parser, which shows ".. list-table::" as text. So they are parsed as reST into a scratch
+        # document sharing the page's settings (and so Sphinx's environment), as MyST's {eval-rst} does.
+        scratch = new_document(self.state.document["source"], self.state.document.settings)
+        scratch.reporter = self.state.document.reporter
+        RSTParser().parse("\n".join(self.lines()), scratch)
+        return list(scratch.children)
 
 
 class MagicFlags(_Generated):

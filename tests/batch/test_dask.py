@@ -3,6 +3,7 @@ each with a local store of its own (two "machines"), sharing steps only through 
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,36 @@ def test_without_the_dask_extra_the_message_says_how_to_install_it(tmp_path: Pat
     options = RunOptions(executor="dask://127.0.0.1:8786")
     with pytest.raises(batch.BatchError, match=r"pip install 'cellcache\[dask\]'"):
         batch.run_batch(batch.plan([nb], options), options)
+
+
+@pytest.mark.kernel
+@pytest.mark.timeout(240)
+def test_a_worker_started_outside_the_project_runs_jobs_given_relative_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue 25: a worker whose working folder is not the project read "train.ipynb" against its own folder.
+    monkeypatch.delenv("CELLCACHE_DIR", raising=False)
+    monkeypatch.delenv("CELLCACHE_REMOTE", raising=False)
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    write_nb(project / "notebooks" / "train.ipynb", "lr = 0.05", "%%cached fit\nimport os\nscore = lr * 2\nhere = os.getcwd()", parameters=0)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the worker processes start, and stay, here
+    cluster = distributed.LocalCluster(
+        n_workers=1, processes=True, threads_per_worker=2, host="127.0.0.1", dashboard_address=None, silence_logs=40
+    )
+    try:
+        with distributed.Client(cluster) as client:
+            client.wait_for_workers(1, timeout=60)
+            assert client.run(os.getcwd) == {w: str(elsewhere) for w in client.scheduler_info()["workers"]}
+        monkeypatch.chdir(project)  # the user runs the batch from the project, with relative paths
+        combos = sweep.combinations(params=[("lr", v) for v in ("0.1", "0.2")])
+        options = RunOptions(executor=cluster.scheduler_address.replace("tcp://", "dask://"), output_dir=Path("runs"))
+        result = batch.run_batch(batch.plan([Path("notebooks/train.ipynb")], options, combos), options)
+    finally:
+        cluster.close()
+    assert all(r.ok for r in result.notebooks), [r.error for r in result.notebooks]
+    assert [r.path for r in result.notebooks] == [Path("notebooks/train.ipynb")] * 2, "shown as the user gave them"
+    assert sorted(p.name for p in (project / "runs").iterdir()) == ["train-lr=0.1.ipynb", "train-lr=0.2.ipynb"]
+    assert not (elsewhere / "runs").exists() and not (elsewhere / ".cellcache").exists()
+    assert step_counts(result.notebooks, "fit") == (2, 0) and (project / ".cellcache").is_dir(), "the project's store"

@@ -127,3 +127,38 @@ def test_log_output_streams_and_kernel_cache_warnings_reach_the_terminal_and_the
     assert "step 'gen' was not stored" in warning and "gen" in warning
     table = CliRunner().invoke(main, ["run", str(nb)])
     assert "warning: cell 1 (gen): cellcache: step 'gen' was not stored" in " ".join(table.stdout.split())
+
+
+def test_a_table_title_names_every_parameter_and_a_label_the_swept_ones() -> None:
+    combos = sweep.combinations(params=[("learning_rate", "0.01"), ("learning_rate", "0.1"), ("epochs", "100")])
+    assert [c.title() for c in combos] == ["[epochs=100, learning_rate=0.01]", "[epochs=100, learning_rate=0.1]"]
+    assert combos[0].label() == "learning_rate=0.01"
+    assert sweep.Combination().title() == ""
+
+
+def test_a_parameter_the_parameters_cell_does_not_define_is_found() -> None:
+    nb = new_notebook(cells=[new_code_cell("lr = 0.1\nepochs, batch = 10, 32"), new_code_cell("x = lr")])
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    assert sweep.unknown_parameters(nb, ["lr", "epochs", "batch"]) == []
+    assert sweep.unknown_parameters(nb, ["lr", "learnig_rate", "x"]) == ["learnig_rate", "x"], "x is set later, not as a parameter"
+    untagged = new_notebook(cells=[new_code_cell("lr = 0.1")])
+    assert sweep.unknown_parameters(untagged, ["anything"]) == [], "no parameters cell: nothing to compare with"
+
+
+@pytest.mark.kernel
+def test_a_sweep_titles_its_tables_warns_of_unknown_names_and_says_outputs_are_not_kept(
+    tmp_path: Path, store_dir: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("CELLCACHE_DIR", str(store_dir))
+    nb = write_nb(tmp_path / "train.ipynb", "lr = 0.05", "%%cached fit\nscore = lr * 2", parameters=0)
+    done = CliRunner().invoke(main, ["run", str(nb), "-p", "lr", "0.1", "-p", "lr", "0.2", "-p", "epocs", "3"])
+    assert done.exit_code == 0, done.output
+    out = done.stdout
+    assert f"{nb} [epocs=3, lr=0.1]" in out and f"{nb} [epocs=3, lr=0.2]" in out
+    err = done.stderr
+    assert f"cellcache: warning: {nb}: parameter epocs not defined in the cell tagged 'parameters'" in err
+    assert err.count("epocs not defined") == 1, "once per notebook, not once per job"
+    assert "the executed notebooks are not kept: add --output-dir DIR (or --inplace)" in err
+    kept = CliRunner().invoke(main, ["run", str(nb), "-p", "lr", "0.1", "--output-dir", str(tmp_path / "out")])
+    assert kept.exit_code == 0, kept.output
+    assert "not kept" not in kept.stderr and "warning" not in kept.stderr

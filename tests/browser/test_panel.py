@@ -13,6 +13,7 @@ rewritten only with ``CELLCACHE_UPDATE_SCREENSHOTS=1``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -170,27 +171,32 @@ def test_panel_renders_marks_hits_invalidates_and_holds_up_at_real_sizes(
     panel = the_panel(lab)
     expect_cells(panel, "features", runs=3, hits=1, misses=2)
     expect(cell(panel, "features", "reason")).to_have_text("invalidated")
+    # issue 25: the last run's reason (a hit's), not the first run's; long, so clipped, the whole text in its tooltip.
+    expect(cell(panel, "load", "reason")).to_contain_text("hit: code, inputs and files unchanged")
+    expect(cell(panel, "load", "reason").locator(".cellcache-clip")).to_have_attribute("title", re.compile(r"^hit: code, inputs and files unchanged"))
     # The live panel hides its own saved form (the HTML snapshot output before it).
     expect(lab.panel.locator(".cellcache-snapshot")).to_be_hidden()
 
     # 5. Real window sizes, both themes: the reason stays readable and in view, the header and
     #    the rows line up, and nothing scrolls on its own.
     lab.page.mouse.move(0, 0)  # no hover highlight or tooltip in the pictures
-    for width in (1024, 1280, 1600):
+    # 1024 px with the file browser open too: the narrowest common case, where "saved" used to go first.
+    for width, browser in ((1024, False), (1024, True), (1280, True), (1600, False)):
         for dark in (False, True):
             lab.page.set_viewport_size({"width": width, "height": 900})
-            set_file_browser(lab, open_=width == 1280)
+            set_file_browser(lab, open_=browser)
             set_theme(lab, dark)
             settle(lab)
             panel.scroll_into_view_if_needed()
             got = panel.evaluate(LAYOUT_JS)
-            where = f"at {width} px, {'dark' if dark else 'light'}: {got}"
+            where = f"at {width} px{' with the file browser' if browser else ''}, {'dark' if dark else 'light'}: {got}"
             assert got["misaligned"] == [], where
             assert got["scrolling"] == [], where
             assert got["reasonRight"] <= got["vw"], where
             assert got["reasonWidth"] >= 150, where  # "first run of this step" and "invalidated" read in full
             assert "cellcache-col-name" in got["shownColumns"] and "cellcache-col-button" in got["shownColumns"], where
-            shot = lab.screenshot(panel, tmp_path / f"panel-{width}-{'dark' if dark else 'light'}.png")
+            assert "cellcache-col-saved" in got["shownColumns"], where  # issue 25: saved stays at every width
+            shot = lab.screenshot(panel, tmp_path / f"panel-{width}{'-files' if browser else ''}-{'dark' if dark else 'light'}.png")
             assert is_png(shot)
             if UPDATE_SCREENSHOTS and width == 1600 and not dark:
                 SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

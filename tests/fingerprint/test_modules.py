@@ -71,7 +71,10 @@ def test_module_digest_local_package(local_package: tuple[Path, str]) -> None:
     # Parsed, never imported.
     assert name not in sys.modules and f"{name}.core" not in sys.modules
 
-    (root / name / "__init__.py").write_text("from .core import run  # edited\n")
+    (root / name / "__init__.py").write_text("# a comment, and a blank line\n\nfrom .core import run  # edited\n")
+    assert module_digest(name) == before  # the code is the same: a comment-only edit keeps the key
+
+    (root / name / "__init__.py").write_text("from .core import run\nEXTRA = 1\n")
     after_init = module_digest(name)
     assert after_init != before
 

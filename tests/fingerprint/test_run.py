@@ -189,9 +189,10 @@ def test_equal_strings_give_equal_digests_whatever_their_identity() -> None:
     assert fingerprint(shared) != fingerprint(["x" * 40, "x" * 41])
 
 
-def test_repeated_containers_are_values_and_cycles_still_terminate() -> None:
+def test_repeated_containers_are_shared_and_cycles_still_terminate() -> None:
+    # The rule of issue 24: which mutable parts are the same object is part of the value.
     inner = [1, 2]
-    assert fingerprint([inner, inner]) == fingerprint([[1, 2], [1, 2]])
+    assert fingerprint([inner, inner]) != fingerprint([[1, 2], [1, 2]])
     cyclic: list[Any] = [1]
     cyclic.append(cyclic)
     other: list[Any] = [1]

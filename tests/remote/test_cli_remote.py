@@ -133,7 +133,12 @@ def test_remote_gc_by_age_and_size(cli: CliRunner, ci_env: LocalStore, s3) -> No
     invoke(cli, "push")
     invoke(cli, "remote", "gc", code=2)
     assert json.loads(invoke(cli, "remote", "gc", "--older-than", "90d", "--json"))["entries"] == 0
-    out = json.loads(invoke(cli, "remote", "gc", "--max-size", "0", "--json"))
+    # issue 25: a bare number is refused, and emptying the shared store asks first; "no" keeps everything.
+    invoke(cli, "remote", "gc", "--max-size", "0", code=2)
+    declined = cli.invoke(main, ["remote", "gc", "--max-size", "0B"], input="n\n")
+    assert declined.exit_code == 1 and "remote gc would delete 2 of 2 entries" in declined.output, declined.output
+    assert len([n for n in s3.objects() if "/entries/" in n]) == 2
+    out = json.loads(invoke(cli, "remote", "gc", "--max-size", "0B", "--yes", "--json"))
     assert (out["entries"], out["blobs"]) == (2, 2)
     assert not [n for n in s3.objects() if "/entries/" in n or "/blobs/" in n]
 

@@ -55,7 +55,7 @@ def test_a_slow_server_is_bounded_by_the_timeout(make_shell, tmp_path: Path, s3,
     silent.listen(16)
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
-        sh = make_shell(tmp_path / "store", **env_for(s3, trusted=[signer], CELLCACHE_REMOTE_TIMEOUT="1"))
+        sh = make_shell(tmp_path / "store", **env_for(s3, trusted=[signer], CELLCACHE_REMOTE_TIMEOUT="1s"))
         started = time.monotonic()
         run, caught = run_cell(sh, "%%cached one\na = 1\n")
         first = time.monotonic() - started

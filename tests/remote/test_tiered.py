@@ -86,6 +86,7 @@ def test_an_untrusted_signers_entry_is_a_miss_with_one_warning(make_shell, tmp_p
     run, caught = run_cell(sh)
     assert run.status == "miss"
     assert len(caught) == 1 and intruder.fingerprint in caught[0] and "not a trusted signer" in caught[0]
+    assert run.reason == reasons.REMOTE_UNTRUSTED, "the run table names the cause, not a broken entry"
 
 
 @pytest.mark.timeout(60)

@@ -95,7 +95,7 @@ def janitor(sh: InteractiveShell, deadline: float, seed: int) -> dict:
             if op == "invalidate":
                 sh.run_line_magic("cellcache", f"invalidate step{rng.randrange(4)}")
             elif op == "gc":
-                sh.run_line_magic("cellcache", f"gc --max-size {rng.choice(['0', '100KB', '5MB'])}")
+                sh.run_line_magic("cellcache", f"gc --max-size {rng.choice(['0B', '100KB', '5MB'])} --yes")
             else:
                 sh.run_line_magic("cellcache", "clear")
         except UsageError:

@@ -73,7 +73,7 @@ def test_a_store_path_that_is_a_file_gives_one_warning_per_cell(shell, monkeypat
         assert len(messages) == 1 and "is a file, not a folder" in messages[0], messages
         assert shell.user_ns["x"] == 42 and cellcache.last_run().status == "miss"
     shell.run_line_magic("cellcache", "stats")
-    for args in (["stats"], ["ls"], ["verify"], ["gc", "--max-size", "0"], ["invalidate", "f"]):
+    for args in (["stats"], ["ls"], ["verify"], ["gc", "--max-size", "0B", "--yes"], ["invalidate", "f"]):
         result = CliRunner().invoke(main, args, env={"CELLCACHE_DIR": str(path)})
         assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
         assert "Traceback" not in result.output
@@ -84,7 +84,7 @@ def test_a_read_only_store_hits_and_each_miss_warns_once(shell, monkeypatch, tmp
     store = tmpfs / "store"
     use_store(shell, monkeypatch, store)
     run(shell, CELL)
-    cellcache.api.active.store.index.close()
+    cellcache.api.active.store.close()  # the first kernel lets go of the store's files (a remount needs none open)
     _remount(tmpfs, "ro")
     use_store(shell, monkeypatch, store)  # a new kernel on the read-only store
     shell.user_ns.pop("x")
@@ -98,11 +98,11 @@ def test_a_read_only_store_hits_and_each_miss_warns_once(shell, monkeypatch, tmp
     for args in (["stats"], ["ls"], ["verify"]):
         result = CliRunner().invoke(main, args, env={"CELLCACHE_DIR": str(store)})
         assert result.exit_code == 0 and "Traceback" not in result.output, (args, result.output, result.exception)
-    for line in ("clear", "gc --max-size 0", "invalidate f"):
+    for line in ("clear", "gc --max-size 0B --yes", "invalidate f"):
         capsys.readouterr()
         shell.run_line_magic("cellcache", line)  # must not raise
         assert "cellcache: cannot" in capsys.readouterr().err
-    for args in (["clear", "--yes"], ["gc", "--max-size", "0"], ["invalidate", "f"]):
+    for args in (["clear", "--yes"], ["gc", "--max-size", "0B", "--yes"], ["invalidate", "f"]):
         result = CliRunner().invoke(main, args, env={"CELLCACHE_DIR": str(store)})
         assert isinstance(result.exception, SystemExit) and result.exit_code == 1, (args, result.output, result.exception)
         assert "cannot" in result.output and "Traceback" not in result.output

@@ -62,7 +62,7 @@ def test_gc_max_size_counts_a_shared_blob_once(tmp_path):
     assert store.gc(max_size=a.blob_size) == (0, 0), "two entries sharing one blob take one blob's space"
     count, freed = store.gc(max_size=a.blob_size - 1)
     assert count == 2 and freed == a.blob_size  # never "dropped 1 entry, freed 0 B"
-    result = CliRunner().invoke(main, ["gc", "--max-size", "0"], env={"CELLCACHE_DIR": str(tmp_path)})
+    result = CliRunner().invoke(main, ["gc", "--max-size", "0B", "--yes"], env={"CELLCACHE_DIR": str(tmp_path)})
     assert "dropped 0 entries" in result.output
 
 

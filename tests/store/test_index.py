@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 import cellcache
 from cellcache.cli.main import main
-from cellcache.store.base import StepRef
+from cellcache.store.base import RunRecord, StepRef
 from cellcache.store.index import Index
 from cellcache.store.local import LocalStore
 from cellcache.store.manifest import Manifest
@@ -85,7 +85,7 @@ COMMANDS = {
     "ls": (["ls"], lambda out, store, made: all(m.key in out for m in made.values())),
     "invalidate": (["invalidate", "bravo"], lambda out, store, made: "1 entry dropped" in out and store.manifest(made["bravo"].key) is None),
     "clear": (["clear", "--yes"], lambda out, store, made: "3 entries dropped" in out and not list(store._scan())),
-    "gc": (["gc", "--max-size", "0"], lambda out, store, made: "dropped 3 entries" in out and not list(store._scan())),
+    "gc": (["gc", "--max-size", "0B", "--yes"], lambda out, store, made: "dropped 3 entries" in out and not list(store._scan())),
     "stats-json": (["stats", "--json"], lambda out, store, made: '"alpha"' in out and '"charlie"' in out),
     "ls-json": (["ls", "--json"], lambda out, store, made: all(m.key in out for m in made.values())),
     "show": (["show", "616c706861"], lambda out, store, made: "alpha" in out),
@@ -191,13 +191,13 @@ def test_opening_a_new_index_from_many_processes_never_says_locked(tmp_path):
         import sys, time
         from pathlib import Path
         from cellcache.store.index import Index
-        from cellcache.store.base import StepRef
+        from cellcache.store.base import RunRecord, StepRef
         root, start = Path(sys.argv[1]), float(sys.argv[2])
         for round in range(12):
             while time.time() < start + round * 0.25:
                 pass
             index = Index(root / f"index-{round}.sqlite")
-            index.record_run(StepRef("", "s"), None, "miss", 0.0, 0.0, "x")
+            index.record_run(RunRecord(StepRef("", "s"), None, "miss", 0.0, 0.0, "x"))
             index.flush(timeout_ms=5000)
             index.close()
         """
@@ -292,7 +292,7 @@ def _mixed_runs(store: LocalStore, count: int) -> None:
     for i in range(count):
         step = StepRef("nb.ipynb" if i % 2 else "", f"s{i % 5}")
         status = ("hit", "miss", "error")[i % 3]
-        store.record_run(step, None, status, 0.01 * (i + 1), 0.1 * (i % 4), f"reason {i}", source="remote" if i % 7 == 0 else "local")
+        store.record_run(RunRecord(step, None, status, 0.01 * (i + 1), 0.1 * (i % 4), f"reason {i}", "remote" if i % 7 == 0 else "local"))
     store.index.flush(timeout_ms=5000)
 
 
@@ -343,7 +343,7 @@ def test_an_index_made_before_the_run_totals_gains_them_and_keeps_its_history(st
     before, _ = _index_before_the_totals(store_dir, 60)
     reopened = LocalStore(store_dir)
     assert _json(reopened.step_rows()) == _approx(before)
-    reopened.record_run(StepRef("", "s0"), None, "hit", 9.0, 1.0, "after the upgrade")
+    reopened.record_run(RunRecord(StepRef("", "s0"), None, "hit", 9.0, 1.0, "after the upgrade"))
     reopened.index.flush(timeout_ms=5000)
     [s0] = [r for r in reopened.step_rows() if r.name == "s0" and r.notebook == ""]
     assert s0.runs == [r for r in before if r.name == "s0" and r.notebook == ""][0].runs + 1

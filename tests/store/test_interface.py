@@ -9,7 +9,7 @@ import pytest
 
 import cellcache
 from cellcache import errors
-from cellcache.store.base import Found, Store, StepRef
+from cellcache.store.base import Found, RunRecord, StepRef, Store
 from cellcache.store.local import LocalStore
 from cellcache.store.manifest import FileDigest, Manifest
 from tests.conftest import run
@@ -80,7 +80,7 @@ def test_steps_belong_to_a_notebook(tmp_path):
     a = put(store, "a" * 32, {"x": 1}, step="load", notebook="nb/a.ipynb")
     b = put(store, "b" * 32, {"x": 2}, step="load", notebook="nb/b.ipynb")
     put(store, "c" * 32, {"x": 3}, step="fit", notebook="nb/a.ipynb")
-    store.record_run(StepRef("nb/a.ipynb", "load"), a.key, "miss", 1.0, 0.0, "first run of this step")
+    store.record_run(RunRecord(StepRef("nb/a.ipynb", "load"), a.key, "miss", 1.0, 0.0, "first run of this step"))
     rows = {(r.notebook, r.name): r for r in store.step_rows()}
     assert set(rows) == {("nb/a.ipynb", "load"), ("nb/b.ipynb", "load"), ("nb/a.ipynb", "fit")}
     assert rows[("nb/a.ipynb", "load")].runs == 1 and rows[("nb/b.ipynb", "load")].runs == 0

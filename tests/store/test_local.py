@@ -1,6 +1,8 @@
 """The local store, without a shell."""
 from __future__ import annotations
 
+from cellcache.store.base import RunRecord, StepRef
+
 import sqlite3
 import time
 from pathlib import Path
@@ -131,7 +133,7 @@ def test_gc_drops_least_recently_used_first(tmp_path):
     old = put(store, "a" * 32, {"x": "a" * 1000}, created=now - 100)
     mid = put(store, "b" * 32, {"x": "b" * 1000}, created=now - 50)
     new = put(store, "c" * 32, {"x": "c" * 1000}, created=now - 10)
-    store.record_run("s", old.key, "hit", 0.1, 0.9, "hit")  # using the oldest makes it the most recent
+    store.record_run(RunRecord(StepRef("", "s"), old.key, "hit", 0.1, 0.9, "hit"))  # using the oldest makes it the most recent
     size_one = store.index.entry(new.key).size
     count, freed = store.gc(max_size=size_one * 2)
     assert count == 1 and freed > 0
@@ -163,9 +165,9 @@ def test_verify_reports_and_repairs(tmp_path):
 def test_step_rows_aggregate_runs_and_entries(tmp_path):
     store = LocalStore(tmp_path)
     m = put(store, "a" * 32, {"x": 1}, step="prep")
-    store.record_run("prep", m.key, "miss", 2.0, 0.0, "first run of this step")
-    store.record_run("prep", m.key, "hit", 0.01, 1.99, "hit")
-    store.record_run("prep", m.key, "hit", 0.01, 1.99, "hit")
+    store.record_run(RunRecord(StepRef("", "prep"), m.key, "miss", 2.0, 0.0, "first run of this step"))
+    store.record_run(RunRecord(StepRef("", "prep"), m.key, "hit", 0.01, 1.99, "hit"))
+    store.record_run(RunRecord(StepRef("", "prep"), m.key, "hit", 0.01, 1.99, "hit"))
     (row,) = store.step_rows()
     assert (row.name, row.runs, row.hits, row.misses, row.entries) == ("prep", 3, 2, 1, 1)
     assert row.hit_rate == pytest.approx(2 / 3) and row.saved_seconds == pytest.approx(3.98)

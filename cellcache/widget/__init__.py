@@ -15,19 +15,16 @@ gets one more widget, a hint line under its row (``StepStats.slower_hit``).
 """
 from __future__ import annotations
 
-import re
 import time
 import weakref
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import ipywidgets as widgets
-from ipywidgets.widgets.widget_int import ProgressStyle
-from ipywidgets.widgets.widget_string import HTMLStyle, LabelStyle
 
 from cellcache.report import (
     COLUMNS,
     SORT_OPTIONS,
-    RowView,
     StepErrors,
     entry_views,
     format_seconds,
@@ -38,44 +35,32 @@ from cellcache.report import (
     render_text,
     row_view,
     select_rows,
-    slower_hit_hint,
+    shown_location,
     step_errors,
     totals_line,
 )
 from cellcache.store.base import StepRef
 from cellcache.store.index import StepStats
+from cellcache.widget.graph import GraphView
+from cellcache.widget.rows import REASON_MIN, StepRow, Parts, css_name
+
+__all__ = ["CachePanel", "GraphView", "StepRow", "css_name", "drop_entry"]
 
 if TYPE_CHECKING:
     from cellcache.cell.runner import Session, StepRun
     from cellcache.store.local import LocalStore
 
+
 PAGE_SIZE = 25
 
-# Fixed column widths keep the per-row HBoxes aligned like a table; the reason
-# takes what is left (clipped with "…", the full text in its tooltip). When the
-# panel is narrow, the less telling columns give way before the reason does:
-# see _CSS. Keys are cellcache.report.COLUMNS keys plus "toggle", "bar" and "button".
-_WIDTHS: dict[str, int] = {
-    "toggle": 28,
-    "name": 120,
-    "runs": 34,
-    "hits": 34,
-    "misses": 54,
-    "errors": 48,
-    "hit_rate": 58,
-    "bar": 48,
-    "saved": 60,
-    "last_seconds": 64,
-    "last_age": 88,
-    "entries": 56,
-    "size": 62,
-    "button": 96,
-}
-_MARGIN = 4  # an ipywidget's default margin, both sides together
-_REASON_MIN = 200  # below this the whole table scrolls sideways, as one
+
 # The panel's headers where the text table's are too wide for the column.
 _SHORT_HEADERS = {"last_age": "age", "reason": "last reason"}
+
+
 _ERROR_COLOR = "#c62828"
+
+
 # The order in which columns give way as the panel narrows, with the panel width (px) under which each goes.
 # At 1280 px with JupyterLab's file browser open the output area is about 850 px wide, at 1024 px
 # without it about 880 px: both keep a reason column of 250 px or more.
@@ -83,8 +68,10 @@ _GIVE_WAY: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1150, ("bar", "last_seconds")),
     (1000, ("runs", "misses", "entries")),
     (820, ("size", "last_age")),
-    (640, ("errors", "saved")),
+    # "saved" never gives way: it is what the cache is for, and it said less than the reason did at 1024 px.
+    (640, ("errors", "hit_rate")),
 )
+
 
 # ipywidgets boxes scroll on their own (overflow: auto), which made each row scroll
 # sideways apart from the header. One stylesheet, scoped to the panel, makes the
@@ -95,7 +82,9 @@ _CSS = (
     ".cellcache-panel .cellcache-table{overflow-x:auto;overflow-y:visible}"
     ".cellcache-panel .cellcache-table .widget-box{overflow:visible}"
     f".cellcache-panel .cellcache-row,.cellcache-panel .cellcache-header{{min-width:fit-content}}"
-    f".cellcache-panel .cellcache-col-reason{{min-width:{_REASON_MIN}px}}"
+    # contain:inline-size: a long reason (the latest run's, "hit: ...; restoring costs ...") must not
+    # widen its row past the header; it is clipped, and its tooltip holds the whole text.
+    f".cellcache-panel .cellcache-col-reason{{min-width:{REASON_MIN}px;contain:inline-size}}"
     ".cellcache-panel .cellcache-table .widget-label{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}"
     ".cellcache-panel .cellcache-table .widget-html-content{overflow:hidden}"
     ".cellcache-panel .cellcache-clip{display:block;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}"
@@ -118,38 +107,11 @@ def _key(row: StepStats) -> str:
 
 
 def drop_entry(store: Any, ref: StepRef, key: str, variant: str) -> bool:
-    """Drop one entry of a step; False if it was not there.
-
-    The store has no public call for one entry yet (proposed: ``Store.drop_entry``), so this goes
-    through the local store's own dropping, which removes its blobs and index rows together.
-    """
-    rows = [r for r in store.index.entries(ref) if (r.key, r.variant) == (key, variant)]
-    if not rows:
+    """Drop one entry of a step, under the lock ``cellcache invalidate`` takes; False if it was not there."""
+    if not any((r.key, r.variant) == (key, variant) for r in store.entries(ref)):
         return False
-    store._drop(rows)
+    store.drop_entry(key, variant)
     return True
-
-
-# Cells that may be cut with "…" carry their full text as a tooltip. A Label's `tooltip` lands
-# on its (absent) description in ipywidgets 8, not on the text, so these are HTML with a title.
-_TITLED = frozenset({"name", "reason"})
-
-
-def _titled(text: str) -> str:
-    import html
-
-    return f'<span class="cellcache-clip" title="{html.escape(text, quote=True)}">{html.escape(text)}</span>'
-
-
-def css_name(step: str) -> str:
-    """A CSS-class-safe form of a step name, for ``cellcache-row-<name>``."""
-    return re.sub(r"[^A-Za-z0-9_-]", "-", step)
-
-
-def _bar_style(rate: float | None) -> str:
-    if rate is None:
-        return ""
-    return "success" if rate >= 0.5 else "warning"
 
 
 def _entries(n: int) -> str:
@@ -159,178 +121,6 @@ def _entries(n: int) -> str:
 def _is_terminal(shell: Any) -> bool:
     """A terminal IPython shows only the text form: a live link there would refresh, unseen, after every cell."""
     return any(cls.__name__ == "TerminalInteractiveShell" for cls in type(shell).__mro__)
-
-
-class _Parts:
-    """Layouts and styles shared by every row of one panel.
-
-    Sharing them halves the cost of a row: each widget would otherwise build
-    its own Layout and Style widgets (~0.3 ms for three instead of ~0.15 ms).
-    """
-
-    def __init__(self) -> None:
-        self.layouts: dict[str, widgets.Layout] = {
-            key: widgets.Layout(width=f"{width}px", min_width=f"{width}px", flex="0 0 auto") for key, width in _WIDTHS.items()
-        }
-        # The reason grows into the room left; the columns of _GIVE_WAY go before it shrinks below _REASON_MIN.
-        self.layouts["reason"] = widgets.Layout(flex="1 1 0", min_width=f"{_REASON_MIN}px")
-        self.row_layout = widgets.Layout(align_items="center", width="100%")
-        self.label_style = LabelStyle()
-        self.html_style = HTMLStyle()
-        self.header_style = LabelStyle(font_weight="bold")
-        self.bar_style = ProgressStyle()
-        self.button_style = widgets.ButtonStyle()
-        # A hint line starts under the step's name (past the toggle and its margins), so it reads as that row's.
-        self.hint_layout = widgets.Layout(margin=f"0 0 4px {_WIDTHS['toggle'] + _MARGIN + _MARGIN // 2}px")
-        self.hint_style = LabelStyle(font_style="italic")
-
-    def widgets(self) -> list[widgets.Widget]:
-        return [
-            *self.layouts.values(), self.row_layout, self.label_style, self.html_style, self.header_style, self.bar_style,
-            self.button_style, self.hint_layout, self.hint_style,
-        ]  # fmt: skip
-
-
-class StepRow:
-    """The widgets of one step's row.
-
-    ``labels`` maps each ``cellcache.report.COLUMNS`` key ("name", "runs", "hits", ...)
-    to its Label; ``rate_bar`` is the hit-rate FloatProgress;
-    ``invalidate_button`` drops the step's entries; ``stats`` is the
-    ``StepStats`` the row shows and ``view`` its formatted cells;
-    ``hint_label`` is the line the panel shows under the row while the step's
-    hits cost more than its runs, else None.
-    """
-
-    def __init__(
-        self,
-        row: StepStats,
-        view: RowView,
-        parts: _Parts,
-        on_invalidate: Callable[[StepRef], None],
-        on_toggle: Callable[[StepRow], None] | None = None,
-    ) -> None:
-        self.name = row.name
-        self.ref = StepRef(group_key(row), row.name)
-        self.stats = row
-        self.view = view
-        self._parts = parts
-        self.details: widgets.VBox | None = None  # the entry list, while the row is open
-        self.hint_label: widgets.Label | None = None
-        self.entry_buttons: dict[str, widgets.Button] = {}
-        # CSS classes go into the constructors: set afterwards, each would be one more state
-        # message per widget to the front end.
-        self.labels: dict[str, widgets.Label | widgets.HTML] = {}
-        for column, cell in zip(COLUMNS, view.cells()):
-            css = column.key.replace("_", "-")
-            # cellcache-runs, cellcache-last-age, ... for tests; cellcache-col-* for the stylesheet
-            common = dict(_dom_classes=(f"cellcache-{css}", f"cellcache-col-{css}"), layout=parts.layouts[column.key])
-            if column.key in _TITLED:
-                self.labels[column.key] = widgets.HTML(value=_titled(cell), style=parts.html_style, **common)
-            else:
-                self.labels[column.key] = widgets.Label(value=cell, style=parts.label_style, **common)
-        self.rate_bar = widgets.FloatProgress(
-            value=view.bar, min=0.0, max=1.0, bar_style=_bar_style(row.hit_rate), layout=parts.layouts["bar"], style=parts.bar_style,
-            _dom_classes=("cellcache-col-bar",),
-        )
-        self.toggle_button = widgets.Button(
-            description="▸",
-            tooltip=f"List the entries of step {row.name!r}",
-            _dom_classes=("cellcache-toggle", "cellcache-col-toggle"),
-            layout=parts.layouts["toggle"],
-            style=parts.button_style,
-        )
-        if on_toggle is not None:
-            self.toggle_button.on_click(lambda _button: on_toggle(self))
-        self.invalidate_button = widgets.Button(
-            description="Invalidate",
-            tooltip=f"Invalidate step {row.name!r}: drop its stored entries, so it runs next time",
-            _dom_classes=("cellcache-invalidate", "cellcache-col-button"),
-            layout=parts.layouts["button"],
-            style=parts.button_style,
-        )
-        # The callback reaches the panel (its bound method), and the panel owns the row:
-        # one cycle, collected with the panel.
-        self.invalidate_button.on_click(lambda _button: on_invalidate(self.ref))
-        cells: list[widgets.Widget] = [self.labels[c.key] for c in COLUMNS]
-        rate_at = [c.key for c in COLUMNS].index("hit_rate") + 1
-        cells.insert(rate_at, self.rate_bar)
-        self.box = widgets.HBox(
-            [self.toggle_button, *cells, self.invalidate_button],
-            _dom_classes=("cellcache-row", f"cellcache-row-{css_name(row.name)}"),
-            layout=parts.row_layout,
-        )
-        self._update_hint(row)
-
-    @property
-    def hint(self) -> str | None:
-        """The hint line shown under the row, or None."""
-        return self.hint_label.value if self.hint_label is not None else None
-
-    def _update_hint(self, row: StepStats) -> None:
-        text = slower_hit_hint(row)
-        if text is None:
-            if self.hint_label is not None:
-                # Closed rather than hidden: most steps never need one, and a hidden widget still costs its comm.
-                self.hint_label.close()
-                self.hint_label = None
-            return
-        value = f"hint: {text}"
-        if self.hint_label is None:
-            self.hint_label = widgets.Label(
-                value=value,
-                style=self._parts.hint_style,
-                layout=self._parts.hint_layout,
-                _dom_classes=("cellcache-hint", f"cellcache-hint-{css_name(row.name)}"),
-            )
-        else:
-            self.hint_label.value = value
-
-    def cell_text(self, key: str) -> str:
-        """The text a cell shows (a COLUMNS key), without its markup."""
-        return getattr(self.view, key)
-
-    def update(self, row: StepStats, view: RowView) -> None:
-        """Show new numbers; a trait set to its current value sends nothing to the front end."""
-        self.stats = row
-        self._update_hint(row)  # the timings behind it are not among the view's cells
-        if view == self.view:
-            return
-        self.view = view
-        for column, cell in zip(COLUMNS, view.cells()):
-            self.labels[column.key].value = _titled(cell) if column.key in _TITLED else cell
-        self.rate_bar.value = view.bar
-        self.rate_bar.bar_style = _bar_style(row.hit_rate)
-
-    @property
-    def is_open(self) -> bool:
-        return self.details is not None
-
-    def widgets(self) -> list[widgets.Widget]:
-        hint = [self.hint_label] if self.hint_label is not None else []
-        return [*self.labels.values(), self.rate_bar, self.toggle_button, self.invalidate_button, self.box, *hint, *self._detail_widgets()]
-
-    def _detail_widgets(self) -> list[widgets.Widget]:
-        if self.details is None:
-            return []
-        found: list[widgets.Widget] = []
-        stack: list[widgets.Widget] = [self.details]
-        while stack:
-            widget = stack.pop()
-            found.append(widget)
-            stack.extend(getattr(widget, "children", ()))
-        return found
-
-    def close_details(self) -> None:
-        for widget in self._detail_widgets():
-            widget.close()
-        self.details = None
-        self.entry_buttons = {}
-        self.toggle_button.description = "▸"
-
-    def close(self) -> None:
-        for widget in self.widgets():
-            widget.close()
 
 
 class _LiveLink:
@@ -393,7 +183,7 @@ class CachePanel(widgets.VBox):
         self._row_cache: dict[str, StepRow] = {}
         self._shown: list[str] = []
         self._link: _LiveLink | None = None
-        self._parts = _Parts()
+        self._parts = Parts()
 
         self.title = widgets.HTML()
         self.filter_text = widgets.Text(
@@ -401,7 +191,7 @@ class CachePanel(widgets.VBox):
         )
         self.sort_dropdown = widgets.Dropdown(
             options=SORT_OPTIONS,
-            value="name",
+            value="cell order",
             description="sort by",
             tooltip="numbers sort largest first",
             style={"description_width": "initial"},
@@ -415,8 +205,18 @@ class CachePanel(widgets.VBox):
             _dom_classes=("cellcache-clear",),
             layout=widgets.Layout(width="auto", margin="2px 2px 2px auto"),
         )
+        # Table or graph: the graph view (and anywidget) is built the first time it is asked for.
+        self.view_toggle = widgets.ToggleButtons(
+            options=("table", "graph"),
+            value="table",
+            tooltips=("one row per step", "the notebook's steps and what flows between them"),
+            style=widgets.ToggleButtonsStyle(button_width="64px"),
+            _dom_classes=("cellcache-view-toggle",),
+        )
+        self.graph_view: GraphView | None = None
         toolbar = widgets.HBox(
-            [self.filter_text, self.sort_dropdown, self.refresh_button, self.clear_button], layout=widgets.Layout(width="100%")
+            [self.view_toggle, self.filter_text, self.sort_dropdown, self.refresh_button, self.clear_button],
+            layout=widgets.Layout(width="100%", flex_flow="row wrap"),
         )
         self.confirm_label = widgets.Label()
         self.confirm_button = widgets.Button(description="Yes, clear all", button_style="danger")
@@ -439,7 +239,7 @@ class CachePanel(widgets.VBox):
         self._errors: dict[tuple[str, str], StepErrors] = {}
         self._snapshot_id: str | None = None
         self._own = [
-            self.title, self.filter_text, self.sort_dropdown, self.refresh_button, self.clear_button, toolbar,
+            self.view_toggle, self.title, self.filter_text, self.sort_dropdown, self.refresh_button, self.clear_button, toolbar,
             self.confirm_label, self.confirm_button, self.cancel_button, self.confirm_box, self.feedback,
             self.style_html, self.header, self.rows_box, self.table, self.empty_label, self.more_button, self.totals,
         ]  # fmt: skip
@@ -455,6 +255,7 @@ class CachePanel(widgets.VBox):
         self.more_button.on_click(lambda _b: self._show_more())
         self.filter_text.observe(self._on_view_change, names="value")
         self.sort_dropdown.observe(self._on_view_change, names="value")
+        self.view_toggle.observe(lambda _c: self._show_view(), names="value")
 
         self._stale = False
         self._was_shown = False
@@ -490,11 +291,16 @@ class CachePanel(widgets.VBox):
 
     def text(self) -> str:
         """The plain-text table of every step: what ``%cellcache stats`` prints."""
-        return render_text(self._all, str(self.store.root), now=self._now, errors=self._errors)
+        return render_text(self._all, shown_location(str(self.store.root)), now=self._now, errors=self._errors)
 
     def html(self) -> str:
-        """The table as static HTML: what a saved notebook shows without a kernel."""
-        return render_html(self._shown_rows(), str(self.store.root), now=self._now, errors=self._errors)
+        """The table (or, in the graph view, the picture) as static HTML: what a saved notebook shows without a kernel."""
+        if self.view_toggle.value == "graph" and self.graph_view is not None and self.graph_view.graph is not None:
+            from cellcache import graph as _graph
+
+            # The SVG already drawn for the widget; without dot, the same steps as a text list.
+            return _graph.to_html(self.graph_view.graph, self.graph_view.drawing.svg or "")
+        return render_html(self._shown_rows(), shown_location(str(self.store.root)), now=self._now, errors=self._errors)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         # Jupyter renders the widget; a terminal IPython shows text/plain, the stats table;
@@ -561,8 +367,57 @@ class CachePanel(widgets.VBox):
         self._update_snapshot()
         return True
 
+    def _root(self) -> Path:
+        if self.session is not None and getattr(self.session.config, "root", None) is not None:
+            return Path(self.session.config.root)
+        from cellcache import config as _config
+
+        return _config.resolve().root or Path.cwd()
+
+    def _order(self) -> dict[tuple[str, str], int]:
+        if self.sort_dropdown.value != "cell order":
+            return {}
+        from cellcache import graph as _graph
+
+        try:
+            return _graph.step_order(self._root(), {group_key(r) for r in self._all})
+        except Exception:  # noqa: BLE001 - without the order, steps fall back to their names
+            return {}
+
+    def _graph_notebook(self) -> str:
+        """The notebook the graph shows: this kernel's, else the one the steps belong to, if only one."""
+        if self.session is not None and self.session.notebook:
+            return self.session.notebook
+        notebooks = sorted({group_key(r) for r in self._all})
+        return notebooks[0] if len(notebooks) == 1 else (self.session.notebook if self.session is not None else "")
+
+    def _show_view(self) -> None:
+        graph_mode = self.view_toggle.value == "graph"
+        if graph_mode and self.graph_view is None:
+            self.graph_view = GraphView(self._invalidate)
+        shown = [self.graph_view.box] if graph_mode and self.graph_view is not None else [self.table, self.more_button]
+        self.children = [self.style_html, self.title, self.children[2], self.confirm_box, self.feedback, *shown, self.totals]
+        if graph_mode:
+            self._render_graph()
+        self._update_snapshot()  # a saved notebook shows the view that was on screen
+
+    def _render_graph(self) -> None:
+        if self.graph_view is None or self.view_toggle.value != "graph":
+            return
+        from cellcache import graph as _graph
+
+        notebook = self._graph_notebook()
+        reasons = {name: e.last_run_reason for (nb, name), e in self._errors.items() if nb == notebook and e.last_run_reason}
+        try:
+            drawn, note = _graph.for_panel(self._root(), notebook, self._all, reasons)
+        except Exception as exc:  # noqa: BLE001 - a picture that can't be drawn must not break the panel
+            self.graph_view.show(None, f"Could not draw the graph: {exc}")
+            return
+        self.graph_view.show(drawn, note)
+
     def _render(self) -> None:
-        selection = select_rows(self._all, self.filter_text.value, self.sort_dropdown.value, self._limit)
+        self._render_graph()
+        selection = select_rows(self._all, self.filter_text.value, self.sort_dropdown.value, self._limit, self._order())
         alive = {_key(r) for r in self._all}
         for gone in [name for name in self._row_cache if name not in alive]:
             self._row_cache.pop(gone).close()
@@ -606,7 +461,9 @@ class CachePanel(widgets.VBox):
             if selection.matched != selection.total:
                 title += f" of {selection.matched} matching"
         self.title.value = title
-        self.totals.value = totals_line(self._all, str(self.store.root))
+        # Relative to the kernel's folder when inside it: a saved notebook or a docs page shows
+        # `.cellcache/`, not a temporary or home path of the machine that ran it.
+        self.totals.value = totals_line(self._all, shown_location(str(self.store.root)))
 
     def _group_label(self, notebook: str) -> widgets.HTML:
         import html
@@ -787,6 +644,9 @@ class CachePanel(widgets.VBox):
         doomed: list[widgets.Widget] = []
         for row in getattr(self, "_row_cache", {}).values():
             doomed.extend(row.widgets())
+        graph_view = getattr(self, "graph_view", None)
+        if graph_view is not None:
+            doomed.extend(graph_view.widgets())
         for widget in [*getattr(self, "_own", []), *getattr(self, "_header_labels", []), *getattr(self, "_groups", {}).values(), self]:
             # Layouts and styles are widgets too (closing one twice, when shared, is harmless).
             doomed.extend(p for p in (getattr(widget, "layout", None), getattr(widget, "style", None)) if p is not None)
@@ -800,3 +660,5 @@ class CachePanel(widgets.VBox):
             self._row_cache.clear()
             self._shown = []
         super().close()
+
+
