@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
-from functools import lru_cache
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -14,27 +12,20 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from cellcache import api
 from cellcache.errors import CacheError, DepNotFound, StepError
 from cellcache.cell.runner import Session
-from cellcache.cell.spec import STRATEGIES, StageSpec
-from cellcache.units import format_size, parse_duration, parse_size
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+from cellcache.cell.spec import ARGUMENTS, SpecError, StageSpec, duration_arg, parse_line, size_arg
+from cellcache.units import format_size
 
 
 _CELLCACHE_USAGE = (
     "usage: %cellcache [panel | stats | info | invalidate NAME | clear | gc [--max-size 5GB] [--older-than 30d] [--yes] | flush | on | off | auto [off] [--explain]]"
 )
+
+
+def _with_arguments(method: Any) -> Any:
+    """IPython's magic arguments (and so ``%%cached?``'s help), from the one grammar in ``cellcache.cell.spec``."""
+    for flags, options in reversed(ARGUMENTS):
+        method = argument(*flags, **options)(method)
+    return magic_arguments()(method)
 
 
 @magics_class
@@ -43,16 +34,7 @@ class CellcacheMagics(Magics):
         super().__init__(shell)
         self.session = session
 
-    @magic_arguments()
-    @argument("name", nargs="?", default=None, help="step name for stats and invalidation (not part of the key)")
-    @argument("-d", "--deps", nargs="+", action="extend", default=[], metavar="PATH", help="files, folders or globs the result depends on")
-    @argument("-o", "--outs", nargs="+", action="extend", default=[], metavar="PATH", help="files or folders the cell writes")
-    @argument("-s", "--strategy", default="code_hash", choices=STRATEGIES, help="what the key covers (default: code_hash)")
-    @argument("-f", "--force", action="store_true", help="run and replace the entry")
-    @argument("-e", "--explain", action="store_true", help="print why this was a hit or a miss")
-    @argument("-i", "--ignore", nargs="+", action="extend", default=[], metavar="VAR", help="variables left out of the key")
-    @argument("--ttl", type=_duration, default=None, metavar="DURATION", help="entries older than this miss (90s, 30m, 12h, 7d)")
-    @argument("--auto", action="store_true", help="a cell auto mode made a stage: the cost rule and the side-effect watch apply")
+    @_with_arguments
     @cell_magic
     def cached(self, line: str, cell: str) -> None:
         """Run the cell only if its code, inputs or files changed; otherwise restore what it produced."""
@@ -95,8 +77,8 @@ class CellcacheMagics(Magics):
             print(f"cellcache: cleared the store at {session.local.root} ({dropped} entries dropped)")
         elif command == "gc":
             parser = argparse.ArgumentParser(prog="%cellcache gc", add_help=False, exit_on_error=False)
-            parser.add_argument("--max-size", type=_size, default=None)
-            parser.add_argument("--older-than", type=_duration, default=None)
+            parser.add_argument("--max-size", type=size_arg, default=None)
+            parser.add_argument("--older-than", type=duration_arg, default=None)
             parser.add_argument("-y", "--yes", action="store_true")
             try:
                 opts = parser.parse_args(rest)
@@ -134,26 +116,12 @@ def _check_big_gc(store: Any, max_size: int | None, older_than: float | None, ye
         raise UsageError(f"%cellcache gc would drop {victims} of {total} entries; add --yes to go on")
 
 
-@lru_cache(maxsize=256)
 def _spec(line: str) -> StageSpec:
-    """The line as a StageSpec; a re-run cell has the same line, and parsing is on every hit's path."""
+    """The line as a StageSpec, by the grammar ``cellcache run`` reads notebooks with."""
     try:
-        # posix splitting, so a quoted glob arrives without its quotes (IPython's own split keeps them)
-        argv = shlex.split(line)
-    except ValueError as exc:
-        raise UsageError(f"%%cached: cannot parse {line!r}: {exc}") from None
-    args = CellcacheMagics.cached.parser.parse_args(argv)
-    return StageSpec(
-        name=args.name,
-        deps=tuple(args.deps),
-        outs=tuple(args.outs),
-        strategy=args.strategy,
-        force=args.force,
-        explain=args.explain,
-        ignore=frozenset(args.ignore),
-        ttl=args.ttl,
-        auto=args.auto,
-    )
+        return parse_line(line)
+    except SpecError as exc:
+        raise UsageError(f"%%cached: {exc}") from None
 
 
 def _auto(session: Session, rest: list[str]) -> None:

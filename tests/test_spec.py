@@ -24,3 +24,20 @@ def test_bad_duration_names_the_forms(bad):
 def test_bad_strategy():
     with pytest.raises(ValueError, match="code_hash, input_hash, off"):
         StageSpec(strategy="fast")
+
+
+def test_the_magic_and_batch_read_a_line_by_one_grammar() -> None:
+    from cellcache import batch
+    from cellcache.cell.spec import ARGUMENTS, SpecError, parse_line
+    from cellcache.magic import CellcacheMagics
+
+    magic_flags = {s for a in CellcacheMagics.cached.parser._actions for s in a.option_strings} - {"-h", "--help"}
+    assert magic_flags == {f for flags, _ in ARGUMENTS for f in flags if f.startswith("-")}
+    line = "fit -d data.csv 'more *.csv' -i log --ttl 12h -s input_hash -e"
+    spec = parse_line(line)
+    assert spec.name == "fit" and spec.deps == ("data.csv", "more *.csv") and spec.ignore == {"log"} and spec.ttl == 43200
+    assert batch.cached_args(f"%%cached {line}\nx = 1") == spec
+    for bad in ("--ttl 5", "--nope", "-s sometimes", "'unclosed"):
+        with pytest.raises(SpecError):
+            parse_line(bad)
+        assert batch.cached_args(f"%%cached {bad}\nx = 1") is None

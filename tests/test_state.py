@@ -12,21 +12,7 @@ import pytest
 import cellcache
 from cellcache.cell import state
 from tests.conftest import run
-from tests.test_effects import Counter, kernel
-
-
-@pytest.fixture
-def counted(shell):
-    shell.user_ns["runs"] = Counter()
-    return shell
-
-
-def cached(body: str, step: str = "step") -> str:
-    return f"%%cached {step}\nruns.append(1)\n{body}"
-
-
-def hit() -> bool:
-    return cellcache.last_run().hit
+from tests.test_effects import cached, counted, hit, kernel  # noqa: F401 - counted is a fixture
 
 
 # What each probe's setting cell does, how to undo it (as a new kernel would not have it), and what to read after.

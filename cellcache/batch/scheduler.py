@@ -264,13 +264,11 @@ def cached_args(source: str) -> Any | None:
     match = _CACHED_LINE.match(first[1])
     if match is None:
         return None
-    from IPython.core.magic_arguments import parse_argstring
-
-    from cellcache.magic import CellcacheMagics
+    from cellcache.cell.spec import SpecError, parse_line  # the magic's own grammar
 
     try:
-        return parse_argstring(CellcacheMagics.cached, match.group(1).strip())
-    except Exception:  # noqa: BLE001 - IPython's UsageError, or argparse's own exit
+        return parse_line(match.group(1).strip())
+    except SpecError:
         return None
 
 

@@ -180,6 +180,8 @@ CATALOGUE: tuple[Reason, ...] = (
     Reason(("numpy global random generator was reseeded or advanced",),
            "the cell draws from `random` or numpy's legacy `np.random.*`, and another cell reseeded or drew from it"),
     Reason(("aliasing among inputs changed (a=b → none)",), "two inputs were one object and now are two equal ones, or the reverse"),
+    Reason(("process state matplotlib.rcParams changed", "process state pandas.options is new"),
+           "process state the cell can be affected by was set since (a style, print options, pandas options): see the state probes"),
     Reason(("module utils changed",), "a local module the cell imports changed, or one that it imports in turn"),
     Reason(("package numpy 2.1.0 → 2.2.0", "package polars is new (1.9.0)", "package scipy no longer used"),
            "an installed package the cell imports has another version"),

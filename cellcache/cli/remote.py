@@ -282,7 +282,7 @@ def remote_gc_victims(config: Any, older_than: float | None, max_size: int | Non
                     break
                 if m not in doomed:
                     doomed.append(m)
-                key, _signer = _remote._parse_entry_path(m["path"])
+                key, _signer = _remote.parse_entry_path(m["path"])
                 try:
                     entry = open_envelope(remote.fs.cat_file(m["path"]), key=key, signer_id=None, trusted=None)
                     total -= sum(blobs.get(b.sha256, 0) for b in entry.blobs)

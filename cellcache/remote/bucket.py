@@ -34,7 +34,7 @@ import xxhash
 from cellcache.errors import CacheError, EntryCorrupt, RemoteDenied, RemoteUnavailable, UntrustedEntry
 from cellcache.remote.signer_keys import SigningKey, fingerprint_from_id
 from cellcache.remote import signing
-from cellcache.store.manifest import MANIFEST_LIMIT, Manifest
+from cellcache.store.manifest import MANIFEST_LIMIT, Manifest, canonical_json
 from cellcache.remote.signing import RemoteBlob, SignedEntry
 
 PREFIX = "cellcache/v1"
@@ -462,7 +462,7 @@ class RemoteStore:
         blobs = list(self.pool.map(lambda d: self._push_blob(d, local_blob(d)), wanted))
         body = signing.sign(manifest, tuple(blobs), self.signing_key, pushed=time.time())
         created = self.write_once(target, body, check=False)  # checked above
-        self.write_once(self.pointer_path(notebook, manifest.step, manifest.key), signing.canonical({"key": manifest.key}), check=False)
+        self.write_once(self.pointer_path(notebook, manifest.step, manifest.key), canonical_json({"key": manifest.key}), check=False)
         return created
 
     def _is_mine(self, path: str, key: str, me: str) -> bool:
@@ -498,13 +498,13 @@ class RemoteStore:
                 return blob
             # It was there already. Content addressing says nothing about who wrote it: a bucket writer can
             # put garbage under a valid address. Hash it; if it is not these bytes, this signer replaces it.
-            if self._remote_blob_problem(blob) is not None:
+            if self.blob_problem(blob) is not None:
                 f.seek(0)
                 self.overwrite(remote_path, f)
         return blob
 
-    def _remote_blob_problem(self, blob: RemoteBlob) -> str | None:
-        """Why the remote copy of ``blob`` is not its bytes, or None if it is."""
+    def blob_problem(self, blob: RemoteBlob) -> str | None:
+        """Why the remote copy of ``blob`` is not its bytes (hashed as it is read), or None if it is."""
         sha, size = hashlib.sha256(), 0
         try:
             for chunk in self._read_parts(self.blob_path(blob.sha256), blob.size):

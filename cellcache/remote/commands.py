@@ -279,7 +279,7 @@ class RemoteVerifyReport:
         return data
 
 
-def _parse_entry_path(path: str) -> tuple[str, str]:
+def parse_entry_path(path: str) -> tuple[str, str]:
     parts = path.rsplit("/", 2)
     return parts[-2], parts[-1].removesuffix(".json")
 
@@ -299,7 +299,7 @@ def verify(config: Config, repair: bool = False) -> RemoteVerifyReport:
     good_blobs: dict[str, str | None] = {}
     try:
         for item in remote.walk("entries"):
-            key, signer = _parse_entry_path(item["path"])
+            key, signer = parse_entry_path(item["path"])
             if signer not in trusted and config.verify != "off":
                 untrusted += 1
                 continue
@@ -310,7 +310,7 @@ def verify(config: Config, repair: bool = False) -> RemoteVerifyReport:
                 entry = open_envelope(raw, key=key, signer_id=signer, trusted=None if config.verify == "off" else trusted)
                 for blob in entry.blobs:
                     if blob.sha256 not in good_blobs:
-                        good_blobs[blob.sha256] = _check_blob(remote, blob)
+                        good_blobs[blob.sha256] = remote.blob_problem(blob)
                     problem = problem or good_blobs[blob.sha256]
             except (EntryCorrupt, UntrustedEntry) as exc:
                 problem = str(exc)
@@ -326,21 +326,6 @@ def verify(config: Config, repair: bool = False) -> RemoteVerifyReport:
     finally:
         remote.close()
     return RemoteVerifyReport(config.remote or "", checked, tuple(broken), untrusted, repair)
-
-
-def _check_blob(remote: RemoteStore, blob: Any) -> str | None:
-    import hashlib
-
-    sha, size = hashlib.sha256(), 0
-    try:
-        for chunk in remote._read_parts(remote.blob_path(blob.sha256), blob.size):
-            sha.update(chunk)
-            size += len(chunk)
-    except EntryCorrupt as exc:
-        return str(exc)
-    if size != blob.size or sha.hexdigest() != blob.sha256:
-        return f"blob {blob.sha256[:12]} does not match its signed SHA-256 or size"
-    return None
 
 
 @dataclass(frozen=True)
@@ -371,7 +356,7 @@ def gc(config: Config, older_than: float | None = None, max_size: int | None = N
         blobs = {b["path"].rsplit("/", 1)[-1]: b for b in remote.walk("blobs")}
         referenced: dict[str, set[str]] = {}
         for m in manifests:
-            key, signer = _parse_entry_path(m["path"])
+            key, signer = parse_entry_path(m["path"])
             try:
                 entry = open_envelope(remote.fs.cat_file(m["path"]), key=key, signer_id=None, trusted=None)
                 referenced[m["path"]] = {b.sha256 for b in entry.blobs}

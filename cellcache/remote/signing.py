@@ -24,18 +24,15 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 from cellcache.errors import EntryCorrupt, UntrustedEntry
 from cellcache.remote.signer_keys import PublicKey, SigningKey
-from cellcache.store.manifest import MANIFEST_LIMIT, Manifest
+from cellcache.store.manifest import MANIFEST_LIMIT, Manifest, canonical_json
 
 DOMAIN = b"cellcache remote manifest v1\x00"
 ENVELOPE_VERSION = 1
 
 
-def canonical(data: Mapping[str, Any]) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
 @dataclass(frozen=True)
@@ -58,7 +55,7 @@ class SignedEntry:
 
 
 def sign(manifest: Manifest, blobs: tuple[RemoteBlob, ...], key: SigningKey, pushed: float) -> bytes:
-    body = canonical(
+    body = canonical_json(
         {
             "key": manifest.key,
             "signer": key.fingerprint,
@@ -73,7 +70,7 @@ def sign(manifest: Manifest, blobs: tuple[RemoteBlob, ...], key: SigningKey, pus
         "signature": base64.b64encode(key.sign(DOMAIN + body)).decode(),
         "body": body.decode(),
     }
-    return canonical(envelope)
+    return canonical_json(envelope)
 
 
 def open_envelope(raw: bytes, *, key: str, signer_id: str | None, trusted: frozenset[str] | None) -> SignedEntry:

@@ -132,6 +132,16 @@ class Reasons(_Generated):
         return _table(["reason (as --explain prints it)", "when"], rows, "40 60")
 
 
+class StateProbes(_Generated):
+    """Every state probe, from ``cellcache.cell.state.registry()``: built in, and any a library registered."""
+
+    def lines(self) -> list[str]:
+        from cellcache.cell import state
+
+        rows = [[_literal(probe.name), _literal(probe.module or ""), probe.doc] for probe in state.registry()]
+        return _table(["probe (key component ``state:NAME``)", "read once this is imported", "what it carries, and which cells it keys"], rows, "25 20 55")
+
+
 def read_linked_notebook(text: str) -> Any:
     """A ``.nblink`` file (JSON: ``{"path": ..., "parameters": {...}}``) as the notebook it names.
 
@@ -159,4 +169,5 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("cellcache-line-usage", LineMagicUsage)
     app.add_directive("cellcache-config-keys", ConfigKeys)
     app.add_directive("cellcache-reasons", Reasons)
+    app.add_directive("cellcache-state-probes", StateProbes)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -7,7 +7,8 @@ import pytest
 
 from cellcache.errors import EntryCorrupt, UntrustedEntry
 from cellcache.store.manifest import Manifest
-from cellcache.remote.signing import DOMAIN, RemoteBlob, canonical, open_envelope, sign
+from cellcache.remote.signing import DOMAIN, RemoteBlob, open_envelope, sign
+from cellcache.store.manifest import canonical_json
 
 
 def _manifest(key: str = "a" * 32) -> Manifest:
@@ -34,7 +35,7 @@ def test_any_change_to_the_body_breaks_the_signature(signer, field: str, value) 
     envelope = json.loads(sign(_manifest(), BLOBS, signer.key, pushed=1.0))
     body = json.loads(envelope["body"])
     body["manifest"][field] = value
-    envelope["body"] = canonical(body).decode()
+    envelope["body"] = canonical_json(body).decode()
     with pytest.raises(UntrustedEntry, match="tampered"):
         open_envelope(json.dumps(envelope).encode(), key="a" * 32, signer_id=None, trusted=frozenset({signer.key.public.id}))
 
@@ -82,3 +83,9 @@ def test_verify_off_parses_without_checking(signer, intruder) -> None:
     assert open_envelope(raw, key="a" * 32, signer_id=None, trusted=None).signer == intruder.fingerprint
     with pytest.raises(EntryCorrupt):
         open_envelope(raw.replace(b"outputs", b"outptus"), key="a" * 32, signer_id=None, trusted=None)
+
+
+def test_one_canonical_form_refuses_nan_for_local_and_remote_signatures() -> None:
+    assert canonical_json({"b": 1, "a": "é"}) == b'{"a":"\\u00e9","b":1}'
+    with pytest.raises(ValueError):
+        canonical_json({"seconds": float("nan")})

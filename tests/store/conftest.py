@@ -10,7 +10,7 @@ import pytest
 
 import cellcache
 from cellcache.store.local import LocalStore
-from cellcache.store.manifest import _canonical
+from cellcache.store.manifest import canonical_json
 from tests.conftest import run
 
 import hashlib
@@ -30,7 +30,7 @@ def resign(store: LocalStore, path: Path, mutate: Callable[[dict], Any]) -> None
     body = path.read_bytes().partition(b"\n")[2]
     data = json.loads(body)
     mutate(data)
-    new = _canonical(data) if isinstance(data, dict) else json.dumps(data).encode()
+    new = canonical_json(data) if isinstance(data, dict) else json.dumps(data).encode()
     path.write_bytes(hmac.new(store.secret, new, hashlib.sha256).hexdigest().encode() + b"\n" + new)
 
 
