@@ -10,7 +10,7 @@ import pytest
 import cellcache
 from cellcache.fingerprint import fingerprint, pointers
 from tests.conftest import run
-from tests.test_format import filled, load, write_blob
+from tests.store.test_format import filled, load, write_blob
 
 ROWS = pointers.MIN_ITEMS + 123
 

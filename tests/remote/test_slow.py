@@ -89,7 +89,7 @@ def test_a_slow_but_alive_server_is_used(make_shell, tmp_path: Path, s3, signer,
     proxy = ThrottlingProxy(s3.port, first=1.6, piece=128 << 10, gap=0.5)
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
-        laptop = make_shell(tmp_path / "laptop-store", **env_for(s3, trusted=[signer], CELLCACHE_REMOTE_TIMEOUT="1"))
+        laptop = make_shell(tmp_path / "laptop-store", **env_for(s3, trusted=[signer], CELLCACHE_REMOTE_TIMEOUT="1s"))
         laptop.user_ns["n"] = 3
         started = time.monotonic()
         run, caught = run_cell(laptop, CELL)

@@ -10,7 +10,7 @@ from IPython.core.interactiveshell import InteractiveShell
 import cellcache
 from cellcache.cell.capture import OWN_METADATA, is_own, marker_text
 
-from .conftest import run
+from tests.conftest import run
 
 
 class Shown:

@@ -13,7 +13,7 @@ import cellcache
 from cellcache.cell import files
 from cellcache.errors import DepNotFound, OutNotProduced
 from tests.conftest import run
-from tests.test_runner import _Counter, counting_cell, executions
+from tests.cell.test_runner import _Counter, counting_cell, executions
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import warnings
 import cellcache
 from cellcache.errors import CacheWarning
 
-from .conftest import run
+from tests.conftest import run
 
 PACKAGE = os.path.dirname(cellcache.__file__)
 

@@ -12,7 +12,7 @@ import pytest
 import cellcache
 from cellcache.cell import state
 from tests.conftest import run
-from tests.test_effects import cached, counted, hit, kernel  # noqa: F401 - counted is a fixture
+from tests.cell.helpers import cached, hit, kernel
 
 
 # What each probe's setting cell does, how to undo it (as a new kernel would not have it), and what to read after.

@@ -8,15 +8,9 @@ import pytest
 import cellcache
 from cellcache.errors import CacheWarning
 from tests.conftest import run
-from tests.test_effects import Counter, kernel
+from tests.cell.helpers import kernel
 
 MAKES_A_LOCK = "%%cached makes\nimport threading\nruns.append(1)\nlock = threading.Lock()\nx = 42"
-
-
-@pytest.fixture
-def counted(shell):
-    shell.user_ns["runs"] = Counter()
-    return shell
 
 
 def again(shell, cell: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import cellcache
 from cellcache.cell.identity import rebind
 from tests.conftest import run
-from tests.test_effects import Counter
+from tests.cell.helpers import Counter
 
 SETUP = """
 class Est:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import cellcache
 from cellcache.units import format_seconds
 
-from .conftest import run
+from tests.conftest import run
 
 
 def test_explain_last_run_and_stats_give_one_net_saved_figure(shell, capsys):

@@ -421,7 +421,7 @@ def test_importing_cellcache_leaves_joblib_and_numpy_for_the_first_blob(tmp_path
         "fmt.PageAlignedArrayWrapper\n"
         "print('joblib' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["[]", "True"]
 

@@ -18,7 +18,7 @@ from cellcache import batch
 from cellcache.batch import RunOptions
 from cellcache.store.local import LocalStore
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write_nb(path: Path, *sources: str, ids: Sequence[str] | None = None) -> Path:
