@@ -655,10 +655,12 @@ def verify(repair: bool, store_dir: Path | None) -> None:
     broken = len(report.broken)
     verdict = "all sound" if not broken else f"{broken} broken" + (", dropped" if repair else "; run with --repair to drop them")
     click.echo(f"cellcache: checked {_plural(report.checked, 'entry', 'entries')} in {store.root}: {verdict}")
+    # Both kinds a dead writer leaves, by name: a user checking after a crash wants to know which.
+    kinds = f"{report.temp_files} temporary file(s) of dead writers, {report.orphan_blobs} orphan blob(s)"
     if repair:
-        click.echo(f"cellcache: reclaimed {format_size(report.reclaimed)} in {report.leftovers} leftover file(s); index rebuilt")
+        click.echo(f"cellcache: reclaimed {format_size(report.reclaimed)} in {report.leftovers} leftover file(s) ({kinds}); index rebuilt")
     else:
-        click.echo(f"cellcache: {format_size(report.reclaimable)} reclaimable in {report.leftovers} leftover file(s) (verify --repair)")
+        click.echo(f"cellcache: {format_size(report.reclaimable)} reclaimable in {report.leftovers} leftover file(s) ({kinds}) (verify --repair)")
     if broken and not repair:
         sys.exit(1)
 

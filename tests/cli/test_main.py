@@ -376,3 +376,13 @@ def test_status_graph_draws_the_pipeline_to_a_file(cli: CliRunner, tmp_path: Pat
         svg = tmp_path / "graph.svg"
         assert cli.invoke(main, ["status", str(nb), "--graph", str(svg)]).exit_code == 0
         assert svg.read_text().startswith("<svg") and "square" in svg.read_text()
+
+
+def test_verify_names_the_two_kinds_of_leftovers(cli: CliRunner, filled: dict[str, Manifest], store: Path) -> None:
+    orphan = LocalStore(store).blob_path("ab" * 16)
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"a blob no manifest names, put by a writer that died")
+    report = cli.invoke(main, ["verify"])
+    assert report.exit_code == 0 and "0 temporary file(s) of dead writers, 1 orphan blob(s)" in report.output
+    repaired = cli.invoke(main, ["verify", "--repair"])
+    assert "1 orphan blob(s)" in repaired.output and not orphan.exists()
