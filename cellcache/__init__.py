@@ -45,6 +45,8 @@ def load_ipython_extension(shell: Any) -> None:
     shell.events.register("pre_run_cell", session.pre_run_cell)
     shell.events.register("post_run_cell", session.post_run_cell)
     api.active = session
+    if settings.auto:  # `auto = true` or CELLCACHE_AUTO=1: every cell a stage from the next one on
+        session.auto.switch(True)
 
 
 def unload_ipython_extension(shell: Any) -> None:
@@ -54,6 +56,7 @@ def unload_ipython_extension(shell: Any) -> None:
     if session is None:
         return
     session.flush()
+    session.auto.uninstall()
     shell.events.unregister("pre_run_cell", session.pre_run_cell)
     shell.events.unregister("post_run_cell", session.post_run_cell)
     magics = shell.magics_manager.magics

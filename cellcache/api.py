@@ -39,6 +39,13 @@ def configure_batch(report: str | None = None, force: bool = False, restore_only
     active.configure_batch(report, force, restore_only)
 
 
+def configure_auto(on: bool, explain: bool = False) -> None:
+    """Auto mode on or off in this shell, as ``%cellcache auto [off]`` (``cellcache run --auto`` calls it in its kernels)."""
+    if active is None:
+        raise RuntimeError("cellcache is not loaded in this shell: %load_ext cellcache first")
+    active.auto.switch(on, explain=explain)
+
+
 def last_run() -> StepRun | None:
     return active.last if active is not None else None
 

@@ -42,6 +42,16 @@ class Config:
     verify: str = "on"  # on | strict | off
     push: str = "explicit"  # explicit | auto
     remote_timeout: float = 5.0
+    # Auto mode (cellcache.cell.auto): every code cell a stage; the cost rule's thresholds (cellcache.cell.cost).
+    auto: bool = False
+    auto_min_seconds: float = 0.05
+    auto_hit_seconds: float = 0.004
+
+    @property
+    def auto_thresholds(self) -> Any:
+        from cellcache.cell.cost import Thresholds
+
+        return Thresholds(min_seconds=self.auto_min_seconds, hit_seconds=self.auto_hit_seconds)
 
     def with_overrides(self, **changes: Any) -> Config:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -87,7 +97,34 @@ KEYS: tuple[Key, ...] = (
     Key("remote_timeout", True, "CELLCACHE_REMOTE_TIMEOUT", "``5s``",
         "How long each remote call may take, with its unit (``5s``, ``1m``); a remote slower than that is reported once "
         "and then not used this session."),
+    Key("auto", True, "CELLCACHE_AUTO", "``false``",
+        "``true`` (or ``CELLCACHE_AUTO=1``) turns auto mode on when the extension loads: every code cell is a stage "
+        "where caching pays, without ``%%cached`` (see the auto-mode how-to)."),
+    Key("auto_min_seconds", True, "CELLCACHE_AUTO_MIN_SECONDS", "``50ms``",
+        "Auto mode: a cell whose run took less than this is cheap and runs plainly, unfingerprinted. "
+        "A duration with its unit (``50ms``, ``0.2s``); a bare number is an error."),
+    Key("auto_hit_seconds", True, "CELLCACHE_AUTO_HIT_SECONDS", "``4ms``",
+        "Auto mode: what a hit is taken to cost before one was measured, besides reading its entry. "
+        "A step whose restore would cost more than its run is not stored."),
 )  # fmt: skip
+
+
+def _auto_settings(source: Mapping[str, Any], where: str, env: bool) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    key = "CELLCACHE_AUTO" if env else "auto"
+    if key in source and (env or source[key] is not None):
+        value = source[key]
+        if env:
+            settings["auto"] = _truthy(value)
+        elif isinstance(value, bool):
+            settings["auto"] = value
+        else:
+            raise ConfigError(f"{where}: auto must be true or false, not {value!r}")
+    for name in ("auto_min_seconds", "auto_hit_seconds"):
+        key = f"CELLCACHE_{name.upper()}" if env else name
+        if source.get(key):
+            settings[name] = _duration(key, source[key], where)
+    return settings
 
 
 def _truthy(value: str) -> bool:
@@ -143,6 +180,7 @@ def _from_pyproject(path: Path) -> dict[str, Any]:
     if "marker" in section:
         settings["marker"] = bool(section["marker"])
     settings.update(_remote_settings(section, path))
+    settings.update(_auto_settings(section, str(path), env=False))
     return settings
 
 
@@ -213,6 +251,7 @@ def resolve(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Co
             settings[name] = _choice(name, env[f"CELLCACHE_{name.upper()}"], f"CELLCACHE_{name.upper()}")
     if env.get("CELLCACHE_REMOTE_TIMEOUT"):
         settings["remote_timeout"] = _duration("remote_timeout", env["CELLCACHE_REMOTE_TIMEOUT"], "CELLCACHE_REMOTE_TIMEOUT")
+    settings.update(_auto_settings(env, "environment", env=True))
     return Config(**settings)
 
 

@@ -17,7 +17,7 @@ from cellcache.units import format_size
 
 
 _CELLCACHE_USAGE = (
-    "usage: %cellcache [panel | stats | info | invalidate NAME | clear | gc [--max-size 5GB] [--older-than 30d] [--yes] | flush | on | off]"
+    "usage: %cellcache [panel | stats | info | invalidate NAME | clear | gc [--max-size 5GB] [--older-than 30d] [--yes] | flush | on | off | auto [off] [--explain]]"
 )
 
 
@@ -95,6 +95,8 @@ class CellcacheMagics(Magics):
             print(f"cellcache: gc dropped {count} entries, freed {format_size(freed)}")
         elif command == "flush" and not rest:
             pass  # done above
+        elif command == "auto":
+            _auto(session, rest)
         elif command in ("on", "off") and not rest:
             session.enabled = command == "on"
             print(f"cellcache: {'on' if session.enabled else 'off: %%cached cells run plainly'}")
@@ -120,3 +122,16 @@ def _spec(line: str) -> StageSpec:
         return parse_line(line)
     except SpecError as exc:
         raise UsageError(f"%%cached: {exc}") from None
+
+
+def _auto(session: Session, rest: list[str]) -> None:
+    """``%cellcache auto [off] [--explain]``: every code cell a stage from the next cell on, or no longer."""
+    words = [w for w in rest if w not in ("-e", "--explain")]
+    if words not in ([], ["on"], ["off"]):
+        raise UsageError("usage: %cellcache auto [off] [--explain]")
+    on = words != ["off"]
+    session.auto.switch(on, explain=len(words) != len(rest))
+    if on:
+        print("cellcache: auto mode on: every code cell is a stage where caching pays (`# cellcache: off` opts a cell out)")
+    else:
+        print("cellcache: auto mode off: only %%cached cells are stages")

@@ -289,6 +289,10 @@ def render_text(
     if not body:
         out.append("(no steps yet: run a %%cached cell)")
     out.extend(f"hint: {r.qualified_name}: {hint}" for r in rows if (hint := slower_hit_hint(r)))
+    auto = [r for r in rows if getattr(r, "auto", False)]
+    if auto:  # auto mode's steps, counted apart from the %%cached ones
+        hits, misses, runs = sum(r.hits for r in auto), sum(r.misses for r in auto), sum(r.runs for r in auto)
+        out.append(f"auto mode: {len(auto)} step{'s' if len(auto) != 1 else ''}, {hits} hits, {misses} misses, {runs - hits - misses} plain")
     out.append(totals_line(rows, location))
     return "\n".join(out)
 

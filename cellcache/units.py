@@ -16,8 +16,8 @@ import time
 DURATION_FORMS = "s, m, h, d or w, such as 90s, 30m, 12h or 7d"
 SIZE_FORMS = "B, KB, MB, GB or TB (or KiB, MiB, GiB, TiB), such as 500MB or 5GB"
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}  # ms: auto mode's thresholds
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|[kmgt]i?b?)\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _BARE = re.compile(r"^\s*\d+(?:\.\d+)?\s*$")

@@ -41,6 +41,13 @@ def _kernel_env(input_path: Any, cwd: Any) -> dict[str, str]:
     return env
 
 
+def _auto_configured(input_path: Any, cwd: Any) -> bool:
+    from cellcache import batch
+
+    notebook = _local_path(input_path)
+    return batch.auto_configured(notebook if notebook is not None else Path(cwd or os.getcwd()).resolve() / "_")
+
+
 class CellcacheEngine:
     """A papermill engine: ``NBClientEngine``, with the kernel set up as ``cellcache run`` sets it up."""
 
@@ -76,6 +83,7 @@ def _build_engine() -> Any:
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine
     from papermill.log import logger
+    from nbclient.util import run_sync
     from papermill.utils import merge_kwargs, remove_args
 
     from cellcache import batch
@@ -95,6 +103,8 @@ def _build_engine() -> Any:
         ) -> Any:
             # As NBClientEngine does, plus an environment and a setup hook for the kernel.
             env = _kernel_env(kwargs.get("input_path"), kwargs.get("cwd"))
+            # Auto mode: `execute_notebook(..., auto=True)`, or the project's `auto = true` / CELLCACHE_AUTO=1.
+            auto = bool(kwargs.pop("auto", False)) or _auto_configured(kwargs.get("input_path"), kwargs.get("cwd"))
             kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
             final_kwargs = merge_kwargs(
                 kwargs,
@@ -106,13 +116,28 @@ def _build_engine() -> Any:
                 stdout_file=stdout_file,
                 stderr_file=stderr_file,
             )
-            client = PapermillNotebookClient(nb_man, **final_kwargs)
+            client = (_AutoClient if auto else PapermillNotebookClient)(nb_man, **final_kwargs)
 
             async def setup(notebook: Any = None, **_: Any) -> None:
-                await batch.setup_kernel(client)
+                await batch.setup_kernel(client, auto=auto)
 
             client.on_notebook_start = setup
             return client.execute(env=env)
+
+    class _AutoClient(PapermillNotebookClient):  # type: ignore[misc, valid-type]
+        """Sends each cell with its id and tags as a last comment line, as `cellcache run --auto` does."""
+
+        async def async_execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
+            original = cell.source
+            if cell.cell_type == "code":
+                cell.source = batch.auto_source(cell, batch.source_for_kernel(cell))
+            try:
+                return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+            finally:
+                cell.source = original
+
+        # nbclient's sync execute_cell wraps the base class's coroutine, not this one: papermill calls it.
+        execute_cell = run_sync(async_execute_cell)
 
     _Engine.__name__ = _Engine.__qualname__ = "CellcacheEngine"
     return _Engine

@@ -65,7 +65,7 @@ WOULD_RUN = "would-run"  # `status` only: a cached cell that would run
 AFTER_MISS = "after-miss"  # kept for readers of older JSON; `status` no longer stops at a miss
 
 # The Session's StepRun.status -> the cell's status in a batch result.
-_FROM_SESSION = {"hit": HIT, "miss": MISS, "error": ERROR, "uncached": PLAIN, "would-run": WOULD_RUN}
+_FROM_SESSION = {"hit": HIT, "miss": MISS, "error": ERROR, "uncached": PLAIN, "plain": PLAIN, "would-run": WOULD_RUN}
 
 NOTEBOOK_ENV = _config.NOTEBOOK_ENV
 
@@ -90,6 +90,7 @@ class RunOptions:
     store_dir: Path | None = None  # the store every kernel uses; None: found from each notebook's project
     log_output: bool = False  # stream the cells' output to the listener as it comes
     executor: str | None = None  # "dask://HOST:PORT": run the jobs on that Dask cluster
+    auto: bool = False  # auto mode: every code cell a stage where caching pays (also on if the project's config says so)
 
 
 @dataclass(frozen=True)
@@ -313,6 +314,30 @@ def step_hint(cell: NotebookNode) -> str | None:
     return args.name if args is not None else None
 
 
+def auto_configured(path: Path) -> bool:
+    """Whether the notebook's project turns auto mode on (``auto = true``, ``CELLCACHE_AUTO=1``)."""
+    try:
+        return _config.resolve(cwd=Path(path).parent.resolve()).auto
+    except Exception:  # noqa: BLE001 - a broken config is reported by the kernel that loads it
+        return False
+
+
+def auto_source(cell: NotebookNode, sent: str) -> str:
+    """What auto mode sends for a cell: its id, or its ``no-cache`` tag, as a last comment line."""
+    from cellcache.cell import auto
+
+    return auto.mark(sent, cell.get("id"), cell.get("metadata", {}).get("tags", ()))
+
+
+def auto_step_hint(cell: NotebookNode) -> str | None:
+    """An auto-mode stage's name before it runs: its cell id (None for a cell with its own magic or tagged no-cache)."""
+    from cellcache.cell import auto
+
+    if cell.cell_type != "code" or auto.own_rule(cell.source) is not None or auto.NO_CACHE_TAG in cell.get("metadata", {}).get("tags", ()):
+        return None
+    return cell.get("id") or None
+
+
 def _runnable(cell: NotebookNode) -> bool:
     return cell.cell_type == "code" and bool(cell.source.strip())
 
@@ -392,7 +417,7 @@ def kernel_env(
     return env
 
 
-def _setup_code(report: Path | None, force: bool, restore_only: bool) -> str:
+def _setup_code(report: Path | None, force: bool, restore_only: bool, auto: bool = False) -> str:
     # load_ipython_extension, not %load_ext: IPython's extension manager would then answer a
     # notebook's own `%load_ext cellcache` with "already loaded" in the cell's output. Called
     # directly, the notebook's %load_ext loads it once more, which the extension makes a silent no-op.
@@ -404,6 +429,8 @@ def _setup_code(report: Path | None, force: bool, restore_only: bool) -> str:
             "del _ccb",
             f"_cc.api.configure_batch(report={str(report)!r}, force={force!r}, restore_only={restore_only!r})",
         ]
+    if auto:
+        lines.append("_cc.api.configure_auto(True)")
     lines.append("del _cc")
     return "\n".join(lines) + "\n"
 
@@ -433,12 +460,14 @@ def report_warnings(report: str) -> None:
     warnings.simplefilter("always", CacheWarning)
 
 
-async def setup_kernel(client: Any, report: Path | None = None, force: bool = False, restore_only: bool = False) -> None:
+async def setup_kernel(
+    client: Any, report: Path | None = None, force: bool = False, restore_only: bool = False, auto: bool = False
+) -> None:
     """Load cellcache in the kernel of an nbclient client, silently, before its first cell."""
     kc = client.kc
     if kc is None:
         raise _SetupFailed("no kernel client")
-    code = _setup_code(report, force, restore_only)
+    code = _setup_code(report, force, restore_only, auto)
     msg_id = kc.execute(code, silent=True, store_history=False)
     reply = await client.async_wait_for_reply(msg_id)
     content = (reply or {}).get("content", {})
@@ -564,16 +593,20 @@ class _NotebookRun:
             kernel_manager_class=_kernel_manager_class(),
         )
         self.last_code = max((i for i, c in enumerate(nb.cells) if _runnable(c)), default=-1)
+        self.auto = options.auto or auto_configured(job.path)
         if options.log_output:
             self.client.on_output = lambda index, out: self.listener.cell_output(job, index, _output_text(out))
 
     async def _setup(self, notebook: NotebookNode) -> None:
-        await setup_kernel(self.client, self.report, self.options.force, self.options.restore_only)
+        await setup_kernel(self.client, self.report, self.options.force, self.options.restore_only, self.auto)
 
     def _before_cell(self, cell: NotebookNode, cell_index: int) -> None:
         self.current = cell_index
         self.step = step_hint(cell)
         sent = source_for_kernel(cell)
+        if self.auto:  # the cell's id and tags travel as a last comment line, which auto mode reads and drops
+            sent = auto_source(cell, sent)
+            self.step = self.step or auto_step_hint(cell)
         if self.options.restore_only and self.tainted:
             names = cell_names(cell.source)
             reads = sorted(self.tainted) if names is None else sorted(n for n in names.reads if n in self.tainted)

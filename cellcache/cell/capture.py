@@ -30,6 +30,7 @@ class Recording:
     # How many events came before Out[]: the inline backend shows figures after the
     # result (at post_execute), and a replay must keep that order.
     result_at: int | None = None
+    widgets: bool = False  # an interactive widget was shown: auto mode runs such a cell plainly
 
     def append_text(self, channel: str, text: str) -> None:
         # Merge consecutive writes, so a print loop replays as one write, not thousands.
@@ -94,11 +95,14 @@ def recording(shell: Any) -> Iterator[Recording]:
         return wrapper
 
     def on_publish(data: Any = None, metadata: Any = None, *_: Any, **kwargs: Any) -> None:
+        if isinstance(data, dict) and _WIDGET_MIME in data:
+            rec.widgets = True
         if kwargs.get("update") or not isinstance(data, dict) or _WIDGET_MIME in data or is_own(metadata):
             return
         rec.events.append(("display", dict(data), dict(metadata or {})))
 
     def on_result(format_dict: dict, md_dict: dict | None = None) -> None:
+        rec.widgets = rec.widgets or _WIDGET_MIME in format_dict
         if _WIDGET_MIME not in format_dict:
             rec.result = (dict(format_dict), dict(md_dict or {}))
             rec.result_at = len(rec.events)

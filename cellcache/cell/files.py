@@ -10,13 +10,14 @@ readers (pyarrow, h5py) open where the hook can't see.
 """
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import sys
 import sysconfig
 import threading
 from pathlib import Path
-from typing import Iterable, Protocol, Sequence, Union
+from typing import Callable, Iterable, Protocol, Sequence, Union
 
 import xxhash
 
@@ -157,7 +158,16 @@ def produced_outs(patterns: Sequence[str], cwd: Path) -> list[Path]:
 # ---------------------------------------------------------------- implicit deps
 
 
+_ROOT_ENV = ("HOME", "XDG_CACHE_HOME", "IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "MPLCONFIGDIR", "NUMBA_CACHE_DIR")
+
+
 def _excluded_roots(extra: Iterable[Path]) -> tuple[str, ...]:
+    # Every miss opens a recorder; the roots depend only on these variables, and a realpath each costs ~5 ms a miss.
+    return _excluded_roots_for(tuple(str(p) for p in extra), tuple(os.environ.get(n) for n in _ROOT_ENV))
+
+
+@functools.lru_cache(maxsize=16)
+def _excluded_roots_for(extra: tuple[str, ...], _env: tuple[str | None, ...]) -> tuple[str, ...]:
     roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     roots |= {sys.prefix, sys.base_prefix, sys.exec_prefix, "/proc", "/dev", "/sys", "/usr/lib", "/usr/share", "/etc"}
     home = Path.home()
@@ -180,19 +190,29 @@ _TOOL_CACHES = (
 _LIST_EVENTS = frozenset({"os.listdir", "os.scandir"})
 _GLOB_EVENTS = frozenset({"glob.glob", "glob.glob/2", "pathlib.Path.glob", "pathlib.Path.rglob"})
 
+# The events auto mode's watch is given: side effects a hit would skip (see cellcache.cell.watch).
+WATCHED_EVENTS = frozenset({
+    "socket.connect", "socket.sendto", "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
+    "os.fork", "os.forkpty", "os.startfile", "os.remove", "os.rename", "os.rmdir", "shutil.rmtree",
+})  # fmt: skip
+
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+_UPDATE_FLAGS = os.O_APPEND | os.O_RDWR
 
 
 class _Recording:
     def __init__(self) -> None:
         self.read: set[str] = set()
         self.written: set[str] = set()
+        self.updated: set[str] = set()  # written in place (append, read-write): the result depends on what was there
         self.listed: set[str] = set()
         self.globs: set[tuple[str, bool]] = set()
         self.thread = threading.get_ident()
         # Threads alive before the cell (the kernel's own: heartbeat, history, iopub) are not the
         # cell's; any thread started while it runs is (ThreadPoolExecutor, joblib's threading backend).
         self.foreign = {t.ident for t in threading.enumerate()} - {self.thread}
+        # Auto mode's side-effect watch (cellcache.cell.watch): the other events it wants, from the same threads.
+        self.watch: Callable[[str, tuple], None] | None = None
 
 
 _active: _Recording | None = None
@@ -213,6 +233,8 @@ def _audit(event: str, args: tuple) -> None:
     if event != "open":
         if event in _LIST_EVENTS or event in _GLOB_EVENTS:
             _listing(recording, event, args)
+        elif recording.watch is not None and event in WATCHED_EVENTS and threading.get_ident() not in recording.foreign:
+            recording.watch(event, args)
         return
     if threading.get_ident() in recording.foreign:
         return
@@ -222,6 +244,8 @@ def _audit(event: str, args: tuple) -> None:
     path = os.fsdecode(path)
     writes = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & _WRITE_FLAGS)
     (recording.written if writes else recording.read).add(os.path.abspath(path))
+    if writes and (("a" in mode or ("+" in mode and "r" in mode)) if isinstance(mode, str) else bool((flags or 0) & _UPDATE_FLAGS) and not (flags or 0) & os.O_TRUNC):
+        recording.updated.add(os.path.abspath(path))
 
 
 def _note_import_read(args: tuple) -> None:
@@ -307,9 +331,10 @@ def _listing(recording: _Recording, event: str, args: tuple) -> None:
 class OpenRecorder:
     """Record the files a block opens for reading, in this thread, via ``sys.addaudithook``."""
 
-    def __init__(self, exclude: Iterable[Path] = ()) -> None:
+    def __init__(self, exclude: Iterable[Path] = (), watch: Callable[[str, tuple], None] | None = None) -> None:
         self._exclude = _excluded_roots(exclude)
         self._recording: _Recording | None = None
+        self._watch = watch
 
     def __enter__(self) -> OpenRecorder:
         global _active, _hook_installed
@@ -317,6 +342,7 @@ class OpenRecorder:
             sys.addaudithook(_audit)  # audit hooks cannot be removed, hence the inert global switch
             _hook_installed = True
         self._recording = _Recording()
+        self._recording.watch = self._watch
         _active = self._recording
         return self
 
@@ -358,6 +384,19 @@ class OpenRecorder:
             kept.append(Listing(Listing.DIR, folder))
         kept.extend(Listing(Listing.GLOB, pattern, recursive) for pattern, recursive in globbed)
         return kept
+
+    def files_written(self) -> list[str]:
+        """Absolute paths the block opened for writing, outside the excluded roots (tool caches, the store)."""
+        assert self._recording is not None
+        return sorted(p for p in self._recording.written if not self._excluded(p))
+
+    def files_updated(self) -> list[str]:
+        """Of those, the files written in place (appended to, opened read-write), not replaced."""
+        assert self._recording is not None
+        return sorted(p for p in self._recording.updated if not self._excluded(p))
+
+    def excluded(self, path: str) -> bool:
+        return self._excluded(path)
 
     def _excluded(self, path: str) -> bool:
         return os.path.realpath(path).startswith(self._exclude) or os.path.realpath(path) + "/" in self._exclude

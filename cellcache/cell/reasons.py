@@ -203,6 +203,12 @@ CATALOGUE: tuple[Reason, ...] = (
     Reason(("input `gen` can't be fingerprinted",),
            "the cell ran uncached; the warning suggests ``--ignore gen``, and says that an ignored name is then neither "
            "keyed nor stored"),
+    Reason(("cheap: 3 ms", "restore would cost more: 120 ms > 40 ms"),
+           "auto mode's cost rule: the cell runs plainly, unfingerprinted and unstored (``auto_min_seconds``, ``auto_hit_seconds``)"),
+    Reason(("side effect: writes /tmp/results.csv", "uses the network (127.0.0.1:8080)", "side effect: starts a subprocess (ls)",
+            "side effect: removes old.csv", "side effect: appends to log.txt", "side effect: shows an interactive widget"),
+           "auto mode saw a side effect a hit would skip: the cell runs plainly from then on (writes inside the project become outs instead)"),
+    Reason(("off: # cellcache: off", "off: tagged no-cache"), "auto mode leaves the cell alone, as its first line or its tag asks"),
     Reason(("code changed; input `lr` changed (0.05 → 0.1); and 2 more",),
            f"several components changed: the broadest comes first (Python, strategy, code, packages, modules, files, "
            f"inputs), at most {_MAX_LISTED} are listed"),

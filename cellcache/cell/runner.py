@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from cellcache import config as _config
-from cellcache.cell import effects, files, identity, reasons, state
+from cellcache.cell import auto, effects, files, identity, reasons, state, watch
 from cellcache.fingerprint import mapped
 from cellcache.cell.analysis import CellNames, analyze
 from cellcache.cell.capture import recording, replay, show_marker
@@ -61,7 +61,7 @@ class StepRun:
     seconds: float
     saved_seconds: float
     reason: str
-    status: str  # "hit", "miss", "error", "uncached" or "would-run" (restore-only mode)
+    status: str  # "hit", "miss", "error", "uncached", "would-run" (restore-only mode) or "plain" (auto mode)
 
     def __str__(self) -> str:
         # One line a person reads: "fit: hit in 41 ms, saved 12.3 s (hit: code, inputs and files unchanged)".
@@ -122,6 +122,7 @@ class Session:
         files.watch_imports()  # and the files local modules read as they are imported, from now on
         self.mode = RunMode()  # set by `cellcache run` / `cellcache status` in the kernel they start
         self._notebook = ""
+        self.auto = auto.Auto(self, config.auto, config.auto_thresholds)  # auto mode: every cell a stage where it pays
 
     def configure_batch(self, report: str | None = None, force: bool = False, restore_only: bool = False) -> None:
         """Batch mode: report each step to ``report`` (a listener); force every step, or never run a missing one.
@@ -234,6 +235,10 @@ class Session:
     def run(self, spec: StageSpec, body: str) -> StepRun:
         started = time.perf_counter()
         self._warned = False
+        if spec.auto and self.enabled:  # auto mode: a step known not to pay runs plainly, before any fingerprint
+            plain = self.auto.before(spec, self._auto_name(spec, body), body, started)
+            if plain is not None:
+                return self._finish(plain)
         stage = self.prepare(spec, body, started)
         if isinstance(stage, Plain):
             # Run outside any except clause, so the shell reports an error exactly as it would
@@ -252,11 +257,24 @@ class Session:
         outcome = self.execute(stage)
         if isinstance(outcome, Failed):
             return self._finish(self._failed(stage, outcome, miss_reason))
+        if spec.auto:  # auto mode: stored only if it pays, and if a hit would skip no side effect
+            plain = self.auto.after(stage, outcome)
+            if plain is not None:
+                return self._finish(plain)
         self.commit(stage, outcome)
         key = outcome.keys[0].digest
         self._record(stage.name, key, "miss", outcome.seconds, 0.0, miss_reason)
         seconds = time.perf_counter() - started
         return self._finish(StepRun(name=stage.name, hit=False, key=key, seconds=seconds, saved_seconds=0.0, reason=miss_reason, status="miss"))
+
+    def _auto_name(self, spec: StageSpec, body: str) -> str:
+        # As prepare names it; the code digest only for a cell with neither a name nor an id.
+        if spec.name or self.cell_id:
+            return spec.name or self.cell_id  # type: ignore[return-value]
+        try:
+            return f"cell-{code_digest(self._transform(body))[:8]}"
+        except (SyntaxError, RecursionError, MemoryError):
+            return "cell"
 
     def prepare(self, spec: StageSpec, body: str, started: float) -> Stage | Plain:
         """Analyse and key the cell; or say why it runs without the cache."""
@@ -523,7 +541,8 @@ class Session:
         fx = effects.Effects(stage.names, ns, {n: ns[n] for n in stage.inputs if n in ns}, stage.hidden)
         run_started = time.perf_counter()
         states = state.read_all()
-        with recording(self.shell) as rec, files.OpenRecorder(exclude=[self.config.dir]) as opened:
+        seen = watch.Watch() if spec.auto else None  # auto mode: the side effects a hit would skip
+        with recording(self.shell) as rec, files.OpenRecorder(exclude=[self.config.dir], watch=seen) as opened:
             result = self._execute(stage.body)
         seconds = time.perf_counter() - run_started
         if not result.success:
@@ -532,6 +551,11 @@ class Session:
             out_paths = files.produced_outs(spec.outs, cwd)
         except OutNotProduced as exc:
             return Failed(exc, seconds, promise=True)
+        verdict = watch.Verdict()
+        if seen is not None:  # writes inside the project become outs; other side effects make the cell plain
+            root = self.config.root or _config.project_root(cwd)
+            verdict = watch.classify(opened.files_written(), seen, rec.widgets, root, cwd, opened.excluded, opened.files_updated())
+            out_paths = sorted(set(out_paths) | set(verdict.outs))
 
         def keep(n: str) -> bool:
             # Dunders are interpreter plumbing (`%run` leaves `__nonzero__`, `__builtin__` behind).
@@ -572,6 +596,7 @@ class Session:
             implicit=implicit,
             outs=tuple(out_paths),
             keys=(key, key.extended(rerun)) if rerun else (key,),
+            plain=verdict.plain,
         )
 
     def commit(self, stage: Stage, outcome: Outcome) -> None:

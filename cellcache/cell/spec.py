@@ -28,6 +28,7 @@ class StageSpec:
     explain: bool = False
     ignore: frozenset[str] = field(default_factory=frozenset)
     ttl: float | None = None
+    auto: bool = False  # made a stage by auto mode: the cost rule and the side-effect watch apply
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -64,6 +65,7 @@ ARGUMENTS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("-e", "--explain"), dict(action="store_true", help="print why this was a hit or a miss")),
     (("-i", "--ignore"), dict(nargs="+", action="extend", default=[], metavar="VAR", help="variables left out of the key")),
     (("--ttl",), dict(type=duration_arg, default=None, metavar="DURATION", help="entries older than this miss (90s, 30m, 12h, 7d)")),
+    (("--auto",), dict(action="store_true", help="a cell auto mode made a stage: the cost rule and the side-effect watch apply")),
 )
 
 
@@ -90,6 +92,7 @@ def spec_of(args: argparse.Namespace) -> StageSpec:
         explain=args.explain,
         ignore=frozenset(args.ignore),
         ttl=args.ttl,
+        auto=args.auto,
     )
 
 

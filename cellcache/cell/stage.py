@@ -89,6 +89,7 @@ class Outcome:
     implicit: tuple[Path, ...]  # files the run read that were not declared
     outs: tuple[Path, ...]  # the declared --outs it wrote
     keys: tuple[StageKey, ...]  # the key (extended by draws the analysis missed), then the key a re-run here gets
+    plain: str | None = None  # auto mode: a side effect a hit would skip, so the cell stays plain (cellcache.cell.watch)
 
 
 @dataclass(frozen=True)

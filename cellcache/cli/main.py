@@ -421,6 +421,7 @@ def _finish(result: batch.BatchResult, as_json: bool, restore_only: bool, also_f
 )
 @click.option("--allow-errors", is_flag=True, help="Keep executing after a failing cell (the exit code is still 1).")
 @click.option("--push", "push_after", is_flag=True, help="Then push the entries of the steps that ran to the remote (the CI path; needs a signing key).")
+@click.option("--auto", "auto_mode", is_flag=True, help="Auto mode: run notebooks as they are, every code cell a stage where caching pays (no %%cached needed).")
 @_kernel_options
 def run(
     notebooks: tuple[Path, ...],
@@ -429,6 +430,7 @@ def run(
     output_dir: Path | None,
     allow_errors: bool,
     push_after: bool,
+    auto_mode: bool,
     **kw: Any,
 ) -> None:
     """Execute notebooks with cellcache loaded; `%%cached` cells are restored when nothing changed.
@@ -452,7 +454,7 @@ def run(
     cell, step and error are printed on stderr); 2 for usage errors; 130 on
     Ctrl-C (running kernels are stopped; finished entries are kept).
     """
-    options = _run_options(kw, force=force, inplace=inplace, output_dir=output_dir, allow_errors=allow_errors)
+    options = _run_options(kw, force=force, inplace=inplace, output_dir=output_dir, allow_errors=allow_errors, auto=auto_mode)
     result = _execute(notebooks, options, _kernel_combinations(kw))
     pushed = True
     if push_after and not result.interrupted:

@@ -125,6 +125,10 @@ SELECT notebook, step, COUNT(*) AS runs, SUM(status = 'hit') AS hits, SUM(status
 FROM runs GROUP BY notebook, step
 """
 
+# The steps auto mode ran (cellcache.cell.auto), so `stats` counts them apart. A table of its own, added in
+# place to an index of this schema: no column of runs changes, and an index without it simply has none.
+AUTO_STEPS = "CREATE TABLE IF NOT EXISTS auto_steps(notebook TEXT NOT NULL, step TEXT NOT NULL, PRIMARY KEY(notebook, step))"
+
 BUSY_TIMEOUT_MS = 10_000  # commands and entry writes may wait this long for another writer
 HIT_TIMEOUT_MS = 3  # the hit path's writes give up after this, and are queued
 COMMIT_TIMEOUT_MS = 250  # a miss's index row, after its manifest is committed: queued if the index is busier
@@ -170,6 +174,7 @@ class StepStats:
     remote_hits: int = 0
     hit_seconds: float | None = None  # mean time of a hit (restoring)
     run_seconds: float | None = None  # mean time of a miss (running)
+    auto: bool = False  # run by auto mode, not by a %%cached line
 
     @property
     def slower_hit(self) -> str | None:
@@ -247,6 +252,7 @@ class Index:
         self._memory = str(path) == ":memory:"
         self.created = False  # True if this process created the schema: the store then fills it from the manifests
         self._has_totals = False
+        self._has_auto = False
         if self._memory:
             self._shared = self._connect()  # one connection: each ":memory:" connection is its own database
         try:
@@ -262,6 +268,9 @@ class Index:
             if not self._has_totals and not read_only:
                 _retry_locked(lambda: self._add_totals(db))
                 self._has_totals = True
+            if not read_only and not self._table_exists(db, "auto_steps"):
+                _retry_locked(lambda: db.execute(AUTO_STEPS))
+            self._has_auto = self._table_exists(db, "auto_steps")
         except sqlite3.DatabaseError as exc:
             self.close()
             raise IndexUnusable(f"{type(exc).__name__}: {exc}") from exc
@@ -652,6 +661,44 @@ class Index:
             (run.step.notebook, run.step.name, run.key, run.status, run.seconds, run.saved, time.time(), run.reason, run.source),
         )
 
+    def mark_auto(self, step: Any) -> None:
+        """Note that auto mode runs this step (once; on the hit path, so never waiting for a writer)."""
+        if self._has_auto:
+            self.defer("INSERT OR IGNORE INTO auto_steps VALUES (?, ?)", (step.notebook, step.name))
+
+    def step_costs(self, notebook: str) -> dict[str, tuple[str, float, str, float | None, int | None]]:
+        """What each step of a notebook cost, for auto mode's cost rule, since it was last invalidated.
+
+        step -> (status, seconds and reason of its last run or plain run; the mean seconds of its hits;
+        its latest entry's size).
+        """
+        self._settle()
+        since = "COALESCE((SELECT invalidated_at FROM steps s WHERE s.notebook = r.notebook AND s.name = r.step), 0)"
+        last = {
+            r[0]: r[1:]
+            for r in self.db.execute(
+                "SELECT step, status, seconds, reason FROM runs WHERE id IN (SELECT MAX(id) FROM runs r "
+                f"WHERE notebook = ? AND status IN ('miss', 'plain') AND at > {since} GROUP BY step)",
+                (notebook,),
+            )
+        }
+        hits = {
+            r[0]: r[1]
+            for r in self.db.execute(
+                f"SELECT step, AVG(seconds) FROM runs r WHERE notebook = ? AND status = 'hit' AND at > {since} GROUP BY step",
+                (notebook,),
+            )
+        }
+        sizes = {
+            r[0]: r[1]
+            for r in self.db.execute(
+                "SELECT step, size FROM entries e WHERE notebook = ? AND created = "
+                "(SELECT MAX(created) FROM entries f WHERE f.notebook = e.notebook AND f.step = e.step)",
+                (notebook,),
+            )
+        }
+        return {step: (status, seconds, reason, hits.get(step), sizes.get(step)) for step, (status, seconds, reason) in last.items()}
+
     def step_rows(self) -> list[StepStats]:
         """One row per step, in a fixed number of queries, each reading one row per step however many runs there are."""
         self._settle()
@@ -669,6 +716,7 @@ class Index:
             for r in self.db.execute("SELECT notebook, step, COUNT(*), COALESCE(SUM(size),0) FROM entries GROUP BY notebook, step")
         }
         names = sorted(set(runs) | set(stored) | {(r[0], r[1]) for r in self.db.execute("SELECT notebook, name FROM steps")})
+        auto = {(r[0], r[1]) for r in self.db.execute("SELECT notebook, step FROM auto_steps")} if self._has_auto else set()
         rows = []
         for ref in names:
             count, hits, misses, saved, remote, hit_total, miss_total, last_seconds, last_at, last_status, last_miss = runs.get(
@@ -692,6 +740,7 @@ class Index:
                     remote_hits=int(remote or 0),
                     hit_seconds=hit_total / hits if hits else None,
                     run_seconds=miss_total / misses if misses else None,
+                    auto=ref in auto,
                 )
             )
         return rows

@@ -640,6 +640,22 @@ class LocalStore(Upkeep, Store, Ledger):
         except Exception:  # noqa: BLE001 - statistics never cost a result, nor a warning
             pass
 
+    def mark_auto(self, step: StepRef | str) -> None:
+        """Auto mode runs this step: `stats` counts it apart."""
+        try:
+            self.index.mark_auto(self._ref(step))
+        except Exception:  # noqa: BLE001 - statistics never cost a result, nor a warning
+            pass
+
+    def step_costs(self, notebook: str) -> dict[str, tuple[str, float, str, float | None, int | None]]:
+        """What each step of a notebook cost when it last ran (auto mode's cost rule learns from it); {} if unknown."""
+        if not self.exists():
+            return {}
+        try:
+            return self.index.step_costs(notebook)
+        except Exception:  # noqa: BLE001 - without a history, every step decides at its end
+            return {}
+
     def step_rows(self) -> list[StepStats]:
         if not self.exists():
             return []
