@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 import xxhash
 
 from cellcache.cell import cost as _cost
+from cellcache.cell.stage import StepRun
 
 if TYPE_CHECKING:
-    from cellcache.cell.runner import Session, StepRun
     from cellcache.cell.spec import StageSpec
     from cellcache.cell.stage import Outcome, Stage
 
@@ -139,7 +139,8 @@ class PlainCell:
 class Auto:
     """Auto mode for one shell: the switch, the transform, and what the cost rule learned."""
 
-    def __init__(self, session: Session, on: bool, thresholds: _cost.Thresholds) -> None:
+    def __init__(self, session: Any, on: bool, thresholds: _cost.Thresholds) -> None:
+        # session: the runner's Session, which owns this (typed loosely: the runner imports this module)
         self.session = session
         self.on = on
         self.explain = False
@@ -234,7 +235,6 @@ class Auto:
         pending, self._pending = self._pending, None
         if pending is None:
             return
-        from cellcache.cell.runner import StepRun
 
         seconds = time.perf_counter() - pending.started
         if pending.reason in (OFF, NO_CACHE):
@@ -316,7 +316,6 @@ class Auto:
         return self.run_plain(name, body, started, reason, learn=not is_sticky(reason))
 
     def run_plain(self, name: str, body: str, started: float, reason: str, learn: bool) -> StepRun:
-        from cellcache.cell.runner import StepRun
 
         # Not Session._plain: a cell auto mode runs plainly is a plain cell, which `cellcache status` runs too.
         result = self.session._execute(body)
@@ -332,7 +331,6 @@ class Auto:
 
     def after(self, stage: Stage, outcome: Outcome) -> StepRun | None:
         """After a stage ran: None to store it; else it stays plain (a side effect, or caching would not pay)."""
-        from cellcache.cell.runner import StepRun
 
         name = stage.name
         past = self.cost_of(name) or _cost.StepCost()

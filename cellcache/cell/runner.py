@@ -29,6 +29,7 @@ from cellcache.fingerprint.modules import remember_loaded, take_stale
 from cellcache.cell.key import StageKey, code_digest
 from cellcache.cell.spec import StageSpec
 from cellcache.cell.stage import (
+    StepRun,
     Bundle,
     Failed,
     Hit,
@@ -49,30 +50,6 @@ from cellcache.store.manifest import FileDigest, Manifest, OutFile
 _SHELL_NAME = re.compile(r"^(_+|_i+|_i?\d+|_ih|_oh|_dh|In|Out|get_ipython|exit|quit)$")
 # Of those, the ones that are never inputs: `_`, `_3`, `Out[3]` (read as `_3`) are past results a cell may use.
 _SHELL_PLUMBING = re.compile(r"^(_dh|get_ipython|exit|quit)$")
-
-
-@dataclass(frozen=True)
-class StepRun:
-    """What happened to the last ``%%cached`` cell."""
-
-    name: str
-    hit: bool
-    key: str | None
-    seconds: float
-    saved_seconds: float
-    reason: str
-    status: str  # "hit", "miss", "error", "uncached", "would-run" (restore-only mode) or "plain" (auto mode)
-
-    def __str__(self) -> str:
-        # One line a person reads: "fit: hit in 41 ms, saved 12.3 s (hit: code, inputs and files unchanged)".
-        took = f"{self.status} in {format_seconds(self.seconds)}"
-        saved = f", saved {format_seconds(self.saved_seconds)}" if self.hit else ""
-        why = f" ({self.reason})" if self.reason and self.reason != self.status else ""
-        return f"{self.name}: {took}{saved}{why}"
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        # IPython shows `cellcache.last_run()` with this; repr() stays the dataclass's.
-        p.text(str(self))
 
 
 @dataclass(frozen=True)

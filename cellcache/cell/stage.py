@@ -18,6 +18,7 @@ from cellcache.cell.spec import StageSpec
 from cellcache.errors import StoreError, Unfingerprintable
 from cellcache.fingerprint import describe, fingerprint, module_digest, module_version
 from cellcache.store.base import Found, StepRef
+from cellcache.units import format_seconds
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,30 @@ class Failed:
     error: BaseException | None
     seconds: float
     promise: bool = False  # the cell ran but broke a promise: cellcache itself fails the cell
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """What happened to the last ``%%cached`` cell."""
+
+    name: str
+    hit: bool
+    key: str | None
+    seconds: float
+    saved_seconds: float
+    reason: str
+    status: str  # "hit", "miss", "error", "uncached", "would-run" (restore-only mode) or "plain" (auto mode)
+
+    def __str__(self) -> str:
+        # One line a person reads: "fit: hit in 41 ms, saved 12.3 s (hit: code, inputs and files unchanged)".
+        took = f"{self.status} in {format_seconds(self.seconds)}"
+        saved = f", saved {format_seconds(self.saved_seconds)}" if self.hit else ""
+        why = f" ({self.reason})" if self.reason and self.reason != self.status else ""
+        return f"{self.name}: {took}{saved}{why}"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        # IPython shows `cellcache.last_run()` with this; repr() stays the dataclass's.
+        p.text(str(self))
 
 
 class UnfingerprintableInput(Exception):
