@@ -1,65 +1,76 @@
 """Notebooks in batch: the plain API behind ``cellcache run`` and ``cellcache status``.
 
-The CLI, the papermill engine and the tests call these names; the modules
-under this package are how they are built.
+The CLI, the papermill engine and the tests call these names. How they are built:
+
+- ``results``: options, jobs, and the results of cells, notebooks and batches (values);
+- ``notebook``: a notebook read without a kernel: its cells, stages and names;
+- ``kernel``: one notebook in one kernel, its setup, and the classification of each cell;
+- ``scheduler``: jobs run one by one, in a local pool or on a Dask cluster;
+- ``sweep``: papermill's parameters and their combinations; ``papermill_engine``: the engine.
 """
-from cellcache.batch.scheduler import (
+from cellcache.batch.results import (
     AFTER_MISS,
     BatchResult,
+    CellResult,
+    ERROR,
+    HIT,
+    INTERRUPTED,
+    Job,
+    Listener,
+    MISS,
+    NOT_RUN,
+    NOTEBOOK_ENV,
+    NotebookResult,
+    PLAIN,
+    RunOptions,
+    to_json,
+    WOULD_RUN,
+)
+from cellcache.batch.notebook import (
     auto_configured,
     auto_source,
     auto_step_hint,
     cached_args,
     cell_names,
-    CellResult,
-    check,
-    dask_address,
-    ERROR,
-    flush_kernel,
-    HIT,
-    INTERRUPTED,
     is_cached,
-    Job,
+    notebooks_in,
+    read_notebook,
+    source_for_kernel,
+    step_hint,
+)
+from cellcache.batch.kernel import (
+    flush_kernel,
     kernel_config,
     kernel_env,
     KERNEL_START_TRIES,
-    Listener,
-    MISS,
+    report_warnings,
+    setup_kernel,
+)
+from cellcache.batch.scheduler import (
+    check,
+    dask_address,
     NOT_KEPT,
-    NOT_RUN,
-    NOTEBOOK_ENV,
-    NotebookResult,
-    notebooks_in,
     output_path,
     parameter_warnings,
-    PLAIN,
     plan,
-    read_notebook,
     remote_note,
-    report_warnings,
     run_batch,
     run_job,
     run_notebook,
     run_notebooks,
-    RunOptions,
-    setup_kernel,
-    source_for_kernel,
     status_notebooks,
     status_options,
-    step_hint,
-    to_json,
     worker_job,
-    WOULD_RUN,
 )
 from cellcache.errors import BatchError
 
 __all__ = [
     "AFTER_MISS",
-    "BatchError",
-    "BatchResult",
     "auto_configured",
     "auto_source",
     "auto_step_hint",
+    "BatchError",
+    "BatchResult",
     "cached_args",
     "cell_names",
     "CellResult",
