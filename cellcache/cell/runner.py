@@ -184,10 +184,15 @@ class Session:
             stage = self.placeholders.get(name)
             if stage is None:
                 continue  # rebuilt already, by the step that made an earlier name
-            print(f"cellcache: running step {stage.name!r} again to rebuild `{name}`, which could not be stored")
+            # Said as a CacheWarning, on stderr: the cell's own output stays what a run shows, and what
+            # the step shows again is not this cell's to show (a run of this cell would not show it).
+            warn(f"cellcache: running step {stage.name!r} again to rebuild `{name}`, which could not be stored")
             for made in [n for n, s in self.placeholders.items() if s is stage]:
                 del self.placeholders[made]
-            self._execute(stage.body)
+            from IPython.utils.capture import capture_output
+
+            with capture_output():
+                self._execute(stage.body)
 
     def flush(self, push_timeout: float | None = None) -> None:
         """Wait for the entries being written behind; say now which could not be stored.
