@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from cellcache.report import format_seconds
+from cellcache.units import format_seconds
 
 # Widget views refer to comm models that die with the kernel, so replaying
 # them would show a broken widget; they are left out of recordings.

@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cellcache.errors import CacheError, EntryCorrupt, UnknownStep
+from cellcache.errors import BatchError, CacheError, EntryCorrupt, UnknownStep
 from cellcache.store import writers
 from cellcache.store.base import StepRef
 from cellcache.store.index import EntryRow
+from cellcache.units import format_seconds, format_size
 
 # Only for what carries no writer (files of an older release, or claimed by a live process that never
 # committed them): younger than this, they may belong to a writer still at work. A dead writer's are reclaimed at once.
@@ -326,10 +327,6 @@ class Upkeep:
                 return f"blob {digest} is missing or does not match its digest"
         return None
 
-
-
-from cellcache.errors import BatchError
-from cellcache.report import format_seconds, format_size
 
 
 @dataclass(frozen=True)
