@@ -100,7 +100,9 @@ def part_a(report: Report, repeat: int, work: Path) -> None:
     sources = cheap_sources()
     shell = make_shell(work / "a-store")
     os.environ.pop("CELLCACHE_DIR")  # the kernels of the batch parts find their own project's store
-    session = shell._cellcache_session
+    from cellcache import api
+
+    session = api.session(shell)
     # Warm the interpreter on these cells once, so neither side pays first imports.
     for s in sources:
         cell(shell, s)

@@ -39,7 +39,7 @@ def make_shell(store: Path) -> InteractiveShell:
     config.HistoryManager.hist_file = ":memory:"
     shell = InteractiveShell.instance(config=config)
     shell.run_line_magic("load_ext", "cellcache")
-    session = shell._cellcache_session
+    session = cellcache.api.session(shell)
     session.config = session.config.with_overrides(marker=False)  # the marker line would flood the report
     return shell
 

@@ -15,6 +15,8 @@ Measurements are interleaved A/B and the best of each is kept; IPython history i
 """
 from __future__ import annotations
 
+import cellcache
+
 import argparse
 import json
 import logging
@@ -95,11 +97,11 @@ def bench_remote_hit(tmp: Path, key: Path, fingerprint: str, size: int, repeat: 
     ci = make_shell(tmp / "ci-store")
     ci.user_ns["seed"] = 1
     cell(ci, body)
-    ci._cellcache_session.flush()  # the miss's blob is written behind; push what it stored
+    cellcache.api.session(ci).flush()  # the miss's blob is written behind; push what it stored
     from cellcache.remote import commands as remote_ops
     from cellcache.config import resolve
 
-    pushed = remote_ops.push(resolve(), ci._cellcache_session.store.local)
+    pushed = remote_ops.push(resolve(), cellcache.api.session(ci).store.local)
     assert len(pushed.pushed) == 1, pushed
     reader = RemoteStore(url, trusted=[fingerprint])
     entry = reader.fetch(pushed.pushed[0]).entries[0]
@@ -117,7 +119,7 @@ def bench_remote_hit(tmp: Path, key: Path, fingerprint: str, size: int, repeat: 
         start = time.perf_counter()
         cell(shell, body)
         elapsed[0] = time.perf_counter() - start
-        run = shell._cellcache_session.last
+        run = cellcache.api.session(shell).last
         assert run.status == "hit" and "remote" in run.reason, run
 
     def raw_cat() -> None:
@@ -144,7 +146,7 @@ def bench_local_hit(tmp: Path, fingerprint: str, repeat: int) -> tuple[float, fl
     shell = make_shell(tmp / "local-hit-store")
     shell.user_ns["n"] = 1000
     cell(shell, body)
-    session = shell._cellcache_session
+    session = cellcache.api.session(shell)
     tiered = session.store
     assert type(tiered).__name__ == "TieredStore"
     local = tiered.local
@@ -177,7 +179,7 @@ def quickstart_entries(store: Path) -> None:
     for c in notebook["cells"]:
         if c["cell_type"] == "code":
             cell(shell, "".join(c["source"]))
-    shell._cellcache_session.flush()
+    cellcache.api.session(shell).flush()
 
 
 def bench_push(tmp: Path, key: Path, repeat: int) -> tuple[float, float]:

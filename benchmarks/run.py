@@ -86,7 +86,7 @@ def bench_restore(shell: InteractiveShell, report: Report, n: int, repeat: int, 
     for fn in memories.values():
         fn(n)
     marimo_seconds(tmp, n)  # fills marimo's cache
-    store = shell._cellcache_session.store
+    store = cellcache.api.session(shell).store
     rounds: dict[str, list[float]] = {k: [] for k in ("np.load", "np.load mmap c + slice", "checked", "unchecked", "marimo", *memories)}
     resident: list[float] = []
     for _ in range(repeat):

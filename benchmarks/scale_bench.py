@@ -12,6 +12,8 @@ The bars: a tiny-cell hit <= 1.1x the same hit on an empty store; `stats`
 """
 from __future__ import annotations
 
+import cellcache
+
 import argparse
 import os
 import statistics
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None, shell=None) -> list[tuple[str, float, fl
         populate(big, args.entries)
         print(f"populated {args.entries:,} entries in {time.perf_counter() - started:.0f} s", flush=True)
         shell = make_shell(tmp / "empty")
-        session = shell._cellcache_session
+        session = cellcache.api.session(shell)
         stores = {"empty": session.store, "big": big}
         big.verify_local = session.store.verify_local
         shell.user_ns["x"] = 1

@@ -21,7 +21,6 @@ the ratios are the result.
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import shutil
 import statistics

@@ -46,6 +46,14 @@ def configure_auto(on: bool, explain: bool = False) -> None:
     active.auto.switch(on, explain=explain)
 
 
+def session(shell: Any = None) -> Session:
+    """The cellcache session of ``shell`` (the active shell's by default): its settings, its stores, its switches."""
+    found = active if shell is None else getattr(shell, "_cellcache_session", None)
+    if found is None:
+        raise RuntimeError("cellcache is not loaded in this shell: %load_ext cellcache first")
+    return found
+
+
 def last_run() -> StepRun | None:
     return active.last if active is not None else None
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import cellcache
+
 import pytest
 
 from cellcache.config import DEFAULT_DIR, resolve
@@ -92,7 +94,7 @@ def test_a_plain_ipython_anywhere_in_the_project_uses_the_project_store_and_is_i
     shell = InteractiveShell.instance(config=config)
     try:
         shell.run_line_magic("load_ext", "cellcache")
-        session = shell._cellcache_session
+        session = cellcache.api.session(shell)
         assert session.config.dir == (tmp_path / DEFAULT_DIR).resolve()
         assert session.notebook == ""
         shell.user_ns["__vsc_ipynb_file__"] = str(tmp_path / "analysis" / "vs.ipynb")

@@ -100,7 +100,7 @@ def test_dot_and_html_files(tmp_path: Path) -> None:
 
 def test_the_panel_graph_view_colours_by_state_and_a_click_shows_the_reason_and_invalidates(shell, tmp_path: Path, monkeypatch) -> None:
     nb = notebook(tmp_path / "pipe.ipynb", ["x = 2", "%%cached double\ny = x * 2", "%%cached plus\nz = y + 1", "%%cached never\nq = z"])
-    session = shell._cellcache_session
+    session = cellcache.api.session(shell)
     monkeypatch.setattr(type(session), "notebook", property(lambda self: "pipe.ipynb"), raising=False)
     run(shell, "x = 2")
     run(shell, "%%cached double\ny = x * 2")
@@ -137,7 +137,7 @@ def test_the_panel_graph_view_colours_by_state_and_a_click_shows_the_reason_and_
 
 def test_without_dot_the_panel_lists_the_steps_and_still_takes_clicks(shell, tmp_path: Path, monkeypatch) -> None:
     notebook(tmp_path / "pipe.ipynb", ["x = 2", "%%cached double\ny = x * 2"], tag_parameters=None)
-    session = shell._cellcache_session
+    session = cellcache.api.session(shell)
     monkeypatch.setattr(type(session), "notebook", property(lambda self: "pipe.ipynb"), raising=False)
     run(shell, "x = 2")
     run(shell, "%%cached double\ny = x * 2")

@@ -29,9 +29,9 @@ def _session_hooks(shell) -> list:
 
 
 def test_loading_twice_is_harmless(shell):
-    session = shell._cellcache_session
+    session = cellcache.api.session(shell)
     shell.run_line_magic("load_ext", "cellcache")
-    assert shell._cellcache_session is session and len(_session_hooks(shell)) == 1
+    assert cellcache.api.session(shell) is session and len(_session_hooks(shell)) == 1
     shell.run_line_magic("reload_ext", "cellcache")
     assert len(_session_hooks(shell)) == 1
     run(shell, "%%cached twice\ny = 1")
@@ -82,7 +82,7 @@ def test_wrong_flags_are_usage_errors_naming_the_flag(shell, line, expected):
 
 def test_flags_parse_into_the_spec(shell, monkeypatch):
     seen = []
-    monkeypatch.setattr(shell._cellcache_session, "run", lambda spec, body: seen.append((spec, body)))
+    monkeypatch.setattr(cellcache.api.session(shell), "run", lambda spec, body: seen.append((spec, body)))
     shell.run_cell_magic("cached", "prep -d a.csv 'data/*.csv' -o out.bin -s input_hash -f -e -i log bar --ttl 12h", "x = 1\n")
     spec, body = seen[0]
     assert spec.name == "prep" and spec.deps == ("a.csv", "data/*.csv") and spec.outs == ("out.bin",)
@@ -100,7 +100,7 @@ def test_cellcache_stats_info_invalidate_clear(shell):
     assert "alpha" in out.stdout and "beta" in out.stdout and "50%" in out.stdout
     with capture_output() as out:
         run(shell, "%cellcache info")
-    assert str(shell._cellcache_session.config.dir) in out.stdout
+    assert str(cellcache.api.session(shell).config.dir) in out.stdout
     with capture_output() as out:
         run(shell, "%cellcache invalidate alpha")
     assert "1 entry dropped" in out.stdout
@@ -148,3 +148,11 @@ def test_configured_remote_is_used_and_info_says_so(store_dir, workdir, monkeypa
     finally:
         sh.run_line_magic("unload_ext", "cellcache")
         InteractiveShell.clear_instance()
+
+
+def test_the_session_is_reached_through_the_api_and_refused_where_not_loaded() -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    bare = InteractiveShell.__new__(InteractiveShell)  # a shell object cellcache was never loaded into
+    with pytest.raises(RuntimeError, match="not loaded in this shell"):
+        cellcache.api.session(bare)

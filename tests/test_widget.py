@@ -26,7 +26,7 @@ def cached(shell, name: str, body: str) -> cellcache.StepRun:
 
 
 def session_of(shell):
-    return shell._cellcache_session
+    return cellcache.api.session(shell)
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ def _params_notebook(path: Path) -> Path:
         params,
         new_code_cell("%%cached stamp\nimport time\nstamp = time.time()"),
         new_code_cell("%%cached scaled\nscaled = alpha * 10"),
-        new_code_cell("print(repr(stamp), scaled, get_ipython()._cellcache_session.notebook)"),
+        new_code_cell("print(repr(stamp), scaled, __import__('cellcache').api.session().notebook)"),
     ]
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

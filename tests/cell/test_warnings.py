@@ -37,7 +37,7 @@ def test_a_failing_listener_warns_at_the_cell(shell):
     def broken(_run):
         raise RuntimeError("panel gone")
 
-    shell._cellcache_session.listeners.append(broken)
+    cellcache.api.session(shell).listeners.append(broken)
     caught = cache_warnings(shell, "%%cached fine\nx = 1")
     assert len(caught) == 1 and "panel gone" in str(caught[0].message)
     assert_in_the_cell(caught[0])

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import weakref
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest

@@ -8,6 +8,8 @@ progress, so a transfer that keeps moving is not declared dead.
 """
 from __future__ import annotations
 
+import cellcache
+
 import socket
 import threading
 import time
@@ -84,7 +86,7 @@ def test_a_slow_but_alive_server_is_used(make_shell, tmp_path: Path, s3, signer,
     from cellcache.remote import commands as remote_ops
     from cellcache.config import resolve
 
-    assert len(remote_ops.push(resolve(), sh._cellcache_session.store.local).pushed) == 1
+    assert len(remote_ops.push(resolve(), cellcache.api.session(sh).store.local).pushed) == 1
     # Every answer starts 1.6 s late with a 1 s timeout, then moves 128 KB every 0.5 s: slow, never stalled for long.
     proxy = ThrottlingProxy(s3.port, first=1.6, piece=128 << 10, gap=0.5)
     try:

@@ -7,6 +7,8 @@ replaces it; readers then hit again.
 """
 from __future__ import annotations
 
+import cellcache
+
 import hashlib
 from pathlib import Path
 
@@ -32,7 +34,7 @@ def test_a_squatted_blob_is_named_to_readers_and_replaced_by_the_signers_push(ma
     ci = make_shell(tmp_path / "ci-store", **env_for(s3, signer, trusted=[signer]))
     run, _ = run_cell(ci)
     assert run.status == "miss"
-    ci_local = ci._cellcache_session.store.local
+    ci_local = cellcache.api.session(ci).store.local
     key, genuine = _blob_key(ci_local)
     garbage = (b"\x80\x04garbage, not the pickle it claims to be" + b"\0" * len(genuine))[: len(genuine)]  # same size
     if when == "before-push":
@@ -48,7 +50,7 @@ def test_a_squatted_blob_is_named_to_readers_and_replaced_by_the_signers_push(ma
         assert len(caught) == 1, caught
         assert key in caught[0] and signer.fingerprint in caught[0] and "cellcache push" in caught[0], caught[0]
         ci = make_shell(tmp_path / "ci-store", **env_for(s3, signer, trusted=[signer]))  # CI again, same store
-        again = remote_ops.push(resolve(), ci._cellcache_session.store.local)
+        again = remote_ops.push(resolve(), cellcache.api.session(ci).store.local)
         assert again.present == 1 and again.failed == ()
     assert s3.objects("cellcache/v1/blobs")[key] == genuine, "the signer's push replaced the squatted blob"
     reader = make_shell(tmp_path / "reader-2", **env_for(s3, trusted=[signer]))

@@ -39,7 +39,7 @@ def ci_pushes(make_shell, tmp_path: Path, s3, signer) -> None:
     sh = make_shell(tmp_path / "ci-store", **env_for(s3, signer, trusted=[signer]))
     run, _ = run_cell(sh)
     assert run.status == "miss"
-    result = remote_ops.push(resolve(), sh._cellcache_session.store.local)
+    result = remote_ops.push(resolve(), cellcache.api.session(sh).store.local)
     assert len(result.pushed) == 1 and result.failed == ()
 
 
@@ -127,7 +127,7 @@ def test_a_blob_tampered_through_boto3_is_a_miss_and_never_unpickled(make_shell,
     run, caught = run_cell(sh)
     assert run.status == "miss"
     assert len(caught) == 1 and "SHA-256" in caught[0]
-    store = sh._cellcache_session.store.local
+    store = cellcache.api.session(sh).store.local
     remote_entry = RemoteStore(s3.url, trusted=[signer.fingerprint]).fetch(run.key).entries[0]
     # The miss stored its own (genuine) bytes at that address; the tampered ones never landed.
     assert store.blob_path(remote_entry.blobs[0].local).read_bytes() == objects[name] != evil
@@ -155,7 +155,7 @@ def test_auto_push_sends_a_stored_miss_in_the_background(make_shell, tmp_path: P
     sh = make_shell(tmp_path / "ci-store", **env_for(s3, signer, trusted=[signer], CELLCACHE_PUSH="auto"))
     run, caught = run_cell(sh)
     assert run.status == "miss" and caught == []
-    store = sh._cellcache_session.store
+    store = cellcache.api.session(sh).store
     assert store.pusher.drain(20)
     assert store.pusher.pushed == 1
     assert RemoteStore(s3.url, trusted=[signer.fingerprint]).fetch(run.key).entries
@@ -165,7 +165,7 @@ def test_auto_push_sends_a_stored_miss_in_the_background(make_shell, tmp_path: P
 def test_auto_push_without_a_key_pushes_nothing(make_shell, tmp_path: Path, s3, signer) -> None:
     sh = make_shell(tmp_path / "ci-store", **env_for(s3, trusted=[signer], CELLCACHE_PUSH="auto"))
     run, caught = run_cell(sh)
-    assert run.status == "miss" and sh._cellcache_session.store.pusher is None
+    assert run.status == "miss" and cellcache.api.session(sh).store.pusher is None
     assert not [k for k in s3.objects() if "/entries/" in k]
 
 

@@ -30,7 +30,7 @@ def _fork_small_outputs(monkeypatch):
 
 
 def writer(shell) -> wb.Writer:
-    return shell._cellcache_session.writer
+    return cellcache.api.session(shell).writer
 
 
 def queued(shell) -> wb.Pending:
@@ -148,7 +148,7 @@ def test_a_snapshot_checks_big_blobs_without_its_parents_threads(shell, store_di
     assert not cellcache.last_run().hit
     cellcache.flush()
     assert len(entries(store_dir)) == 2
-    [again] = [m for m in (shell._cellcache_session.store.manifest(p.parent.name) for p in entries(store_dir)) if m.step == "again"]
+    [again] = [m for m in (cellcache.api.session(shell).store.manifest(p.parent.name) for p in entries(store_dir)) if m.step == "again"]
     assert len(again.blob_chunks) > 1
 
 
@@ -230,7 +230,7 @@ def test_a_refused_fork_takes_the_thread_route(shell, store_dir, monkeypatch):
 
 
 def test_fork_writes_false_takes_the_thread_route(shell, store_dir):
-    session = shell._cellcache_session
+    session = cellcache.api.session(shell)
     session.config = session.config.with_overrides(fork_writes=False)
     with writer(shell).hold():
         run(shell, MAKE)
@@ -270,7 +270,8 @@ def test_an_entry_left_to_a_snapshot_is_written_at_interpreter_exit(tmp_path):
     store = tmp_path / "store"
     out = run_in_fresh_shell(
         f"""
-        session = sh._cellcache_session
+        import cellcache
+        session = cellcache.api.session(sh)
         with session.writer.hold():
             sh.run_cell({MAKE!r}).raise_error()
             queued = [entry for _, entry in session.writer._queue]

@@ -21,7 +21,7 @@ MAKE = f"%%cached make\nimport numpy as np\nbig = np.arange({N}, dtype=np.float6
 
 
 def session(shell):
-    return shell._cellcache_session
+    return cellcache.api.session(shell)
 
 
 def entries(store_dir: Path) -> list[Path]:
@@ -122,7 +122,7 @@ def test_pending_entries_are_written_at_interpreter_exit(tmp_path):
         f"""
         sh.run_cell({MAKE!r}).raise_error()
         import cellcache, sys
-        sys.stdout.write(str(sh._cellcache_session.writer.pending(cellcache.last_run().key)))
+        sys.stdout.write(str(cellcache.api.session(sh).writer.pending(cellcache.last_run().key)))
         """,
         store,
         tmp_path,
