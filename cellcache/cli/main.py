@@ -18,12 +18,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cellcache import api, batch
-from cellcache import config as _config
+from cellcache import batch
 from cellcache.batch import sweep as _sweep
-from cellcache.errors import BatchError, CellcacheError, ConfigError, StepError
-from cellcache.units import format_age, format_seconds, format_size, parse_duration, parse_size
-from cellcache.store.local import LocalStore, open_store
+from cellcache.errors import BatchError
+from cellcache.units import format_seconds
+from cellcache.cli import store as _store_verbs
+from cellcache.cli.common import DURATION, SIZE, Group, dir_option, make_console, plural
 
 _STATUS_LABEL = {
     batch.HIT: "hit",
@@ -43,63 +43,7 @@ _STATUS_STYLE = {
     batch.NOT_RUN: "dim",
     batch.INTERRUPTED: "bold red",
 }
-# An unknown or ambiguous step name is a usage error, like an unknown option.
-_USAGE_ERRORS: tuple[type[Exception], ...] = (BatchError, ConfigError, StepError)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
-
-
-def _console(stderr: bool = False) -> Console:
-    console = Console(stderr=stderr)
-    # Piped or captured output gets a fixed, wide layout instead of 80 columns, so tables don't wrap in logs.
-    return console if console.is_terminal else Console(stderr=stderr, width=160)
-
-
-class _Command(click.Command):
-    """A command whose line in `cellcache --help` is its whole first sentence, never cut at 45 characters."""
-
-    def get_short_help_str(self, limit: int = 45) -> str:
-        if self.short_help:
-            return self.short_help
-        first = (self.help or "").strip().split("\n\n")[0]
-        return " ".join(first.split())
-
-
-class _Group(click.Group):
-    """Turn cellcache's own errors into click's: a message and an exit code, never a traceback."""
-
-    command_class = _Command
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except _USAGE_ERRORS as exc:
-            raise click.UsageError(str(exc)) from None
-        except CellcacheError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        # click shortens each line to fit the terminal; a description cut in half says nothing.
-        rows = [(name, _Command.get_short_help_str(self.commands[name])) for name in self.list_commands(ctx) if not self.commands[name].hidden]
-        if rows:
-            with formatter.section("Commands"):
-                width = max(len(name) for name, _ in rows)
-                for name, text in rows:
-                    formatter.write(f"  {name.ljust(width)}  {text}\n")
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="cellcache")
-def main() -> None:
-    """cellcache: a run-cache for Jupyter cells.
-
-    Run notebooks in batch with `%%cached` cells restored instead of re-run,
-    and manage the store. Every command finds the same store: --dir if given,
-    else CELLCACHE_DIR, else [tool.cellcache] dir in pyproject.toml, else
-    .cellcache/ at the project root (the nearest folder upward, from the
-    notebook or the working directory, that holds pyproject.toml or .git).
-    A relative path is relative to that root.
-    """
-    _skip_iri_format_checker()
 
 
 def _skip_iri_format_checker() -> None:
@@ -117,54 +61,20 @@ def _skip_iri_format_checker() -> None:
         sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 
-class _ParsedType(click.ParamType):
-    """A click type over one of cellcache's parsers, so a bad value is a usage error (exit 2)."""
 
-    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
-        self.name = name
-        self._parse = parse
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cellcache")
+def main() -> None:
+    """cellcache: a run-cache for Jupyter cells.
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if not isinstance(value, str):
-            return value
-        try:
-            return self._parse(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-SIZE = _ParsedType("size", parse_size)
-DURATION = _ParsedType("duration", parse_duration)
-
-_dir_option = click.option(
-    "--dir",
-    "store_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    metavar="DIR",
-    help="The store to use (default: found from the project root, see `cellcache --help`).",
-)
-
-
-def _store_path(store_dir: Path | None) -> Path:
-    return store_dir.resolve() if store_dir is not None else _config.resolve().dir
-
-
-def _store(store_dir: Path | None = None) -> LocalStore:
-    config = _config.resolve()
-    # Every setting the notebook's session uses (verify_local too); --dir only moves the folder.
-    return open_store(config if store_dir is None else config.with_overrides(dir=store_dir.resolve()))
-
-
-def _json_of(value: Any) -> Any:
-    to_json = getattr(value, "to_json", None)
-    if callable(to_json):
-        return to_json()
-    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
-
-
-def _plural(count: int, word: str, plural: str | None = None) -> str:
-    return f"{count} {word if count == 1 else (plural or word + 's')}"
+    Run notebooks in batch with `%%cached` cells restored instead of re-run,
+    and manage the store. Every command finds the same store: --dir if given,
+    else CELLCACHE_DIR, else [tool.cellcache] dir in pyproject.toml, else
+    .cellcache/ at the project root (the nearest folder upward, from the
+    notebook or the working directory, that holds pyproject.toml or .git).
+    A relative path is relative to that root.
+    """
+    _skip_iri_format_checker()
 
 
 # run and status ------------------------------------------------------------------
@@ -226,7 +136,7 @@ def _kernel_options(command: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option("--log-output", is_flag=True, help="Stream the cells' output to stderr as it comes, as papermill does."),
             click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout, and nothing else there."),
-            _dir_option,
+            dir_option,
         ]
     ):
         command = option(command)
@@ -352,12 +262,12 @@ def _cell_table(result: batch.NotebookResult) -> Table:
 
 def _summary(result: batch.BatchResult, restore_only: bool) -> str:
     counts = result.counts()
-    jobs = _plural(len(result.notebooks), "notebook")
+    jobs = plural(len(result.notebooks), "notebook")
     if restore_only:
-        parts = [f"{counts[batch.WOULD_RUN]} would run", _plural(counts[batch.HIT], "hit")]
+        parts = [f"{counts[batch.WOULD_RUN]} would run", plural(counts[batch.HIT], "hit")]
     else:
-        parts = [_plural(counts[batch.HIT], "hit"), _plural(counts[batch.MISS], "miss", "misses")]
-    parts += [_plural(counts[batch.ERROR], "error"), f"{counts[batch.NOT_RUN]} not run"]
+        parts = [plural(counts[batch.HIT], "hit"), plural(counts[batch.MISS], "miss", "misses")]
+    parts += [plural(counts[batch.ERROR], "error"), f"{counts[batch.NOT_RUN]} not run"]
     saved = "" if restore_only else f", {format_seconds(result.saved_seconds)} saved"
     return f"{', '.join(parts)}{saved} in {jobs}; store {result.store}"
 
@@ -381,7 +291,7 @@ def _print_results(result: batch.BatchResult, as_json: bool, restore_only: bool)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
-        console = _console()
+        console = make_console()
         for nb in result.notebooks:
             # The path and parameters on a line of their own, not as the table's title: a title wraps at the
             # table's width. The parameters tell apart the tables of a sweep.
@@ -514,158 +424,10 @@ def _write_graphs(result: batch.BatchResult, target: Path) -> None:
         click.echo(f"cellcache: drew the pipeline of {nb.title} to {path} ({kind})", err=True)
 
 
-# the store -----------------------------------------------------------------------
-
-
-def _by_notebook(rows: Sequence[Any]) -> list[tuple[str, list[Any]]]:
-    groups: dict[str, list[Any]] = {}
-    for row in rows:
-        groups.setdefault(getattr(row, "notebook", "") or "", []).append(row)
-    return sorted(groups.items())
-
-
-@main.command()
-@_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
-def stats(store_dir: Path | None, as_json: bool) -> None:
-    """Print the statistics of every step, grouped by notebook (the table `%cellcache stats` prints)."""
-    store = _store(store_dir)
-    store.reconcile()  # entries a kill or a full disk kept from the index are counted too
-    if as_json:
-        rows = store.step_rows() if store.exists() else []
-        click.echo(json.dumps({"store": str(store.root), "steps": [_json_of(r) for r in rows]}, indent=2, default=str))
-        return
-    click.echo(api.stats_text(store))
-
-
-@main.command(name="ls")
-@click.argument("step", required=False)
-@_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
-def ls(step: str | None, store_dir: Path | None, as_json: bool) -> None:
-    """List the stored entries, or those of one STEP, grouped by notebook: key, step, created, last used, size, run time."""
-    store = _store(store_dir)
-    rows = store.entries(step)
-    if as_json:
-        click.echo(json.dumps({"store": str(store.root), "entries": [_json_of(r) for r in rows]}, indent=2, default=str))
-        return
-    if not rows:
-        click.echo(f"cellcache: no entries{f' for step {step!r}' if step else ''} in {store.root}")
-        return
-    console = _console()
-    console.print(f"{_plural(len(rows), 'entry', 'entries')} in {store.root}", highlight=False, soft_wrap=True)
-    for notebook, group in _by_notebook(rows):
-        table = Table(title=notebook or "(no notebook: plain IPython)", title_justify="left")
-        for header, justify in (("key", "left"), ("step", "left"), ("created", "right"), ("last used", "right"), ("size", "right"), ("seconds", "right")):
-            table.add_column(header, justify=justify, no_wrap=header == "key")  # type: ignore[arg-type]
-        for row in group:
-            table.add_row(row.key, row.step, format_age(row.created), format_age(row.last_used), format_size(row.size), format_seconds(row.seconds))
-        console.print(table)
-
-
-@main.command()
-@click.argument("key")
-@_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
-def show(key: str, store_dir: Path | None, as_json: bool) -> None:
-    """Print one entry: its step, notebook, created time, size, inputs with their descriptions, files and outs."""
-    from cellcache.store import maintenance as entries
-    info = entries.describe_entry(_store(store_dir), key)
-    if as_json:
-        click.echo(json.dumps(info.to_json(), indent=2))
-    else:
-        click.echo(info.render())
-
-
-@main.command()
-@click.argument("step", metavar="[NB:]STEP")
-@click.option("--notebook", metavar="NB", default=None, help="The notebook the step belongs to (path relative to the project root).")
-@_dir_option
-def invalidate(step: str, notebook: str | None, store_dir: Path | None) -> None:
-    """Drop every entry of a step (NB:STEP, or STEP with --notebook, or a STEP unique in the project): its next run is a miss."""
-    from cellcache.store import maintenance as entries
-    store = _store(store_dir)
-    ref, dropped = entries.invalidate(store, step, notebook)
-    click.echo(f"cellcache: invalidated step {ref} ({_plural(dropped, 'entry', 'entries')} dropped) in {store.root}")
-
-
-@main.command()
-@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (needs --yes: there is no one to ask).")
-@_dir_option
-def clear(yes: bool, as_json: bool, store_dir: Path | None) -> None:
-    """Drop every entry of the store, after asking (or with --yes)."""
-    store = _store(store_dir)
-    if as_json and not yes:
-        raise click.UsageError("clear --json cannot ask for confirmation: add --yes")
-    if not yes:
-        count = len(store.entries()) if store.exists() else 0
-        click.confirm(f"Drop {_plural(count, 'entry', 'entries')} from the store at {store.root}?", abort=True, err=True)
-    dropped = store.clear()
-    if as_json:
-        click.echo(json.dumps({"store": str(store.root), "dropped": dropped}))
-        return
-    click.echo(f"cellcache: cleared the store at {store.root} ({_plural(dropped, 'entry', 'entries')} dropped)")
-
-
-@main.command()
-@click.option("--max-size", type=SIZE, default=None, metavar="SIZE", help="Shrink the store to SIZE (500MB, 5GB), least recently used first.")
-@click.option("--older-than", type=DURATION, default=None, metavar="AGE", help="Drop entries not used for AGE (12h, 30d).")
-@click.option("-y", "--yes", is_flag=True, help="Do not ask, even when more than half of the entries would go.")
-@_dir_option
-def gc(max_size: int | None, older_than: float | None, yes: bool, store_dir: Path | None) -> None:
-    """Drop entries, least recently used first, down to --max-size or older than --older-than.
-
-    Sizes and ages need a unit (5GB, 30d): a bare number is a usage error. A gc
-    that would drop more than half of the entries asks first, unless --yes.
-    """
-    if max_size is None and older_than is None:
-        raise click.UsageError("give --max-size, --older-than or both (for example: cellcache gc --max-size 5GB --older-than 30d)")
-    store = _store(store_dir)
-    if not yes and store.exists():
-        _confirm_big_gc(store, max_size, older_than)
-    count, freed = store.gc(max_size=max_size, older_than=older_than) if store.exists() else (0, 0)
-    click.echo(f"cellcache: gc dropped {_plural(count, 'entry', 'entries')}, freed {format_size(freed)} in {store.root}")
-
-
-def _confirm_big_gc(store: LocalStore, max_size: int | None, older_than: float | None) -> None:
-    from cellcache.report import gc_needs_confirmation
-
-    victims, total = store.gc_plan(max_size, older_than)
-    if gc_needs_confirmation(victims, total):
-        click.confirm(
-            f"gc would drop {victims} of {_plural(total, 'entry', 'entries')} from the store at {store.root}. Go on?",
-            abort=True,
-            err=True,
-        )
-
-
-@main.command()
-@click.option("--repair", is_flag=True, help="Drop the broken entries.")
-@_dir_option
-def verify(repair: bool, store_dir: Path | None) -> None:
-    """Check every manifest's signature and every blob's content, and report the broken entries.
-
-    Exit code 1 if an entry is broken and --repair was not given.
-    """
-    store = _store(store_dir)
-    report = store.verify(repair=repair)
-    for key, problem in report.broken:
-        click.echo(f"broken: {key}: {problem}")
-    broken = len(report.broken)
-    verdict = "all sound" if not broken else f"{broken} broken" + (", dropped" if repair else "; run with --repair to drop them")
-    click.echo(f"cellcache: checked {_plural(report.checked, 'entry', 'entries')} in {store.root}: {verdict}")
-    # Both kinds a dead writer leaves, by name: a user checking after a crash wants to know which.
-    kinds = f"{report.temp_files} temporary file(s) of dead writers, {report.orphan_blobs} orphan blob(s)"
-    if repair:
-        click.echo(f"cellcache: reclaimed {format_size(report.reclaimed)} in {report.leftovers} leftover file(s) ({kinds}); index rebuilt")
-    else:
-        click.echo(f"cellcache: {format_size(report.reclaimable)} reclaimable in {report.leftovers} leftover file(s) ({kinds}) (verify --repair)")
-    if broken and not repair:
-        sys.exit(1)
-
-
 # the shared remote: keys, push, pull, remote status|verify|gc (cellcache/remote_cli.py) ------
+
+for _verb in _store_verbs.COMMANDS:
+    main.add_command(_verb)
 
 from cellcache.cli import remote as _remote_cli  # noqa: E402 - registers onto `main`, defined above
 

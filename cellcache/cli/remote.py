@@ -14,6 +14,8 @@ from typing import Any, Iterator, Sequence
 
 import click
 
+from cellcache.cli.common import json_option
+
 from cellcache import config as _config
 from cellcache.remote import commands as _remote
 from cellcache.remote import signer_keys as _keys
@@ -75,7 +77,7 @@ def keys_group() -> None:
     help="Where to write the private key (default: your user config folder, outside every repository).",
 )
 @click.option("--allow-in-repository", is_flag=True, help="Allow a path inside a git repository (not recommended).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("the result")
 def keys_generate(path: Path | None, allow_in_repository: bool, as_json: bool) -> None:
     """Create a private signing key (mode 0600) and print its public fingerprint.
 
@@ -93,7 +95,7 @@ def keys_generate(path: Path | None, allow_in_repository: bool, as_json: bool) -
 
 
 @keys_group.command(name="show")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("the result")
 def keys_show(as_json: bool) -> None:
     """Print this machine's signing key fingerprint (SHA256:…), for the readers' trusted_signers."""
     cfg = _config.resolve()
@@ -130,7 +132,7 @@ def _print_push(result: _remote.PushResult, as_json: bool, err: bool = False) ->
 @click.option("--step", "steps", multiple=True, metavar="NAME", help="Only this step ([NB:]NAME; repeatable).")
 @click.option("--all", "push_all", is_flag=True, help="Every local entry (the default when no notebook or step is given).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=4, show_default=True, help="Entries uploaded at once.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("the result")
 def push_command(notebooks: tuple[Path, ...], steps: tuple[str, ...], push_all: bool, jobs: int, as_json: bool) -> None:
     """Upload local entries that are not on the remote yet, signed with this machine's key.
 
@@ -175,7 +177,7 @@ def push_after_run(results: Sequence[Any], as_json: bool = False) -> bool:
 @click.command(name="pull")
 @click.argument("notebook", required=False, type=click.Path(dir_okay=False, path_type=Path), metavar="[NB.ipynb]")
 @click.option("--step", metavar="[NB:]NAME", default=None, help="Only this step.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("the result")
 def pull_command(notebook: Path | None, step: str | None, as_json: bool) -> None:
     """Prefetch the latest trusted remote entry of each step of NB (or of one --step), for offline work."""
     if notebook is None and step is None:
@@ -207,7 +209,7 @@ def remote_group() -> None:
 
 @remote_group.command(name="status")
 @click.option("--no-count", is_flag=True, help="Do not list the remote to count its entries.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("the result")
 def remote_status(no_count: bool, as_json: bool) -> None:
     """The remote's URL, whether it answers, whether this machine can sign, whom it trusts, and what it holds.
 
@@ -235,7 +237,7 @@ def remote_status(no_count: bool, as_json: bool) -> None:
 
 @remote_group.command(name="verify")
 @click.option("--repair", is_flag=True, help="Delete the broken manifests, so readers stop trying them.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("the result")
 def remote_verify(repair: bool, as_json: bool) -> None:
     """Check every trusted manifest's signature and the SHA-256 of every blob it names.
 
@@ -298,7 +300,7 @@ def register(main: click.Group, size_type: click.ParamType, duration_type: click
     @click.option("--older-than", type=duration_type, default=None, metavar="AGE", help="Delete entries pushed more than AGE ago (90d).")
     @click.option("--max-size", type=size_type, default=None, metavar="SIZE", help="Delete the oldest entries until the blobs fit in SIZE.")
     @click.option("-y", "--yes", is_flag=True, help="Do not ask, even when more than half of the entries would go.")
-    @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+    @json_option("the result")
     def remote_gc(older_than: float | None, max_size: int | None, yes: bool, as_json: bool) -> None:
         """Delete old remote entries, then the blobs no remaining entry names. Give at least one option.
 
