@@ -138,9 +138,12 @@ class Session:
     def store(self) -> Store:
         """Where entries are looked up and stored: the local store, or it in front of the shared remote."""
         if self._store is None:
-            from cellcache.remote.commands import build_store  # the remote, if configured, sits behind the local store
+            if self.config.remote:  # the remote sits behind the local store; without one, no crypto or fsspec import
+                from cellcache.remote.commands import build_store
 
-            self._store = build_store(self.config, self.local)
+                self._store = build_store(self.config, self.local)
+            else:
+                self._store = self.local
         return self._store
 
     def _transform(self, body: str) -> str:
@@ -202,7 +205,7 @@ class Session:
         """
         self.writer.flush()
         self._report_write_failures()
-        if push_timeout is not None and self._store is not None:
+        if push_timeout is not None and self._store is not None and self._store is not self._local:
             from cellcache.remote.tiered import TieredStore  # the remote's modules load only where one is configured
 
             if isinstance(self._store, TieredStore) and self._store.pusher is not None:
