@@ -1,15 +1,17 @@
 """cellcache: a run-cache for Jupyter cells.
 
 ``%load_ext cellcache`` registers ``%%cached`` and ``%cellcache``.
+
+Importing the package loads almost nothing: a kernel that loads the extension pays for the
+runner, the fingerprints and the store at the first cell that needs them (``extension``).
+The public names below are imported when first used.
 """
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
-from cellcache.api import clear, flush, invalidate, last_run, panel, stats
 from cellcache.errors import CacheError, CacheWarning, CellcacheError
-from cellcache.cell.runner import StepRun
-from cellcache.store.index import StepStats
 
 __all__ = [
     "CacheError",
@@ -28,40 +30,65 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_SESSION_ATTR = "_cellcache_session"
+_WHERE = {
+    "clear": "cellcache.api",
+    "flush": "cellcache.api",
+    "invalidate": "cellcache.api",
+    "last_run": "cellcache.api",
+    "panel": "cellcache.api",
+    "stats": "cellcache.api",
+    "StepRun": "cellcache.cell.stage",
+    "StepStats": "cellcache.store.index",
+}
+_EXTENSION_ATTR = "_cellcache_extension"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    if not name.startswith("_"):
+        try:  # a submodule, as `cellcache.api` after `import cellcache` (the batch's setup code reads it so)
+            return import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
 
 
 def load_ipython_extension(shell: Any) -> None:
-    from cellcache import api, config
+    from cellcache import config
+    from cellcache.extension import Extension
     from cellcache.magic import CellcacheMagics
-    from cellcache.cell.runner import Session
 
-    if getattr(shell, _SESSION_ATTR, None) is not None:
+    if getattr(shell, _EXTENSION_ATTR, None) is not None:
         return  # loading twice keeps the one session, its hooks and its last run
-    settings = config.resolve()
-    session = Session(shell, settings)
-    setattr(shell, _SESSION_ATTR, session)
-    shell.register_magics(CellcacheMagics(shell, session))
-    shell.events.register("pre_run_cell", session.pre_run_cell)
-    shell.events.register("post_run_cell", session.post_run_cell)
-    api.active = session
-    if settings.auto:  # `auto = true` or CELLCACHE_AUTO=1: every cell a stage from the next one on
-        session.auto.switch(True)
+    extension = Extension(shell, config.resolve())
+    setattr(shell, _EXTENSION_ATTR, extension)
+    shell.register_magics(CellcacheMagics(shell, extension))
+    extension.install()
 
 
 def unload_ipython_extension(shell: Any) -> None:
-    from cellcache import api
-
-    session = getattr(shell, _SESSION_ATTR, None)
-    if session is None:
+    extension = getattr(shell, _EXTENSION_ATTR, None)
+    if extension is None:
         return
-    session.flush()
-    session.auto.uninstall()
-    shell.events.unregister("pre_run_cell", session.pre_run_cell)
-    shell.events.unregister("post_run_cell", session.post_run_cell)
+    session = extension.built
+    if session is not None:
+        session.flush()
+        session.auto.uninstall()
+    extension.uninstall()
     magics = shell.magics_manager.magics
     magics["cell"].pop("cached", None)
     magics["line"].pop("cellcache", None)
-    setattr(shell, _SESSION_ATTR, None)
-    if api.active is session:
+    setattr(shell, _EXTENSION_ATTR, None)
+    setattr(shell, "_cellcache_session", None)
+    from cellcache import api
+
+    if session is not None and api.active is session:
         api.active = None

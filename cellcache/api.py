@@ -1,7 +1,7 @@
 """The plain Python API, shared by the magic, the panel and the CLI."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 from cellcache import config as _config
 from cellcache.cell.runner import Session, StepRun
@@ -9,14 +9,23 @@ from cellcache.report import render_text, shown_location, step_errors
 from cellcache.store.index import StepStats
 from cellcache.store.local import LocalStore, open_store
 
-# The session of the shell the extension is loaded in, if any.
+# The session of the shell the extension is loaded in, once a cell or a call has built it.
 active: Session | None = None
 
 
+def _loaded(build: bool = True) -> Session | None:
+    """The active shell's session, None if the extension is not loaded (or, without ``build``, not built yet)."""
+    try:
+        return session(build=build)
+    except RuntimeError:
+        return None
+
+
 def _store() -> LocalStore:
-    if active is not None:
-        active.flush()  # what the store says includes the entries still being written behind
-        return active.local
+    found = _loaded()
+    if found is not None:
+        found.flush()  # what the store says includes the entries still being written behind
+        return found.local
     return open_store(_config.resolve())
 
 
@@ -25,8 +34,9 @@ def flush(push_timeout: float | None = None) -> None:
 
     With ``push_timeout`` (seconds), then wait at most that long for the entries being pushed to the remote.
     """
-    if active is not None:
-        active.flush(push_timeout)
+    found = _loaded(build=False)  # a session not built yet has written nothing
+    if found is not None:
+        found.flush(push_timeout)
 
 
 def configure_batch(report: str | None = None, force: bool = False, restore_only: bool = False) -> None:
@@ -34,28 +44,42 @@ def configure_batch(report: str | None = None, force: bool = False, restore_only
 
     Called with no arguments, the session is interactive again.
     """
-    if active is None:
-        raise RuntimeError("cellcache is not loaded in this shell: %load_ext cellcache first")
-    active.configure_batch(report, force, restore_only)
+    session().configure_batch(report, force, restore_only)
 
 
 def configure_auto(on: bool, explain: bool = False) -> None:
     """Auto mode on or off in this shell, as ``%cellcache auto [off]`` (``cellcache run --auto`` calls it in its kernels)."""
-    if active is None:
-        raise RuntimeError("cellcache is not loaded in this shell: %load_ext cellcache first")
-    active.auto.switch(on, explain=explain)
+    session().auto.switch(on, explain=explain)
 
 
-def session(shell: Any = None) -> Session:
-    """The cellcache session of ``shell`` (the active shell's by default): its settings, its stores, its switches."""
-    found = active if shell is None else getattr(shell, "_cellcache_session", None)
-    if found is None:
+@overload
+def session(shell: Any = None) -> Session: ...
+@overload
+def session(shell: Any = None, *, build: Literal[False]) -> Session | None: ...
+@overload
+def session(shell: Any = None, *, build: bool) -> Session | None: ...
+
+
+def session(shell: Any = None, *, build: bool = True) -> Session | None:
+    """The cellcache session of ``shell`` (the active shell's by default): its settings, its stores, its switches.
+
+    The extension builds it at the first cell that needs it; with ``build=False``, None until then.
+    """
+    if shell is None and active is not None:
+        return active
+    if shell is None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    extension = getattr(shell, "_cellcache_extension", None)
+    if extension is None:
         raise RuntimeError("cellcache is not loaded in this shell: %load_ext cellcache first")
-    return found
+    return extension.session if build else extension.built
 
 
 def last_run() -> StepRun | None:
-    return active.last if active is not None else None
+    found = _loaded(build=False)
+    return found.last if found is not None else None
 
 
 def stats(store: LocalStore | None = None) -> list[StepStats]:
@@ -100,7 +124,7 @@ def _signing_key(session: Session) -> str:
 def panel(session: Session | None = None) -> Any:
     from cellcache.widget import CachePanel  # ipywidgets is imported only when a panel is asked for
 
-    session = session or active
+    session = session or _loaded()
     if session is None:
         return CachePanel(_store())
     return CachePanel(session.local, session=session)

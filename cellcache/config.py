@@ -10,11 +10,6 @@ from typing import Any, Mapping
 from cellcache.errors import ConfigError
 from cellcache.units import parse_duration
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 DEFAULT_DIR = ".cellcache"
 # What marks a project's root folder, as for git, pytest and ruff.
 ROOT_MARKERS = ("pyproject.toml", ".git")
@@ -150,10 +145,17 @@ def find_pyproject(start: Path) -> Path | None:
 
 
 def _from_pyproject(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+
     try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raw = path.read_bytes()
+        # Any spelling of a [tool.cellcache] table names it: without the word, the parse (and the parser's
+        # import, at every kernel start) is skipped. A file that isn't TOML is still reported if it names it.
+        data = tomllib.loads(raw.decode("utf-8")) if b"cellcache" in raw else {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     section = data.get("tool", {}).get("cellcache", {})
     valid = [k.field for k in KEYS if k.pyproject]

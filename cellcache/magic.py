@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from cellcache import api
 from cellcache.errors import CacheError, DepNotFound, StepError
-from cellcache.cell.runner import Session
 from cellcache.cell.spec import ARGUMENTS, SpecError, StageSpec, duration_arg, parse_line, size_arg
 from cellcache.units import format_size
+
+if TYPE_CHECKING:
+    from cellcache.cell.runner import Session
+    from cellcache.extension import Extension
 
 
 _CELLCACHE_USAGE = (
@@ -30,9 +32,13 @@ def _with_arguments(method: Any) -> Any:
 
 @magics_class
 class CellcacheMagics(Magics):
-    def __init__(self, shell: Any, session: Session) -> None:
+    def __init__(self, shell: Any, extension: Extension) -> None:
         super().__init__(shell)
-        self.session = session
+        self.extension = extension
+
+    @property
+    def session(self) -> Session:
+        return self.extension.session  # built at the first magic that needs it (see ``cellcache.extension``)
 
     @_with_arguments
     @cell_magic
@@ -48,6 +54,8 @@ class CellcacheMagics(Magics):
         """Show the cache panel, or manage the store: %cellcache stats|info|invalidate NAME|clear|gc|on|off."""
         words = line.split()
         command, rest = (words[0], words[1:]) if words else ("panel", [])
+        from cellcache import api
+
         session = self.session
         session.flush()  # every command sees (and may drop) the entries still being written behind
         if command == "panel" and not rest:

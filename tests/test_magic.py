@@ -25,7 +25,7 @@ def test_load_ext_registers_both_magics(shell):
 
 
 def _session_hooks(shell) -> list:
-    return [cb for cb in shell.events.callbacks["pre_run_cell"] if type(getattr(cb, "__self__", None)).__name__ == "Session"]
+    return [cb for cb in shell.events.callbacks["pre_run_cell"] if type(getattr(cb, "__self__", None)).__name__ == "Extension"]
 
 
 def test_loading_twice_is_harmless(shell):

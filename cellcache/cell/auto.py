@@ -167,7 +167,7 @@ class Auto:
 
     def install(self, shell: Any) -> None:
         self._shell = shell
-        shell.input_transformers_cleanup.insert(0, self._keep_raw)
+        shell.input_transformers_cleanup.insert(0, self.keep_raw)
         shell.input_transformers_post.append(self._rewrite)
         shell.events.register("pre_run_cell", self.pre_run_cell)
         shell.events.register("post_run_cell", self.post_run_cell)
@@ -177,7 +177,7 @@ class Auto:
         shell = self._shell
         if shell is None:
             return
-        for transforms, fn in ((shell.input_transformers_cleanup, self._keep_raw), (shell.input_transformers_post, self._rewrite)):
+        for transforms, fn in ((shell.input_transformers_cleanup, self.keep_raw), (shell.input_transformers_post, self._rewrite)):
             if fn in transforms:
                 transforms.remove(fn)
         shell.events.unregister("pre_run_cell", self.pre_run_cell)
@@ -188,7 +188,7 @@ class Auto:
 
     # the transform ---------------------------------------------------------------
 
-    def _keep_raw(self, lines: list[str]) -> list[str]:
+    def keep_raw(self, lines: list[str]) -> list[str]:
         self._raw = lines if self.on else None
         return lines
 

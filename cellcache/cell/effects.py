@@ -162,9 +162,6 @@ def seeds(value: Any) -> str | None:
     return None
 
 
-SEEDING_WORDS = ("seed", "setstate", "set_state")  # a cell without one of these seeds nothing: no analysis needed
-
-
 def seeded_by(names: CellNames, ns: Mapping[str, Any]) -> set[str]:
     """The global generators the cell's own code seeds (or sets the state of), resolved after it ran."""
     aliases = dict(names.aliases)

@@ -22,7 +22,6 @@ from typing import Callable, Iterable, Protocol, Sequence, Union
 import xxhash
 
 from cellcache.errors import DepNotFound, OutNotProduced
-from cellcache.store.format import file_digest
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -82,6 +81,8 @@ def digest(path: Path, cache: StatCache | None) -> str:
         known = cache.cached_digest(*key)
         if known is not None:
             return known
+    from cellcache.store.format import file_digest  # not at the top: the extension's load path imports this module
+
     value = file_digest(path)
     if cache is not None:
         try:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from cellcache import config as _config
-from cellcache.cell import auto, effects, files, identity, reasons, state, watch
+from cellcache.cell import SEEDING_WORDS, auto, effects, files, identity, reasons, state, watch
 from cellcache.fingerprint import mapped
 from cellcache.cell.analysis import CellNames, analyze
 from cellcache.cell.capture import recording, replay, show_marker
@@ -160,7 +160,7 @@ class Session:
         for name in [n for n in self.placeholders if n in self.shell.user_ns]:
             del self.placeholders[name]  # bound again since: the stored step need not run for it
         raw = getattr(getattr(result, "info", None), "raw_cell", None) or ""
-        if any(word in raw for word in effects.SEEDING_WORDS):  # only such a cell can seed: others cost nothing
+        if any(word in raw for word in SEEDING_WORDS):  # only such a cell can seed: others cost nothing
             self._note_seeds(self._transform(raw))
 
     def _note_seeds(self, source: str, names: CellNames | None = None) -> None:

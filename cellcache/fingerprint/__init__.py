@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import sys
 from types import BuiltinFunctionType, FunctionType, ModuleType
+from typing import Any
 
 from cellcache.errors import Unfingerprintable
 # _token is re-exported: hashed streams name it cellcache.fingerprint._token.
-from cellcache.fingerprint._deep import deep
 from cellcache.fingerprint._base import DIGEST_SIZE, _atom_digest, _type_name, _unfingerprintable
 from cellcache.fingerprint._base import _token as _token
-from cellcache.fingerprint._run import _Run
 from cellcache.fingerprint.modules import is_local_module_file, module_digest, module_version
 
 __all__ = [
@@ -35,11 +34,24 @@ __all__ = [
 ]
 
 
+def _walk() -> tuple[Any, Any]:
+    """The walk and its deep-recursion fallback, imported at the first value that needs a walk.
+
+    Not at the top: the extension's load path imports this package for ``modules`` alone (what a
+    cell imported, as imported), and the walk with the kinds under it is most of its import time.
+    """
+    from cellcache.fingerprint._deep import deep
+    from cellcache.fingerprint._run import _Run
+
+    return _Run, deep
+
+
 def fingerprint(value: object) -> bytes:
     """The 16-byte xxh3_128 digest of ``value``; raises ``Unfingerprintable``."""
     atom = _atom_digest(value)
     if atom is not None:
         return atom  # what a walk would give, without building one (the dispatch table costs more than the hash)
+    _Run, deep = _walk()
     try:
         try:
             return _Run().root(value)
@@ -58,6 +70,7 @@ def fingerprints(values: list[object]) -> list[bytes | None]:
     once for all of them: the cheap way to key many small values (the
     attributes a cell reads from ``np``, say).
     """
+    _Run, deep = _walk()
     run = _Run()
     digests: list[bytes | None] = []
     for value in values:

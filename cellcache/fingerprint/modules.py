@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.machinery
-import importlib.metadata
 import importlib.util
 import os
 import sys
@@ -440,9 +439,11 @@ class _Versions:
         return self._of[top]
 
     def _same_name(self, top: str) -> list[str]:
+        from importlib import metadata  # here, not at the top: the extension's load path imports this module
+
         try:
-            dist = importlib.metadata.distribution(top)
-        except (importlib.metadata.PackageNotFoundError, ValueError):
+            dist = metadata.distribution(top)
+        except (metadata.PackageNotFoundError, ValueError):
             return []
         provided = (dist.read_text("top_level.txt") or "").split()
         if provided and top not in provided:
@@ -457,14 +458,18 @@ class _Versions:
 
     def _scan(self) -> Mapping[str, list[str]]:
         if self._all is None:
-            self._all = importlib.metadata.packages_distributions()
+            from importlib import metadata
+
+            self._all = metadata.packages_distributions()
         return self._all
 
     def version(self, dist: str) -> str:
         if dist not in self._versions:
+            from importlib import metadata
+
             try:
-                self._versions[dist] = importlib.metadata.version(dist)
-            except importlib.metadata.PackageNotFoundError:
+                self._versions[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
                 self._versions[dist] = "unknown"
         return self._versions[dist]
 
