@@ -1,0 +1,55 @@
+"""A value's digest is a function of its state alone: a store round trip does not change it (issue 24, point 3).
+
+A hit sets what the store loaded in the namespace, and the next cell keys
+on its digest. If the loaded object digests otherwise than the object the
+run made, that cell misses on every warm run, and so does everything after
+it. Each library object of ``tests/fingerprint/library_objects.py`` goes
+through the store's own pickler and loader (``format.dump`` and
+``format.load``, what a cell's outputs take), twice.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cellcache.errors import Unfingerprintable
+from cellcache.fingerprint import fingerprint
+from cellcache.store import format as fmt
+from tests.fingerprint.library_objects import BUILDERS
+
+
+def round_trip(value: Any, folder: Path) -> Any:
+    """``value`` as a hit restores it: dumped among a cell's outputs, written as a blob, loaded."""
+    buffer = io.BytesIO()
+    info = fmt.dump({"value": value}, buffer)
+    path = folder / info.digest
+    path.write_bytes(buffer.getvalue())
+    return fmt.load(path, info.loader, digest=info.digest)["value"]
+
+
+def built(name: str) -> Any:
+    np.random.seed(0)  # a frozen scipy distribution holds numpy's global generator
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return BUILDERS[name]()
+        except ImportError as exc:
+            pytest.skip(f"{name}: {exc}")
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_a_loaded_library_object_digests_as_the_one_stored(name: str, tmp_path: Path) -> None:
+    value = built(name)
+    try:
+        stored = fingerprint(value)
+    except Unfingerprintable:
+        pytest.skip(f"{name} has no digest (a cell reading it runs uncached)")
+    loaded = round_trip(value, tmp_path)
+    assert fingerprint(loaded) == stored, f"{name}: a hit would restore a value that digests otherwise"
+    again = round_trip(loaded, tmp_path)
+    assert fingerprint(again) == stored, f"{name}: a value restored, stored again and restored digests otherwise"
