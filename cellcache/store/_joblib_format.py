@@ -34,6 +34,7 @@ from cellcache.store.reducers import (
     defined_in_notebook,
     rebuild_function,
     rebuild_subclass,
+    self_dict_object,
 )
 
 
@@ -152,7 +153,21 @@ class BundlePickler(NumpyPickler):
             )
         if isinstance(obj, type) and defined_in_notebook(obj):
             return by_reference(obj, cloudpickle.loads, (_class_by_value(obj),))
+        if isinstance(obj, dict) and getattr(obj, "__dict__", None) is obj and _default_reduce(kind):
+            # statsmodels' Dataset and other attribute dicts: the items are the attributes, one dict.
+            return self_dict_object, (kind,), None, None, iter(obj.items())
         return NotImplemented
+
+
+def _default_reduce(kind: type) -> bool:
+    """Whether ``kind`` pickles by object's own reduce and state, with nothing of its own to run on load."""
+    return (
+        kind.__reduce_ex__ is object.__reduce_ex__
+        and kind.__reduce__ is object.__reduce__
+        and getattr(kind, "__getstate__", object.__getstate__) is object.__getstate__
+        and getattr(kind, "__setstate__", None) is None
+        and not any("__slots__" in vars(klass) for klass in kind.__mro__)
+    )
 
 
 def _plain_or_none(value: Any) -> Any:

@@ -143,6 +143,19 @@ def closed_file(name: Any, mode: Any, kind: str) -> ClosedFile:
     return ClosedFile(name, mode, kind)
 
 
+def self_dict_object(cls: type) -> Any:
+    """An empty instance of a dict subclass whose attributes are its items (``self.__dict__ = self``).
+
+    Pickle's default would give it a ``__dict__`` of its own, a copy of the
+    items: setting an attribute would then no longer set an item, and the
+    object would digest otherwise. Its items follow in the stream, set after
+    this, so an item that refers to the object itself finds it.
+    """
+    obj = cls.__new__(cls)
+    obj.__dict__ = obj
+    return obj
+
+
 def exhausted_generator() -> Any:
     """A generator that is done, as an exhausted one was: next() raises StopIteration."""
     done = (item for item in ())

@@ -53,3 +53,22 @@ def test_a_loaded_library_object_digests_as_the_one_stored(name: str, tmp_path: 
     assert fingerprint(loaded) == stored, f"{name}: a hit would restore a value that digests otherwise"
     again = round_trip(loaded, tmp_path)
     assert fingerprint(again) == stored, f"{name}: a value restored, stored again and restored digests otherwise"
+
+
+class AttrDict(dict):
+    """statsmodels' ``Dataset`` in small: its items are its attributes."""
+
+    def __init__(self, **items: Any) -> None:
+        super().__init__(items)
+        self.__dict__ = self
+
+
+def test_an_object_whose_dict_is_itself_comes_back_so(tmp_path: Path) -> None:
+    value = AttrDict(names=["a", "b"], endog=np.arange(3.0))
+    value["me"] = value
+    loaded = round_trip(value, tmp_path)
+    assert loaded.__dict__ is loaded and loaded["me"] is loaded
+    loaded.extra = 1  # an attribute is an item, as before the round trip
+    assert loaded["extra"] == 1
+    del loaded["extra"]
+    assert fingerprint(loaded) == fingerprint(value)
