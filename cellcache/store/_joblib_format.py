@@ -24,6 +24,7 @@ from cellcache.errors import EntryCorrupt
 from cellcache.fingerprint.mapped import MAP_THRESHOLD, PAGE
 from cellcache.store.reducers import (
     RENAMED,
+    array_view,
     BufferReader,
     ClosedFile,
     closed_file,
@@ -110,6 +111,13 @@ class BundlePickler(NumpyPickler):
             if known is not None:
                 self.write(self.get(known[0]))
                 return
+            root = _view_root(obj, np) if kind is np.ndarray else None
+            if root is not None:
+                # Saved as a window on its root, so views of one buffer are views of one buffer again.
+                offset = obj.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+                args = (root, offset, obj.shape, obj.strides, obj.dtype, bool(obj.flags.writeable))
+                self.save_reduce(array_view, args, obj=obj)
+                return
             super().save(obj)
             self.arrays_written += 1
             self.memoize(obj)
@@ -178,6 +186,27 @@ def _class_by_value(cls: type) -> bytes:
     buffer = io.BytesIO()
     _ClassPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(cls)
     return buffer.getvalue()
+
+
+def _view_root(array: Any, np: Any) -> Any:
+    """The array whose memory ``array`` is a view of, if storing that instead is cheap; else None.
+
+    Storing the whole root costs what the view leaves out of it, so it is
+    done where the root is small, or at most four times the view (a column
+    of a table of a few columns). A view of a bigger root is stored on its
+    own, as a copy: a value holding two such views then loses their sharing,
+    and the cell after a hit re-runs (a miss, never a wrong hit).
+    """
+    root = array
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    if root is array or array.dtype.hasobject or root.dtype.hasobject or not array.nbytes:
+        return None
+    if type(root) not in (np.ndarray, np.memmap) or not (root.flags.c_contiguous or root.flags.f_contiguous):
+        return None
+    if root.nbytes > max(4 * array.nbytes, MAP_THRESHOLD):
+        return None
+    return root
 
 
 def _plain_reduce(kind: type, np: Any) -> bool:

@@ -84,6 +84,22 @@ def rebuild_subclass(cls: type, data: Any, attrs: dict) -> Any:
     return array
 
 
+def array_view(root: Any, offset: int, shape: tuple, strides: tuple, dtype: Any, writeable: bool) -> Any:
+    """An array over ``root``'s memory, ``offset`` bytes into it: a view again, as it was when stored.
+
+    Two arrays of a value that were windows on one buffer (``x = data[:, 0]``,
+    ``y = data[:, 1]``) stay so: writing through one is seen through the other,
+    as before the round trip, and the digest keys exactly that.
+    """
+    import numpy as np
+
+    flat = root.ravel(order="K").view(np.uint8)  # root is contiguous: a view, in memory order, of any dtype
+    array = np.ndarray(shape, dtype=dtype, buffer=flat, offset=offset, strides=strides)
+    if not writeable:
+        array.flags.writeable = False
+    return array
+
+
 class BufferReader:
     """A read-only file over a buffer (the mapping, or the bytes read): what the unpicklers need."""
 

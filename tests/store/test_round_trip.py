@@ -72,3 +72,33 @@ def test_an_object_whose_dict_is_itself_comes_back_so(tmp_path: Path) -> None:
     assert loaded["extra"] == 1
     del loaded["extra"]
     assert fingerprint(loaded) == fingerprint(value)
+
+
+def test_views_of_one_buffer_come_back_views_of_one_buffer(tmp_path: Path) -> None:
+    """lmfit's ModelResult holds ``x = data[:, 0]`` and ``y = data[:, 1]``: its digest keys that they overlap."""
+    data = np.arange(20.0).reshape(10, 2)
+    stamps = np.arange(6).astype("datetime64[s]").reshape(2, 3, order="F")
+    value = {"x": data[:, 0], "y": data[:, 1], "column": data[:, 1].reshape(-1, 1), "back": stamps[::-1, 1], "stamps": stamps}
+    loaded = round_trip(value, tmp_path)
+    assert fingerprint(loaded) == fingerprint(value)
+    assert fingerprint(round_trip(loaded, tmp_path)) == fingerprint(value)
+    loaded["y"][3] = -1.0  # written through one, seen through the other, as before
+    assert loaded["column"][3, 0] == -1.0 and loaded["x"][3] == 6.0
+    assert np.array_equal(loaded["back"], stamps[::-1, 1]) and np.shares_memory(loaded["back"], loaded["stamps"])
+
+
+def test_a_small_view_of_a_large_array_is_stored_alone(tmp_path: Path) -> None:
+    big = np.zeros(fmt.MAP_THRESHOLD // 8 * 2)
+    buffer = io.BytesIO()
+    fmt.dump({"head": big[:10]}, buffer)
+    assert len(buffer.getvalue()) < 4096
+
+
+def test_views_of_a_mapped_array_stay_views_across_two_round_trips(tmp_path: Path) -> None:
+    data = np.arange(fmt.MAP_THRESHOLD // 8 * 2, dtype=np.float64).reshape(-1, 2)
+    value = [data[:, 0], data[:, 1]]
+    loaded = round_trip(value, tmp_path)
+    again = round_trip(loaded, tmp_path)
+    assert fingerprint(loaded) == fingerprint(again) == fingerprint(value)
+    again[1][0] = -1.0
+    assert again[0][0] == 0.0 and again[0].base is again[1].base
