@@ -34,6 +34,7 @@ from cellcache.store.reducers import (
     cached_property_of,
     defined_in_notebook,
     rebuild_function,
+    read_only,
     rebuild_subclass,
     self_dict_object,
 )
@@ -124,10 +125,17 @@ class BundlePickler(NumpyPickler):
             return
         if np is not None and kind is pickle.PickleBuffer and _is_arrow_buffer(obj):
             # Arrow's buffers (pandas' str columns) pickle as in-band bytearrays. pyarrow.py_buffer takes any
-            # buffer, so a large one is saved as an array (mapped on load), a small one as immutable bytes
-            # (never changed under a digest).
+            # buffer, so a large one is saved as an array (mapped on load), a small one as bytes, or as a
+            # bytearray where it was writable: whether a buffer is read-only is in its digest.
             raw = obj.raw()
-            self.save(np.frombuffer(raw, dtype=np.uint8) if raw.nbytes >= MAP_THRESHOLD else raw.tobytes())
+            if raw.nbytes >= MAP_THRESHOLD:
+                array = np.frombuffer(raw, dtype=np.uint8)
+                if raw.readonly:
+                    self.save_reduce(read_only, (array,))
+                else:
+                    self.save(array)
+            else:
+                self.save(raw.tobytes() if raw.readonly else bytearray(raw))
             return
         if np is not None and isinstance(obj, np.ndarray) and kind is not np.memmap and _plain_reduce(kind, np):
             # numpy's reduce drops a subclass's instance attributes: keep them, and the data as a plain array.

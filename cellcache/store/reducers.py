@@ -100,6 +100,12 @@ def array_view(root: Any, offset: int, shape: tuple, strides: tuple, dtype: Any,
     return array
 
 
+def read_only(array: Any) -> Any:
+    """``array``, not writeable: a large read-only Arrow buffer comes back read-only (a mapping is writable)."""
+    array.flags.writeable = False
+    return array
+
+
 class BufferReader:
     """A read-only file over a buffer (the mapping, or the bytes read): what the unpicklers need."""
 

@@ -102,3 +102,14 @@ def test_views_of_a_mapped_array_stay_views_across_two_round_trips(tmp_path: Pat
     assert fingerprint(loaded) == fingerprint(again) == fingerprint(value)
     again[1][0] = -1.0
     assert again[0][0] == 0.0 and again[0].base is again[1].base
+
+
+def test_arrow_buffers_come_back_as_writable_as_they_were(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    made = pa.array([1, 2, None])  # buffers arrow allocated: writable
+    count = fmt.MAP_THRESHOLD // 8 + 1
+    small, large = (pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(bytes(8 * n))]) for n in (4, count))  # over bytes: read-only
+    value = [made, small, large]
+    loaded = round_trip(value, tmp_path)
+    assert [array.buffers()[1].is_mutable for array in loaded] == [True, False, False]
+    assert fingerprint(loaded) == fingerprint(value)
