@@ -6,6 +6,7 @@ Classes defined here that a blob names (the array wrapper) say they live in
 from __future__ import annotations
 
 import collections
+import dis
 import functools
 import importlib
 import inspect
@@ -37,6 +38,7 @@ from cellcache.store.reducers import (
     read_only,
     rebuild_subclass,
     self_dict_object,
+    set_state_keeping_dict,
 )
 
 
@@ -172,15 +174,40 @@ class BundlePickler(NumpyPickler):
         if isinstance(obj, dict) and getattr(obj, "__dict__", None) is obj and _default_reduce(kind):
             # statsmodels' Dataset and other attribute dicts: the items are the attributes, one dict.
             return self_dict_object, (kind,), None, None, iter(obj.items())
+        setstate = getattr(kind, "__setstate__", None)
+        if type(setstate) is types.FunctionType and _ignores_state(setstate) and _object_reduce(kind):
+            # The state is the instance __dict__, which that __setstate__ would drop.
+            reduced = obj.__reduce_ex__(self.proto)
+            if isinstance(reduced, tuple) and len(reduced) >= 3 and type(reduced[2]) is dict and reduced[2]:
+                return (*reduced[:5], *(None,) * (5 - len(reduced)), set_state_keeping_dict)
         return NotImplemented
+
+
+@functools.lru_cache(maxsize=256)
+def _ignores_state(setstate: types.FunctionType) -> bool:
+    """Whether a ``__setstate__`` written in Python never reads its state argument."""
+    code = setstate.__code__
+    if code.co_argcount != 2 or code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
+        return False
+    name = code.co_varnames[1]
+    if name in code.co_cellvars:
+        return False
+    return not any(op.opname.startswith("LOAD_FAST") and op.argval == name for op in dis.get_instructions(code))
+
+
+def _object_reduce(kind: type) -> bool:
+    """Whether ``kind`` pickles by object's own reduce and state: its state is its ``__dict__``."""
+    return (
+        kind.__reduce_ex__ is object.__reduce_ex__
+        and kind.__reduce__ is object.__reduce__
+        and getattr(kind, "__getstate__", object.__getstate__) is object.__getstate__
+    )
 
 
 def _default_reduce(kind: type) -> bool:
     """Whether ``kind`` pickles by object's own reduce and state, with nothing of its own to run on load."""
     return (
-        kind.__reduce_ex__ is object.__reduce_ex__
-        and kind.__reduce__ is object.__reduce__
-        and getattr(kind, "__getstate__", object.__getstate__) is object.__getstate__
+        _object_reduce(kind)
         and getattr(kind, "__setstate__", None) is None
         and not any("__slots__" in vars(klass) for klass in kind.__mro__)
     )

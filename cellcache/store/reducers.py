@@ -100,6 +100,21 @@ def array_view(root: Any, offset: int, shape: tuple, strides: tuple, dtype: Any,
     return array
 
 
+def set_state_keeping_dict(obj: Any, state: dict) -> None:
+    """``obj.__setstate__(state)``, then the attributes it left out, as they were.
+
+    Used for classes whose ``__setstate__`` never reads its state (scikit-learn's
+    ``Bunch``, which so drops instance attributes that pickles of old releases
+    held): the object comes back with the attributes it had when stored, and
+    whatever that ``__setstate__`` sets itself wins.
+    """
+    obj.__setstate__(state)
+    attributes = obj.__dict__
+    for name, value in state.items():
+        if name not in attributes:
+            attributes[name] = value
+
+
 def read_only(array: Any) -> Any:
     """``array``, not writeable: a large read-only Arrow buffer comes back read-only (a mapping is writable)."""
     array.flags.writeable = False

@@ -113,3 +113,24 @@ def test_arrow_buffers_come_back_as_writable_as_they_were(tmp_path: Path) -> Non
     loaded = round_trip(value, tmp_path)
     assert [array.buffers()[1].is_mutable for array in loaded] == [True, False, False]
     assert fingerprint(loaded) == fingerprint(value)
+
+
+class Forgetful(dict):
+    """scikit-learn's ``Bunch`` in small: its ``__setstate__`` drops the instance attributes a pickle holds."""
+
+    def __init__(self, **items: Any) -> None:
+        super().__init__(items)
+        self.__dict__["_notes"] = {}
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__["restored"] = True
+
+
+def test_attributes_a_setstate_would_drop_come_back(tmp_path: Path) -> None:
+    value = Forgetful(data=np.arange(3))
+    value._notes["data"] = "old name"
+    loaded = round_trip(value, tmp_path)
+    assert np.array_equal(loaded["data"], value["data"]) and loaded._notes == {"data": "old name"}
+    assert loaded.restored  # what __setstate__ sets is still set
+    del loaded.__dict__["restored"]
+    assert fingerprint(loaded) == fingerprint(value)
