@@ -11,6 +11,7 @@ up in ``sys.modules``, so a kernel that never imported them pays nothing.
 """
 from __future__ import annotations
 
+import functools
 import pickle
 import sys
 from collections.abc import Callable
@@ -331,14 +332,21 @@ def _array_digest(array: Any) -> bytes:
 
 
 def _feed_values(hasher: Any, array: Any) -> None:
-    """Feed the bytes of ``array``'s values in C order: in place if contiguous."""
+    """Feed the bytes of ``array``'s values in C order: in place if contiguous.
+
+    The padding between the fields of a structured dtype is not a value:
+    nothing reads it, and whoever fills the array leaves it as it was (scikit-learn's
+    tree nodes come back from a pickle with other bytes there). It is fed as zeros.
+    """
     np = sys.modules["numpy"]
+    fields = _field_bytes(array.dtype) if array.dtype.fields is not None else None
+    update = hasher.update if fields is None else functools.partial(_update_fields, hasher, fields)
     if array.flags.c_contiguous:
         # A uint8 view: datetime and structured dtypes do not export a buffer.
-        hasher.update(array.reshape(-1).view(np.uint8))
+        update(array.reshape(-1).view(np.uint8))
         return
     if array.nbytes <= _CHUNK_BYTES:
-        hasher.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+        update(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
         return
     # Bounded copies, in C order, so the stream equals the contiguous copy's.
     row_bytes = array[0].nbytes
@@ -348,7 +356,35 @@ def _feed_values(hasher: Any, array: Any) -> None:
         return
     step = _CHUNK_BYTES // row_bytes
     for start in range(0, array.shape[0], step):
-        hasher.update(np.ascontiguousarray(array[start : start + step]).reshape(-1).view(np.uint8))
+        update(np.ascontiguousarray(array[start : start + step]).reshape(-1).view(np.uint8))
+
+
+def _update_fields(hasher: Any, fields: Any, data: Any) -> None:
+    """Feed ``data`` (the bytes of whole items), its padding bytes zeroed, a bounded copy at a time."""
+    items = data.reshape(-1, fields.size)
+    step = max(1, _CHUNK_BYTES // fields.size)
+    for start in range(0, items.shape[0], step):
+        hasher.update(items[start : start + step] & fields)
+
+
+def _field_bytes(dtype: Any) -> Any:
+    """A mask over one item of a structured dtype: 0xFF where a field's bytes are, 0 in padding; None if no padding."""
+    np = sys.modules["numpy"]
+    mask = np.zeros(dtype.itemsize, dtype=np.uint8)
+
+    def cover(kind: Any, offset: int) -> None:
+        if kind.fields is not None:
+            for field in kind.fields.values():
+                cover(field[0], offset + field[1])
+        elif kind.subdtype is not None and kind.subdtype[0].fields is not None:
+            base, shape = kind.subdtype
+            for index in range(int(np.prod(shape))):
+                cover(base, offset + index * base.itemsize)
+        else:
+            mask[offset : offset + kind.itemsize] = 0xFF
+
+    cover(dtype, 0)
+    return None if mask.all() else mask
 
 
 def _pandas_index_types(pd: Any) -> tuple[type, ...]:

@@ -6,6 +6,7 @@ Classes defined here that a blob names (the array wrapper) say they live in
 from __future__ import annotations
 
 import collections
+import dis
 import functools
 import importlib
 import inspect
@@ -24,6 +25,7 @@ from cellcache.errors import EntryCorrupt
 from cellcache.fingerprint.mapped import MAP_THRESHOLD, PAGE
 from cellcache.store.reducers import (
     RENAMED,
+    array_view,
     BufferReader,
     ClosedFile,
     closed_file,
@@ -33,7 +35,10 @@ from cellcache.store.reducers import (
     cached_property_of,
     defined_in_notebook,
     rebuild_function,
+    read_only,
     rebuild_subclass,
+    self_dict_object,
+    set_state_keeping_dict,
 )
 
 
@@ -109,16 +114,30 @@ class BundlePickler(NumpyPickler):
             if known is not None:
                 self.write(self.get(known[0]))
                 return
+            root = _view_root(obj, np) if kind is np.ndarray else None
+            if root is not None:
+                # Saved as a window on its root, so views of one buffer are views of one buffer again.
+                offset = obj.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+                args = (root, offset, obj.shape, obj.strides, obj.dtype, bool(obj.flags.writeable))
+                self.save_reduce(array_view, args, obj=obj)
+                return
             super().save(obj)
             self.arrays_written += 1
             self.memoize(obj)
             return
         if np is not None and kind is pickle.PickleBuffer and _is_arrow_buffer(obj):
             # Arrow's buffers (pandas' str columns) pickle as in-band bytearrays. pyarrow.py_buffer takes any
-            # buffer, so a large one is saved as an array (mapped on load), a small one as immutable bytes
-            # (never changed under a digest).
+            # buffer, so a large one is saved as an array (mapped on load), a small one as bytes, or as a
+            # bytearray where it was writable: whether a buffer is read-only is in its digest.
             raw = obj.raw()
-            self.save(np.frombuffer(raw, dtype=np.uint8) if raw.nbytes >= MAP_THRESHOLD else raw.tobytes())
+            if raw.nbytes >= MAP_THRESHOLD:
+                array = np.frombuffer(raw, dtype=np.uint8)
+                if raw.readonly:
+                    self.save_reduce(read_only, (array,))
+                else:
+                    self.save(array)
+            else:
+                self.save(raw.tobytes() if raw.readonly else bytearray(raw))
             return
         if np is not None and isinstance(obj, np.ndarray) and kind is not np.memmap and _plain_reduce(kind, np):
             # numpy's reduce drops a subclass's instance attributes: keep them, and the data as a plain array.
@@ -152,7 +171,46 @@ class BundlePickler(NumpyPickler):
             )
         if isinstance(obj, type) and defined_in_notebook(obj):
             return by_reference(obj, cloudpickle.loads, (_class_by_value(obj),))
+        if isinstance(obj, dict) and getattr(obj, "__dict__", None) is obj and _default_reduce(kind):
+            # statsmodels' Dataset and other attribute dicts: the items are the attributes, one dict.
+            return self_dict_object, (kind,), None, None, iter(obj.items())
+        setstate = getattr(kind, "__setstate__", None)
+        if type(setstate) is types.FunctionType and _ignores_state(setstate) and _object_reduce(kind):
+            # The state is the instance __dict__, which that __setstate__ would drop.
+            reduced = obj.__reduce_ex__(self.proto)
+            if isinstance(reduced, tuple) and len(reduced) >= 3 and type(reduced[2]) is dict and reduced[2]:
+                return (*reduced[:5], *(None,) * (5 - len(reduced)), set_state_keeping_dict)
         return NotImplemented
+
+
+@functools.lru_cache(maxsize=256)
+def _ignores_state(setstate: types.FunctionType) -> bool:
+    """Whether a ``__setstate__`` written in Python never reads its state argument."""
+    code = setstate.__code__
+    if code.co_argcount != 2 or code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
+        return False
+    name = code.co_varnames[1]
+    if name in code.co_cellvars:
+        return False
+    return not any(op.opname.startswith("LOAD_FAST") and op.argval == name for op in dis.get_instructions(code))
+
+
+def _object_reduce(kind: type) -> bool:
+    """Whether ``kind`` pickles by object's own reduce and state: its state is its ``__dict__``."""
+    return (
+        kind.__reduce_ex__ is object.__reduce_ex__
+        and kind.__reduce__ is object.__reduce__
+        and getattr(kind, "__getstate__", object.__getstate__) is object.__getstate__
+    )
+
+
+def _default_reduce(kind: type) -> bool:
+    """Whether ``kind`` pickles by object's own reduce and state, with nothing of its own to run on load."""
+    return (
+        _object_reduce(kind)
+        and getattr(kind, "__setstate__", None) is None
+        and not any("__slots__" in vars(klass) for klass in kind.__mro__)
+    )
 
 
 def _plain_or_none(value: Any) -> Any:
@@ -163,6 +221,27 @@ def _class_by_value(cls: type) -> bytes:
     buffer = io.BytesIO()
     _ClassPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(cls)
     return buffer.getvalue()
+
+
+def _view_root(array: Any, np: Any) -> Any:
+    """The array whose memory ``array`` is a view of, if storing that instead is cheap; else None.
+
+    Storing the whole root costs what the view leaves out of it, so it is
+    done where the root is small, or at most four times the view (a column
+    of a table of a few columns). A view of a bigger root is stored on its
+    own, as a copy: a value holding two such views then loses their sharing,
+    and the cell after a hit re-runs (a miss, never a wrong hit).
+    """
+    root = array
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    if root is array or array.dtype.hasobject or root.dtype.hasobject or not array.nbytes:
+        return None
+    if type(root) not in (np.ndarray, np.memmap) or not (root.flags.c_contiguous or root.flags.f_contiguous):
+        return None
+    if root.nbytes > max(4 * array.nbytes, MAP_THRESHOLD):
+        return None
+    return root
 
 
 def _plain_reduce(kind: type, np: Any) -> bool:

@@ -84,6 +84,43 @@ def rebuild_subclass(cls: type, data: Any, attrs: dict) -> Any:
     return array
 
 
+def array_view(root: Any, offset: int, shape: tuple, strides: tuple, dtype: Any, writeable: bool) -> Any:
+    """An array over ``root``'s memory, ``offset`` bytes into it: a view again, as it was when stored.
+
+    Two arrays of a value that were windows on one buffer (``x = data[:, 0]``,
+    ``y = data[:, 1]``) stay so: writing through one is seen through the other,
+    as before the round trip, and the digest keys exactly that.
+    """
+    import numpy as np
+
+    flat = root.ravel(order="K").view(np.uint8)  # root is contiguous: a view, in memory order, of any dtype
+    array = np.ndarray(shape, dtype=dtype, buffer=flat, offset=offset, strides=strides)
+    if not writeable:
+        array.flags.writeable = False
+    return array
+
+
+def set_state_keeping_dict(obj: Any, state: dict) -> None:
+    """``obj.__setstate__(state)``, then the attributes it left out, as they were.
+
+    Used for classes whose ``__setstate__`` never reads its state (scikit-learn's
+    ``Bunch``, which so drops instance attributes that pickles of old releases
+    held): the object comes back with the attributes it had when stored, and
+    whatever that ``__setstate__`` sets itself wins.
+    """
+    obj.__setstate__(state)
+    attributes = obj.__dict__
+    for name, value in state.items():
+        if name not in attributes:
+            attributes[name] = value
+
+
+def read_only(array: Any) -> Any:
+    """``array``, not writeable: a large read-only Arrow buffer comes back read-only (a mapping is writable)."""
+    array.flags.writeable = False
+    return array
+
+
 class BufferReader:
     """A read-only file over a buffer (the mapping, or the bytes read): what the unpicklers need."""
 
@@ -141,6 +178,19 @@ class ClosedFile(io.IOBase):
 
 def closed_file(name: Any, mode: Any, kind: str) -> ClosedFile:
     return ClosedFile(name, mode, kind)
+
+
+def self_dict_object(cls: type) -> Any:
+    """An empty instance of a dict subclass whose attributes are its items (``self.__dict__ = self``).
+
+    Pickle's default would give it a ``__dict__`` of its own, a copy of the
+    items: setting an attribute would then no longer set an item, and the
+    object would digest otherwise. Its items follow in the stream, set after
+    this, so an item that refers to the object itself finds it.
+    """
+    obj = cls.__new__(cls)
+    obj.__dict__ = obj
+    return obj
 
 
 def exhausted_generator() -> Any:

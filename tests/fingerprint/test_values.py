@@ -73,6 +73,24 @@ def test_structured_dtype_names_count() -> None:
     assert fingerprint(a) == fingerprint(a.copy())
 
 
+def test_the_padding_of_a_structured_dtype_is_not_a_value() -> None:
+    """scikit-learn's tree nodes: a u1 field last in 64-byte items leaves 7 bytes nobody writes."""
+    inner = np.dtype({"names": ["flag"], "formats": ["u1"], "offsets": [1], "itemsize": 4})
+    kind = np.dtype({"names": ["n", "x", "inner"], "formats": ["<i8", "u1", inner], "offsets": [0, 8, 12], "itemsize": 24})
+    a = np.zeros(5, dtype=kind)
+    a["n"], a["x"], a["inner"]["flag"] = np.arange(5), 7, 1
+    b = a.copy()
+    raw = b.view(np.uint8).reshape(5, 24)
+    raw[:, 9:12], raw[:, 12], raw[:, 14:] = 0xAB, 0xCD, 0xEF  # padding only: between fields, inside the nested one, at the end
+    assert np.array_equal(a, b) and not np.array_equal(a.view(np.uint8), b.view(np.uint8))
+    assert fingerprint(a) == fingerprint(b)
+    assert fingerprint(a[::2]) == fingerprint(b[::2])  # the strided path too
+    b["inner"]["flag"][3] = 2
+    assert fingerprint(a) != fingerprint(b)
+    b["inner"]["flag"][3], b["x"][0] = 1, 8
+    assert fingerprint(a) != fingerprint(b)
+
+
 def test_object_and_string_dtype_arrays() -> None:
     a = np.array(["x", {"k": 1}, None], dtype=object)
     assert fingerprint(a) == fingerprint(a.copy())
