@@ -33,6 +33,8 @@ def test_sphinx_build_is_warning_free(tmp_path: Path) -> None:
     html = tmp_path / "html"
     quickstart = (html / "tutorials" / "quickstart.html").read_text()
     assert "trained 40 epochs" in quickstart  # executed, with the docs' injected parameters
+    shown = _page_text(html / "tutorials" / "quickstart.html")
+    assert shown.index("%cellcache auto") < shown.index("%%cached"), "the quickstart shows auto mode first"
     tutorial = (html / "tutorials" / "explain-and-panel.html").read_text()
     assert "restored from cache · step train" in tutorial and "input `learning_rate` changed (0.05 → 0.1)" in tutorial.replace("&#96;", "`")
     # The reference pages come from the code.
@@ -123,6 +125,7 @@ def test_the_quickstart_notebook_has_the_readme_install_block_and_says_where_the
     intro = nb.cells[0].source
     assert readme_install_block() in intro
     assert "`.cellcache/` at the project root" in intro and "next to this notebook" not in intro
+    assert intro.index("%cellcache auto") < intro.index("%%cached"), "auto mode first: how most people start"
 
 
 def test_every_shell_command_in_the_readme_uses_the_venv() -> None:
