@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from cellcache import config as _config
-from cellcache.batch.notebook import auto_configured, auto_source, auto_step_hint, cell_names, is_cached, runnable, source_for_kernel, step_hint
+from cellcache.batch.notebook import auto_configured, auto_source, auto_switched, auto_step_hint, cell_names, is_cached, runnable, source_for_kernel, step_hint
 from cellcache.batch.results import CellResult, ERROR, FROM_SESSION, HIT, INTERRUPTED, Job, Listener, NOT_RUN, NOTEBOOK_ENV, PLAIN, RunOptions, WOULD_RUN
 from cellcache.units import format_seconds
 
@@ -237,6 +237,7 @@ class NotebookRun:
         )
         self.last_code = max((i for i, c in enumerate(nb.cells) if runnable(c)), default=-1)
         self.auto = options.auto or auto_configured(job.path)
+        self.auto_cells = auto_switched(nb.cells)  # cells after the notebook's own `%cellcache auto`
         if options.log_output:
             self.client.on_output = lambda index, out: self.listener.cell_output(job, index, _output_text(out))
 
@@ -247,7 +248,7 @@ class NotebookRun:
         self.current = cell_index
         self.step = step_hint(cell)
         sent = source_for_kernel(cell)
-        if self.auto:  # the cell's id and tags travel as a last comment line, which auto mode reads and drops
+        if self.auto or cell_index in self.auto_cells:  # the cell's id and tags travel as a last comment line, which auto mode reads and drops
             sent = auto_source(cell, sent)
             self.step = self.step or auto_step_hint(cell)
         if self.options.restore_only and self.tainted:

@@ -111,6 +111,27 @@ def auto_source(cell: NotebookNode, sent: str) -> str:
 
 
 
+# `%cellcache auto` as a line of its own (with `on` or `--explain`), or `off`: what the kernel will do at that cell.
+_AUTO_LINE = re.compile(r"^\s*%cellcache\s+auto((?:\s+(?:on|off|-e|--explain))*)\s*$", re.MULTILINE)
+
+
+def auto_switched(cells: Iterable[NotebookNode]) -> set[int]:
+    """The indices of the code cells that run in auto mode because an earlier cell says ``%cellcache auto``.
+
+    Interactively, such a cell is named by its id, which the front end sends; a batch sends none, so these cells
+    carry it as auto mode's last comment line, or the two runs would name the same cell differently.
+    """
+    on, marked = False, set()
+    for index, cell in enumerate(cells):
+        if cell.cell_type != "code":
+            continue
+        if on:
+            marked.add(index)
+        for match in _AUTO_LINE.finditer(cell.source):
+            on = "off" not in match.group(1).split()
+    return marked
+
+
 def auto_step_hint(cell: NotebookNode) -> str | None:
     """An auto-mode stage's name before it runs: its cell id (None for a cell with its own magic or tagged no-cache)."""
     from cellcache.cell import auto

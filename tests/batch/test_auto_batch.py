@@ -139,3 +139,32 @@ def test_the_papermill_engine_takes_the_same_switch(project: Path, tmp_path: Pat
     assert [(r.name, r.hits, r.misses, r.auto) for r in rows] == [(out.cells[0].id, 1, 1, True)]  # named by its cell id
     assert [o["data"]["text/plain"] for o in out.cells[0].outputs if o["output_type"] == "execute_result"] == ["7"]
     assert "# cellcache" not in out.cells[0].source
+
+
+@pytest.mark.kernel
+def test_a_notebook_that_turns_auto_on_itself_names_its_cells_by_id_in_batch(tmp_path: Path) -> None:
+    # Interactively the front end sends each cell's id, which names an auto-mode stage. nbclient sends none: without
+    # the batch noticing the notebook's own `%cellcache auto`, the same cell would be `cell-<hash>` in batch, and a
+    # run from JupyterLab and one from `cellcache run` would keep two histories of one step.
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    cells = [
+        new_code_cell("import time\nbefore = 1"),  # before the switch: a plain cell, never a step
+        new_code_cell("%load_ext cellcache\n%cellcache auto"),
+        new_code_cell("time.sleep(0.2)\nslow = before + 1"),
+        new_code_cell("%cellcache auto off"),
+        new_code_cell("time.sleep(0.2)\nafter = slow + 1"),  # auto mode is off again: plain
+    ]
+    for n, (cell, name) in enumerate(zip(cells, ["setup", "switch", "slow", "switch-off", "after"])):
+        cell.id = name
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "self_switched.ipynb"
+    nbformat.write(nb, path)
+
+    [cold] = batch.run_notebooks([path], RunOptions())
+    assert cold.ok, cold.error
+    [warm] = batch.run_notebooks([path], RunOptions())
+    assert warm.ok, warm.error
+    steps = {c.index: (c.step, c.status) for c in warm.cells}
+    assert steps[2] == ("slow", "hit"), steps
+    assert steps[0][0] is None and steps[4][0] is None, steps  # outside the switched span: no step
