@@ -265,10 +265,10 @@ class Auto:
             self.session.local.mark_auto(self.session._step(name))
 
     def _digest_name(self, transformed: str) -> str:
-        from cellcache.cell.key import code_digest
+        from cellcache.cell.key import code_digest, unnamed_step
 
         try:
-            return f"cell-{code_digest(transformed)[:8]}"
+            return unnamed_step(code_digest(transformed))
         except SyntaxError:
             return "cell"
 

@@ -32,6 +32,11 @@ def code_digest(transformed_source: str) -> str:
         return xxhash.xxh3_128_hexdigest(ast.dump(tree, annotate_fields=False, include_attributes=False).encode())
 
 
+def unnamed_step(code: str) -> str:
+    """The name of a stage with neither a name nor a cell id, from its ``code_digest``: ``cell-`` and 8 hex digits."""
+    return f"cell-{code[:8]}"
+
+
 @dataclass(frozen=True)
 class StageKey:
     digest: str

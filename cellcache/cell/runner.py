@@ -26,7 +26,7 @@ from cellcache.config import Config
 from cellcache.errors import CacheError, EntryGone, OutNotProduced, StoreError, Unfingerprintable, warn
 from cellcache.fingerprint import fingerprint
 from cellcache.fingerprint.modules import remember_loaded, take_stale
-from cellcache.cell.key import StageKey, code_digest
+from cellcache.cell.key import StageKey, code_digest, unnamed_step
 from cellcache.cell.spec import StageSpec
 from cellcache.cell.stage import (
     StepRun,
@@ -257,7 +257,7 @@ class Session:
         if spec.name or self.cell_id:
             return spec.name or self.cell_id  # type: ignore[return-value]
         try:
-            return f"cell-{code_digest(self._transform(body))[:8]}"
+            return unnamed_step(code_digest(self._transform(body)))
         except (SyntaxError, RecursionError, MemoryError):
             return "cell"
 
@@ -272,7 +272,7 @@ class Session:
         except (RecursionError, MemoryError):  # nested deeper than the analysis (or the parser) can follow
             self._warn_once(f"cellcache: step {spec.name or 'cell'!r} ran uncached: its code is nested too deeply to analyse.")
             return Plain(spec.name or "cell", "code nested too deeply to analyse")
-        name = spec.name or self.cell_id or f"cell-{code[:8]}"
+        name = spec.name or self.cell_id or unnamed_step(code)
         if not self.enabled:
             return Plain(name, reasons.DISABLED)
         if spec.strategy == "off":
