@@ -24,7 +24,7 @@ from cellcache.cell.capture import recording, replay, show_marker
 from cellcache.units import format_seconds
 from cellcache.config import Config
 from cellcache.errors import CacheError, EntryGone, OutNotProduced, StoreError, Unfingerprintable, warn
-from cellcache.fingerprint import fingerprint
+from cellcache.fingerprint import Bound, fingerprint
 from cellcache.fingerprint.modules import remember_loaded, take_stale
 from cellcache.cell.key import StageKey, code_digest
 from cellcache.cell.spec import StageSpec
@@ -282,7 +282,7 @@ class Session:
             self._warn_once(f"cellcache: step {name!r} ran uncached: {names.dynamic}. Spell the names it reads.")
             return Plain(name, names.dynamic)
         try:
-            inputs, descriptions = component_inputs({n: ns[n] for n in read_names})
+            inputs, descriptions = component_inputs({n: ns[n] for n in read_names}, (ns, names.prebound))
             hidden = effects.observe(names, ns, {n: ns[n] for n in read_names}, self._draws.get(name, ()), self.seeded)
             descriptions.update(hidden.descriptions)
         except UnfingerprintableInput as exc:
@@ -547,7 +547,7 @@ class Session:
         rebound = {k for k, v in ns.items() if before.get(k) != id(v)}
         outputs = {n for n in (names.writes | rebound | fx.mutated_globals(ns)) if n in ns and keep(n)}
         for n in inputs:
-            if n not in outputs and n in ns and _digest_changed(ns[n], inputs[n]):
+            if n not in outputs and n in ns and _digest_changed(ns[n], inputs[n], (ns, names.prebound)):
                 outputs.add(n)  # mutated in place: the restored namespace must carry the new value
         deletes = tuple(sorted(n for n in before.keys() | names.deletes if n not in ns and keep(n)))  # replayed even if absent now
         values = {n: ns[n] for n in sorted(outputs)}
@@ -665,9 +665,9 @@ class Session:
         return run
 
 
-def _digest_changed(value: Any, digest: str) -> bool:
+def _digest_changed(value: Any, digest: str, bound: Bound | None = None) -> bool:
     try:
-        return fingerprint(value).hex() != digest
+        return fingerprint(value, bound).hex() != digest
     except Unfingerprintable:
         return True
 

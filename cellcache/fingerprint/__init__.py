@@ -22,9 +22,11 @@ from cellcache.fingerprint._deep import deep
 from cellcache.fingerprint._base import DIGEST_SIZE, _atom_digest, _type_name, _unfingerprintable
 from cellcache.fingerprint._base import _token as _token
 from cellcache.fingerprint._run import _Run
+from cellcache.fingerprint.code import Bound
 from cellcache.fingerprint.modules import is_local_module_file, module_digest, module_version
 
 __all__ = [
+    "Bound",
     "DIGEST_SIZE",
     "describe",
     "fingerprint",
@@ -35,16 +37,20 @@ __all__ = [
 ]
 
 
-def fingerprint(value: object) -> bytes:
-    """The 16-byte xxh3_128 digest of ``value``; raises ``Unfingerprintable``."""
+def fingerprint(value: object, bound: Bound | None = None) -> bytes:
+    """The 16-byte xxh3_128 digest of ``value``; raises ``Unfingerprintable``.
+
+    ``bound``: (namespace, names) whose values the functions of that namespace
+    are not keyed on, because whoever calls them binds those names first.
+    """
     atom = _atom_digest(value)
     if atom is not None:
         return atom  # what a walk would give, without building one (the dispatch table costs more than the hash)
     try:
         try:
-            return _Run().root(value)
+            return _Run(bound).root(value)
         except RecursionError:
-            return deep(lambda: _Run().root(value), value)
+            return deep(lambda: _Run(bound).root(value), value)
     except Unfingerprintable:
         raise
     except Exception as exc:  # a failure anywhere means "no key", never a guess
