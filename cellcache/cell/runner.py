@@ -283,7 +283,7 @@ class Session:
             return Plain(name, names.dynamic)
         try:
             inputs, descriptions = component_inputs({n: ns[n] for n in read_names}, (ns, names.prebound))
-            hidden = effects.observe(names, ns, {n: ns[n] for n in read_names}, self._draws.get(name, ()), self.seeded)
+            hidden = effects.observe(names, ns, {n: ns[n] for n in read_names}, self._drawn(name), self.seeded)
             descriptions.update(hidden.descriptions)
         except UnfingerprintableInput as exc:
             culprit = exc.name
@@ -324,6 +324,26 @@ class Session:
             cwd=cwd,
             started=started,
         )
+
+    def _drawn(self, name: str) -> set[str]:
+        """The generators the step drew from through code the analysis can't see, as far as anyone knows.
+
+        A run learns it (``execute`` extends its key), but a new kernel has
+        not run the step: its key would lack the generator and never meet the
+        stored one. The step's last entry says which it keyed, so a new
+        kernel keys them from the start. Only once the notebook has seeded
+        one: an unseeded generator is never keyed, and the index is not
+        worth a query then. Keying one more generator can only cost a miss.
+        """
+        drawn = self._draws.get(name)
+        if drawn is None and self.seeded:
+            try:
+                previous = self.local.last_manifest(self._step(name)) if self.local.exists() else None
+            except Exception:  # noqa: BLE001 - the index is advisory; what this kernel learns still counts
+                previous = None
+            components = previous.components if previous is not None else {}
+            drawn = self._draws[name] = {c.partition(":")[2] for c in components if c.startswith("rng:")}
+        return drawn or set()
 
     # lookup ------------------------------------------------------------------
 
