@@ -390,6 +390,32 @@ def test_rng_is_advanced_on_a_hit_in_a_new_kernel(workdir, store_dir):
     assert not first["hit"] and second["hit"] and second["out"] == first["out"]
 
 
+def test_a_seeded_generator_drawn_by_code_the_analysis_cant_see_is_keyed_in_a_new_kernel(workdir, store_dir):
+    # The draw is inside a module: in the first kernel, only the run shows it (the key is extended then).
+    # A new kernel must key the generator from the start, or its key never meets the stored one.
+    (workdir / "sampler.py").write_text("import numpy as np\n\ndef sample():\n    return float(np.random.rand())\n")
+    seed = "%%cached seed\nimport numpy as np\nnp.random.seed({n})"
+    cell = "%%cached draw\nimport sampler\na = sampler.sample()"
+    after = "out = [a, float(np.random.rand())]"
+    first = kernel(workdir, store_dir, seed.format(n=3), cell, after)
+    second = kernel(workdir, store_dir, seed.format(n=3), cell, after)
+    assert not first["hit"] and second["hit"] and second["out"] == first["out"]
+    other = kernel(workdir, store_dir, seed.format(n=4), cell, after)  # another seed: never the stored draw
+    assert not other["hit"] and other["out"] != first["out"]
+    assert kernel(workdir, store_dir, seed.format(n=4), cell, after)["hit"]
+
+
+def test_a_value_holding_the_seeded_generator_digests_alike_after_the_seeding_cell_hits(workdir, store_dir):
+    # As scipy's distributions do (`stats.norm._random_state`): the value's digest is the generator's.
+    # After np.random.seed, numpy's generator holds no SeedSequence; a new kernel's holds one from OS
+    # entropy, which a hit that set only the state left there: the next cell missed in every kernel.
+    setup = "import numpy as np\nholder = {'rs': np.random.mtrand._rand}"
+    seed = "%%cached seed\nnp.random.seed(12345)"
+    cell = "%%cached use\nout = sorted(holder)"
+    assert not kernel(workdir, store_dir, setup, seed, cell)["hit"]
+    assert kernel(workdir, store_dir, setup, seed, cell)["hit"]
+
+
 def test_analysis_of_effects() -> None:
     names = analyze(
         textwrap.dedent(
