@@ -95,6 +95,7 @@ class Session:
         self._draws: dict[str, set[str]] = {}  # step -> generators its code drew from unseen by the analysis
         self.seeded: set[str] = set()  # global generators the notebook seeded: only their states are keyed
         self.placeholders: dict[str, Stage] = {}  # output not stored -> the step that makes it, run again when used
+        self._drew_from: dict[str, dict[str, Any]] = {}  # step left with placeholders -> seeded generators' states before its hit
         remember_loaded()  # modules imported before the extension: their source as imported
         files.watch_imports()  # and the files local modules read as they are imported, from now on
         self.mode = RunMode()  # set by `cellcache run` / `cellcache status` in the kernel they start
@@ -191,8 +192,19 @@ class Session:
                 del self.placeholders[made]
             from IPython.utils.capture import capture_output
 
-            with capture_output():
-                self._execute(stage.body)
+            # The hit advanced the seeded generators past the step's draws: run it from where they stood
+            # before it, so the rebuilt value is the one the run made, then put them back where the hit left them.
+            before = self._drew_from.pop(stage.name, {})
+            after = {g: effects.rng_state(g) for g in before}
+            for generator, then in before.items():
+                effects.set_rng_state(generator, then)
+            try:
+                with capture_output():
+                    self._execute(stage.body)
+            finally:
+                for generator, now in after.items():
+                    if now is not None:
+                        effects.set_rng_state(generator, now)
 
     def flush(self, push_timeout: float | None = None) -> None:
         """Wait for the entries being written behind; say now which could not be stored.
@@ -447,6 +459,8 @@ class Session:
             ns.pop(missing, None)  # not the run's value: absent until a cell uses it, which runs the step again
             self.placeholders[missing] = stage
         self._note_seeds(stage.source, stage.names)  # a cell that seeds leaves its generator seeded, hit or run
+        if placeholders:  # a rebuild must draw what the run drew, from where the generators stand now
+            self._drew_from[name] = {g: now for g in sorted(self.seeded) if (now := effects.rng_state(g)) is not None}
         effects.apply(bundle.record.get("effects"), ns, self.seeded)
         unapplied = state.apply(bundle.record.get("state"))
         if unapplied:
