@@ -190,6 +190,36 @@ def set_rng_state(generator: str, state: Any) -> None:
         np.random.set_state(state)
 
 
+def rng_lineage(generator: str) -> tuple[Any, ...]:
+    """What a generator holds beside its state: numpy's bit generator keeps the ``SeedSequence`` it came from.
+
+    Not part of the draws, so not of the ``rng:`` key component, but of the
+    generator's value: ``np.random.seed(n)`` leaves None there, while a new
+    kernel holds one made from OS entropy. A hit that set only the state
+    would leave every value holding the generator (a scipy distribution's
+    ``_random_state``) digesting otherwise than after a run, in every kernel.
+    ``()`` where there is nothing to carry.
+    """
+    mtrand = sys.modules.get("numpy.random.mtrand") if generator == NUMPY else None
+    bit_generator = getattr(getattr(mtrand, "_rand", None), "_bit_generator", None)
+    try:
+        state = bit_generator.__getstate__() if bit_generator is not None else None
+    except Exception:  # noqa: BLE001 - a numpy without it: the state alone, as before
+        return ()
+    return (state[1],) if isinstance(state, tuple) and len(state) == 2 else ()
+
+
+def set_rng_lineage(generator: str, lineage: tuple[Any, ...]) -> None:
+    mtrand = sys.modules.get("numpy.random.mtrand") if generator == NUMPY and lineage else None
+    bit_generator = getattr(getattr(mtrand, "_rand", None), "_bit_generator", None)
+    if bit_generator is None:
+        return
+    try:
+        bit_generator.__setstate__((bit_generator.state, lineage[0]))  # the state as it is: set just now
+    except Exception:  # noqa: BLE001 - another numpy's form: the state is set, which is what draws use
+        pass
+
+
 def _rngs_of_functions(values: Iterable[Any]) -> set[str]:
     """Generators drawn from by notebook functions among the inputs, and by the functions they call.
 
@@ -377,7 +407,7 @@ class Effects:
         # Advanced ones, and those the cell used that did not exist before it (it imported numpy)
         used = {draws_from(_resolve_chain(chain, ns, aliases)) for chain in self.names.attr_reads}
         fresh = {g for g in used if g is not None and self.before.get(g) is None}
-        rng = [(generator, rng_state(generator)) for generator in sorted(set(self.advanced()) | fresh)]
+        rng = [(generator, rng_state(generator), *rng_lineage(generator)) for generator in sorted(set(self.advanced()) | fresh)]
         replay: dict[str, Any] = {}
         if attrs:
             replay["attrs"] = attrs
@@ -410,9 +440,10 @@ def apply(replay: Mapping[str, Any] | None, ns: Mapping[str, Any], seeded: Itera
         else:
             os.environ[variable] = value
     seeded = frozenset(seeded)
-    for generator, state in replay.get("rng", ()):
+    for generator, state, *lineage in replay.get("rng", ()):  # entries before the lineage hold two
         if generator in seeded:
             set_rng_state(generator, state)
+            set_rng_lineage(generator, tuple(lineage))
 
 
 def reachable_globals(values: Iterable[Any], ns: Mapping[str, Any]) -> set[str]:

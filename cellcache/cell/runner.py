@@ -24,7 +24,7 @@ from cellcache.cell.capture import recording, replay, show_marker
 from cellcache.units import format_seconds
 from cellcache.config import Config
 from cellcache.errors import CacheError, EntryGone, OutNotProduced, StoreError, Unfingerprintable, warn
-from cellcache.fingerprint import fingerprint
+from cellcache.fingerprint import Bound, fingerprint
 from cellcache.fingerprint.modules import remember_loaded, take_stale
 from cellcache.cell.key import StageKey, code_digest, unnamed_step
 from cellcache.cell.spec import StageSpec
@@ -95,6 +95,7 @@ class Session:
         self._draws: dict[str, set[str]] = {}  # step -> generators its code drew from unseen by the analysis
         self.seeded: set[str] = set()  # global generators the notebook seeded: only their states are keyed
         self.placeholders: dict[str, Stage] = {}  # output not stored -> the step that makes it, run again when used
+        self._drew_from: dict[str, dict[str, Any]] = {}  # step left with placeholders -> seeded generators' states before its hit
         remember_loaded()  # modules imported before the extension: their source as imported
         files.watch_imports()  # and the files local modules read as they are imported, from now on
         self.mode = RunMode()  # set by `cellcache run` / `cellcache status` in the kernel they start
@@ -194,8 +195,19 @@ class Session:
                 del self.placeholders[made]
             from IPython.utils.capture import capture_output
 
-            with capture_output():
-                self._execute(stage.body)
+            # The hit advanced the seeded generators past the step's draws: run it from where they stood
+            # before it, so the rebuilt value is the one the run made, then put them back where the hit left them.
+            before = self._drew_from.pop(stage.name, {})
+            after = {g: effects.rng_state(g) for g in before}
+            for generator, then in before.items():
+                effects.set_rng_state(generator, then)
+            try:
+                with capture_output():
+                    self._execute(stage.body)
+            finally:
+                for generator, now in after.items():
+                    if now is not None:
+                        effects.set_rng_state(generator, now)
 
     def flush(self, push_timeout: float | None = None) -> None:
         """Wait for the entries being written behind; say now which could not be stored.
@@ -285,8 +297,8 @@ class Session:
             self._warn_once(f"cellcache: step {name!r} ran uncached: {names.dynamic}. Spell the names it reads.")
             return Plain(name, names.dynamic)
         try:
-            inputs, descriptions = component_inputs({n: ns[n] for n in read_names})
-            hidden = effects.observe(names, ns, {n: ns[n] for n in read_names}, self._draws.get(name, ()), self.seeded)
+            inputs, descriptions = component_inputs({n: ns[n] for n in read_names}, (ns, names.prebound))
+            hidden = effects.observe(names, ns, {n: ns[n] for n in read_names}, self._drawn(name), self.seeded)
             descriptions.update(hidden.descriptions)
         except UnfingerprintableInput as exc:
             culprit = exc.name
@@ -327,6 +339,26 @@ class Session:
             cwd=cwd,
             started=started,
         )
+
+    def _drawn(self, name: str) -> set[str]:
+        """The generators the step drew from through code the analysis can't see, as far as anyone knows.
+
+        A run learns it (``execute`` extends its key), but a new kernel has
+        not run the step: its key would lack the generator and never meet the
+        stored one. The step's last entry says which it keyed, so a new
+        kernel keys them from the start. Only once the notebook has seeded
+        one: an unseeded generator is never keyed, and the index is not
+        worth a query then. Keying one more generator can only cost a miss.
+        """
+        drawn = self._draws.get(name)
+        if drawn is None and self.seeded:
+            try:
+                previous = self.local.last_manifest(self._step(name)) if self.local.exists() else None
+            except Exception:  # noqa: BLE001 - the index is advisory; what this kernel learns still counts
+                previous = None
+            components = previous.components if previous is not None else {}
+            drawn = self._draws[name] = {c.partition(":")[2] for c in components if c.startswith("rng:")}
+        return drawn or set()
 
     # lookup ------------------------------------------------------------------
 
@@ -430,6 +462,8 @@ class Session:
             ns.pop(missing, None)  # not the run's value: absent until a cell uses it, which runs the step again
             self.placeholders[missing] = stage
         self._note_seeds(stage.source, stage.names)  # a cell that seeds leaves its generator seeded, hit or run
+        if placeholders:  # a rebuild must draw what the run drew, from where the generators stand now
+            self._drew_from[name] = {g: now for g in sorted(self.seeded) if (now := effects.rng_state(g)) is not None}
         effects.apply(bundle.record.get("effects"), ns, self.seeded)
         unapplied = state.apply(bundle.record.get("state"))
         if unapplied:
@@ -550,7 +584,7 @@ class Session:
         rebound = {k for k, v in ns.items() if before.get(k) != id(v)}
         outputs = {n for n in (names.writes | rebound | fx.mutated_globals(ns)) if n in ns and keep(n)}
         for n in inputs:
-            if n not in outputs and n in ns and _digest_changed(ns[n], inputs[n]):
+            if n not in outputs and n in ns and _digest_changed(ns[n], inputs[n], (ns, names.prebound)):
                 outputs.add(n)  # mutated in place: the restored namespace must carry the new value
         deletes = tuple(sorted(n for n in before.keys() | names.deletes if n not in ns and keep(n)))  # replayed even if absent now
         values = {n: ns[n] for n in sorted(outputs)}
@@ -668,9 +702,9 @@ class Session:
         return run
 
 
-def _digest_changed(value: Any, digest: str) -> bool:
+def _digest_changed(value: Any, digest: str, bound: Bound | None = None) -> bool:
     try:
-        return fingerprint(value).hex() != digest
+        return fingerprint(value, bound).hex() != digest
     except Unfingerprintable:
         return True
 

@@ -16,7 +16,7 @@ from cellcache.cell.effects import Hidden
 from cellcache.cell.key import StageKey
 from cellcache.cell.spec import StageSpec
 from cellcache.errors import StoreError, Unfingerprintable
-from cellcache.fingerprint import describe, fingerprint, module_digest, module_version
+from cellcache.fingerprint import Bound, describe, fingerprint, module_digest, module_version
 from cellcache.store.base import Found, StepRef
 from cellcache.units import format_seconds
 
@@ -132,13 +132,18 @@ class UnfingerprintableInput(Exception):
         self.name, self.cause = name, cause
 
 
-def component_inputs(values: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
-    """The inputs' digests and descriptions; ``UnfingerprintableInput`` names the first that has none."""
+def component_inputs(values: Mapping[str, Any], bound: Bound | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """The inputs' digests and descriptions; ``UnfingerprintableInput`` names the first that has none.
+
+    ``bound``: the namespace, and the names the cell binds before it can call
+    any of that namespace's functions (``CellNames.prebound``): a helper's
+    read of them sees the cell's value, so their earlier values are no input.
+    """
     digests, descriptions = {}, {}
     seen: dict[int, str] = {}  # two names bound to one object: one fingerprint (the values stay alive in `values`)
     for name, value in values.items():
         try:
-            digests[name] = seen.get(id(value)) or seen.setdefault(id(value), fingerprint(value).hex())
+            digests[name] = seen.get(id(value)) or seen.setdefault(id(value), fingerprint(value, bound).hex())
         except Unfingerprintable as exc:
             raise UnfingerprintableInput(name, exc) from exc
         descriptions[f"input:{name}"] = describe(value)

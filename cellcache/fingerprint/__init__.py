@@ -21,9 +21,11 @@ from cellcache.errors import Unfingerprintable
 # _token is re-exported: hashed streams name it cellcache.fingerprint._token.
 from cellcache.fingerprint._base import DIGEST_SIZE, _atom_digest, _type_name, _unfingerprintable
 from cellcache.fingerprint._base import _token as _token
+from cellcache.fingerprint._base import Bound
 from cellcache.fingerprint.modules import is_local_module_file, module_digest, module_version
 
 __all__ = [
+    "Bound",
     "DIGEST_SIZE",
     "describe",
     "fingerprint",
@@ -46,17 +48,21 @@ def _walk() -> tuple[Any, Any]:
     return _Run, deep
 
 
-def fingerprint(value: object) -> bytes:
-    """The 16-byte xxh3_128 digest of ``value``; raises ``Unfingerprintable``."""
+def fingerprint(value: object, bound: Bound | None = None) -> bytes:
+    """The 16-byte xxh3_128 digest of ``value``; raises ``Unfingerprintable``.
+
+    ``bound``: (namespace, names) whose values the functions of that namespace
+    are not keyed on, because whoever calls them binds those names first.
+    """
     atom = _atom_digest(value)
     if atom is not None:
         return atom  # what a walk would give, without building one (the dispatch table costs more than the hash)
     _Run, deep = _walk()
     try:
         try:
-            return _Run().root(value)
+            return _Run(bound).root(value)
         except RecursionError:
-            return deep(lambda: _Run().root(value), value)
+            return deep(lambda: _Run(bound).root(value), value)
     except Unfingerprintable:
         raise
     except Exception as exc:  # a failure anywhere means "no key", never a guess

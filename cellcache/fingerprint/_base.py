@@ -11,12 +11,16 @@ from __future__ import annotations
 import re
 import struct
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import xxhash
 
 from cellcache.errors import Unfingerprintable
+
+# (namespace, names): the globals of that namespace that a caller binds before it can call any
+# function of it, so a function reads the caller's value of them, never the one there now.
+Bound = tuple[Mapping[str, Any], frozenset[str]]
 
 DIGEST_SIZE = 16
 

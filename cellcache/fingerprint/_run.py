@@ -54,7 +54,7 @@ from cellcache.fingerprint._base import (
     _type_name,
     _unfingerprintable,
 )
-from cellcache.fingerprint.code import CodeKinds
+from cellcache.fingerprint.code import Bound, CodeKinds
 from cellcache.fingerprint.objects import ObjectKinds, tracked
 from cellcache.fingerprint.pointers import _atoms
 from cellcache.fingerprint.values import ValueKinds, _array_digest, _buffer_safe
@@ -72,7 +72,8 @@ class _Run(ValueKinds, CodeKinds, ObjectKinds):
     node keeps its object alive; nothing is kept across calls.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, bound: Bound | None = None) -> None:
+        self.bound = bound
         self.nodes: dict[int, _Node] = {}
         self.queue: list[tuple[_Node, Callable[[Any], bytes]]] = []
         self.recorders: list[_Recorder] = []

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dis
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import BuiltinFunctionType, CodeType, FunctionType, ModuleType
 from typing import Any
 
 import xxhash
 
+from cellcache.fingerprint._base import Bound as Bound
 from cellcache.fingerprint._base import _ref, _str_digest, _token
 from cellcache.fingerprint.modules import ModuleKinds
 
@@ -29,6 +30,8 @@ _GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBAL
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: classes created at run time (class statements).
 _EMPTY_CELL = xxhash.xxh3_128(b"empty closure cell").digest()
 _LRU_WRAPPER = type(functools.lru_cache(maxsize=None)(lambda: None))
+_BOUND_BY_CALLER = xxhash.xxh3_128(b"global bound by the caller before any call").digest()
+
 
 
 class _Slotted:
@@ -39,6 +42,8 @@ class _Slotted:
 
 class CodeKinds(ModuleKinds):
     """The walk's hooks for functions, code, classes and wrappers (which need modules: where code comes from)."""
+
+    bound: Bound | None = None
 
     def register_code(self, table: dict[type, Callable[[Any], Any]]) -> None:
         table.update(
@@ -85,11 +90,16 @@ class CodeKinds(ModuleKinds):
                 hasher.update(self.part(content, owner, f"closure variable {name!r}"))
         names, imports = _code_refs(code)
         namespace = fn.__globals__
-        present = [name for name in names if name in namespace]
+        bound = self.bound[1] if self.bound is not None and namespace is self.bound[0] else frozenset()
+        # A bound name counts present or not: the caller's first run (before it existed) and later ones agree.
+        present = [name for name in names if name in bound or name in namespace]
         hasher.update(len(present).to_bytes(4, "little"))
         for name in present:
             hasher.update(_str_digest(name))
-            hasher.update(self.part(namespace[name], owner, f"global {name!r}"))
+            if name in bound:
+                hasher.update(_BOUND_BY_CALLER)
+            else:
+                hasher.update(self.part(namespace[name], owner, f"global {name!r}"))
         package = namespace.get("__package__") or ""
         for level, name in imports:
             hasher.update(self.digest(self.import_token(level, name, package)))

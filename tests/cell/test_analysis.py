@@ -447,3 +447,35 @@ def test_code_beyond_the_analysis_runs_uncached_with_a_warning(shell, monkeypatc
     with pytest.warns(CacheWarning, match="nested too deeply"):
         run(shell, "%%cached too_deep\n" + _elif_chain(800))
     assert shell.user_ns["y"] == 7 and cellcache.last_run().status == "uncached"
+
+
+@pytest.mark.parametrize(
+    ("source", "prebound"),
+    [
+        ("z = 5\nout = g()", {"z"}),
+        ("import numpy as np\nz = 5\nout = g()", {"np", "z"}),
+        ("z = 5\nfor i in range(3):\n    out = g()", {"z"}),
+        ("z: int = 5\nout = g()", {"z"}),
+        ("def f():\n    return 1\nz = 5\nout = g()", {"f", "z"}),
+        ("z = 5", {"z"}),  # nothing runs but the shell's display at the end
+        ("out = g()\nz = 5", set()),
+        ("z = f()\nout = g()", set()),  # f runs before z is bound
+        ("if c:\n    z = 5\nout = g()", set()),
+        ("for i in range(3):\n    out = g()\n    z = i", set()),
+        ("try:\n    z = 5\nexcept Exception:\n    pass\nout = g()", set()),
+        ("z = 5\ndel z\nout = g()", set()),
+        ("z = 5\nout = g()\ndel z", set()),
+        ("@d\ndef f():\n    pass\nz = 5\nout = g()", set()),
+        ("x, z = 1, 2\nout = g()", set()),  # unpacking iterates
+        ("print(z)\nz = 5\nout = g()", set()),
+        ("z = 5\nclass C:\n    y = g()", {"z"}),
+        ("class C:\n    y = g()\nz = 5", set()),
+        ("a.b = 1\nz = 5", set()),
+        ("s = {k}\nz = 5", set()),  # hashing a set element is code
+        ("[(z := 5) for _ in range(1)]\nout = g()", set()),
+        ("z = 5\nwhile z:\n    z = 0", {"z"}),
+    ],
+)
+def test_prebound(source: str, prebound: set[str]) -> None:
+    # Names bound for sure at every point where the cell may run code that is not its own bindings.
+    assert analyze(source).prebound == prebound

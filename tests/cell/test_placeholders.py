@@ -76,3 +76,22 @@ def test_a_placeholder_is_rebuilt_in_a_new_kernel(workdir, store_dir):
     kernel(workdir, store_dir, cell)
     second = kernel(workdir, store_dir, cell, "out = [x, lock.locked()]")
     assert second["hit"] and second["out"] == [42, False]
+
+
+def test_a_rebuilt_step_draws_what_its_run_drew_and_leaves_the_generator_where_the_hit_did(counted):
+    # sm_kernel_density: a fit that can't be stored, made from draws of the seeded generator. Rebuilt from
+    # where the hit left the generator, the step drew anew: another sample, and every later draw shifted.
+    step = "%%cached draws\nruns.append(1)\nsample = np.random.rand(3).tolist()\nhandle = (v for v in sample)"
+    run(counted, "import numpy as np\nnp.random.seed(0)")
+    run(counted, step)
+    made = counted.user_ns["sample"]
+    run(counted, "next_draw = float(np.random.rand())")
+    expected_next = counted.user_ns["next_draw"]
+    run(counted, "np.random.seed(0)")
+    run(counted, step)
+    assert cellcache.last_run().hit and "handle" not in counted.user_ns
+    with pytest.warns(CacheWarning, match="rebuild `handle`"):
+        run(counted, "used = list(handle)\nnext_draw = float(np.random.rand())")
+    assert counted.user_ns["runs"].n == 2
+    assert counted.user_ns["used"] == counted.user_ns["sample"] == made
+    assert counted.user_ns["next_draw"] == expected_next

@@ -84,6 +84,26 @@ def test_changed_global_helper_transitively() -> None:
     assert fingerprint(base) != fingerprint(changed_inner)
 
 
+def test_globals_a_caller_binds_first_are_not_keyed() -> None:
+    source = """
+        SCALE = {scale}
+        def inner(x):
+            return x * SCALE
+        def f(x):
+            return inner(x)
+        """
+    two, three = define(source.format(scale=2)), define(source.format(scale=3))
+    bound = frozenset({"SCALE"})
+    assert fingerprint(two["f"], (two, bound)) == fingerprint(three["f"], (three, bound))
+    del three["SCALE"]  # absent, as before a cell's first run binds it
+    assert fingerprint(two["f"], (two, bound)) == fingerprint(three["f"], (three, bound))
+    # only the functions of that namespace: another one's SCALE is its own
+    assert fingerprint(two["f"], (two, bound)) != fingerprint(two["f"])
+    assert fingerprint(two["f"], ({}, bound)) == fingerprint(two["f"])
+    edited = define(source.format(scale=2).replace("x * SCALE", "x * SCALE * 1"))
+    assert fingerprint(two["f"], (two, bound)) != fingerprint(edited["f"], (edited, bound))
+
+
 def test_helper_used_in_nested_code_counts() -> None:
     source = """
         def helper(x):

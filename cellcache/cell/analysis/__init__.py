@@ -74,6 +74,9 @@ class CellNames:
     dynamic: str | None = None  # why the cell's namespace use can't be followed (`globals()[name]`), or None
     guarded: bool = False  # the cell tests whether names exist (`except NameError`, `"x" in globals()`)
     reseeded: frozenset[tuple[str, ...]] = frozenset()  # generators (`("np", "random")`) the cell seeds before any use
+    # Names the cell binds for sure before it runs any code but its own bindings, and keeps bound to its end:
+    # a helper it calls can only read the cell's value of them, never an earlier one.
+    prebound: frozenset[str] = frozenset()
 
     @property
     def named_modules(self) -> tuple[str, ...]:
@@ -91,7 +94,9 @@ def _analyze_cached(source: str) -> CellNames:
     with deep_recursion():
         tree = ast.parse(source)
         ctx = _Context(namespace=_Flow)
-        _Flow(ctx).run(tree.body)
+        flow = _Flow(ctx)
+        flow.run(tree.body)
+        ctx.active(flow.state)  # the shell shows the last value, and a repr is code too
     hidden = _hidden
     return CellNames(
         reads=frozenset(n for n in ctx.reads if not hidden(n)),
@@ -108,6 +113,7 @@ def _analyze_cached(source: str) -> CellNames:
         dynamic=ctx.dynamic,
         guarded=ctx.guarded,
         reseeded=_reseeded_first(tree.body),
+        prebound=frozenset(n for n in (ctx.settled or ()) if n in ctx.writes and not hidden(n)),
     )
 
 def _generator_of(chain: tuple[str, ...]) -> Optional[tuple[str, ...]]:

@@ -20,7 +20,7 @@ class _Context:
 
     __slots__ = (
         "reads", "writes", "imports", "last_event", "modules", "aliases", "attr_reads", "attr_writes",
-        "env_reads", "env_writes", "strings", "dynamic", "guarded", "namespace",
+        "env_reads", "env_writes", "strings", "dynamic", "guarded", "namespace", "settled",
     )  # fmt: skip
 
     def __init__(self, namespace: Callable[..., Any]) -> None:
@@ -42,6 +42,14 @@ class _Context:
         # Module-level bind/del events in source order; a name whose last
         # event is a del is a delete ("not bound again later, in any branch").
         self.last_event: dict[str, str] = {}
+        # The names bound for sure at every point where the cell may run code of anyone's (a call,
+        # an operator, an attribute): None until the first such point.
+        self.settled: _State = None
+
+    def active(self, state: _State) -> None:
+        """The cell's module namespace is in ``state`` at a point where code beyond the cell's may run."""
+        if state is not None:  # an unreachable point runs nothing
+            self.settled = set(state) if self.settled is None else self.settled & state
 
     def write(self, name: str) -> None:
         self.writes.add(name)

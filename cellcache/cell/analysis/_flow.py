@@ -104,11 +104,18 @@ class _Flow:
 
     def stmts(self, body: Iterable[ast.stmt]) -> None:
         for s in body:
+            if _runs_code(s):
+                self.active()
             handler = _FLOW_STMT_HANDLERS.get(type(s))
             if handler is None:
                 self.generic(s)
             else:
                 handler(self, s)
+
+    def active(self) -> None:
+        """Code beyond the cell's own bindings may run here: a helper it calls sees what is bound now."""
+        if self.parent is None:  # a class body runs at its statement, which marked the module's state
+            self.ctx.active(self.state)
 
     def generic(self, node: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
@@ -424,6 +431,8 @@ class _Flow:
 
     def expr(self, node: ast.AST) -> None:
         t = type(node)
+        if t not in _INERT_EXPRS or ((t is ast.Set or t is ast.Dict) and not _inert_display(node)):
+            self.active()
         if t is ast.Name:
             if type(node.ctx) is ast.Load:  # type: ignore[attr-defined]
                 self.load(node.id)  # type: ignore[attr-defined]
@@ -607,3 +616,38 @@ _FLOW_EXPR_HANDLERS: dict[type, Callable[[_Flow, ast.AST], None]] = {
     ast.Subscript: _Flow._subscript,
     ast.Compare: _Flow._compare,
 }  # type: ignore[dict-item]
+
+
+# Expressions whose evaluation runs nothing but the interpreter: a load from the namespace, a
+# constant, a display of such values, a function object made. Anything else may run code that is
+# not the cell's (a call, an operator, an attribute or a subscript through a user's class, a
+# truth test, an f-string's __format__, iteration) and so may call a helper that reads a global.
+_INERT_EXPRS = frozenset({ast.Name, ast.Constant, ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Lambda, ast.NamedExpr})
+
+
+def _inert_display(node: ast.AST) -> bool:
+    # Set elements and dict keys are hashed, and a user's __hash__ is code: constants only.
+    # A None key is `**mapping`, which iterates it.
+    keys = node.elts if isinstance(node, ast.Set) else node.keys  # type: ignore[attr-defined]
+    return all(isinstance(key, ast.Constant) for key in keys)
+
+
+def _runs_code(stmt: ast.stmt) -> bool:
+    """Whether a statement itself (beyond the expressions it evaluates) may run code that is not the cell's.
+
+    An import counts as inert: a module's own code never calls back into the
+    notebook's functions. Binding a plain name, or deleting one, is the
+    interpreter's.
+    """
+    if isinstance(stmt, ast.Assign):
+        return not all(isinstance(target, ast.Name) for target in stmt.targets)  # unpacking iterates; a.b, a[i] call
+    if isinstance(stmt, ast.AnnAssign):
+        return not isinstance(stmt.target, ast.Name)
+    if isinstance(stmt, ast.Delete):
+        return not all(isinstance(target, ast.Name) for target in stmt.targets)
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return bool(stmt.decorator_list)
+    return not isinstance(stmt, _INERT_STMTS)
+
+
+_INERT_STMTS = (ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal, ast.Pass, ast.Break, ast.Continue, ast.Try, *((ast.TryStar,) if hasattr(ast, "TryStar") else ()), *((ast.TypeAlias,) if hasattr(ast, "TypeAlias") else ()))
