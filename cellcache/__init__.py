@@ -8,6 +8,7 @@ The public names below are imported when first used.
 """
 from __future__ import annotations
 
+import sys
 from importlib import import_module
 from typing import Any
 
@@ -88,7 +89,6 @@ def unload_ipython_extension(shell: Any) -> None:
     magics["line"].pop("cellcache", None)
     setattr(shell, _EXTENSION_ATTR, None)
     setattr(shell, "_cellcache_session", None)
-    from cellcache import api
-
-    if session is not None and api.active is session:
+    api = sys.modules.get("cellcache.api")
+    if session is not None and api is not None and api.active is session:
         api.active = None

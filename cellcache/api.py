@@ -9,7 +9,8 @@ from cellcache.report import render_text, shown_location, step_errors
 from cellcache.store.index import StepStats
 from cellcache.store.local import LocalStore, open_store
 
-# The session of the shell the extension is loaded in, once a cell or a call has built it.
+# The session of the shell the extension is loaded in, once a cell or a call has built it (the extension sets
+# it when it builds one after this module is imported; see the end of this module for one built before).
 active: Session | None = None
 
 
@@ -137,3 +138,6 @@ def _remote_info(session: Session) -> list[str]:
         return info_lines(session.config, session.store)
     except Exception as exc:  # noqa: BLE001 - `info` must answer even when the remote's settings are broken
         return [f"remote: {session.config.remote} (unusable: {exc})"]
+
+
+active = _loaded(build=False)

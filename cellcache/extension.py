@@ -15,6 +15,7 @@ the session's ``pre_run_cell`` late, so it knows the cell's id as if it had been
 """
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from cellcache.cell import SEEDING_WORDS, files
@@ -49,13 +50,14 @@ class Extension:
         return self._session
 
     def _build(self) -> None:
-        from cellcache import api
         from cellcache.cell.runner import Session
 
         session = Session(self.shell, self.config)
         self._session = session
         setattr(self.shell, "_cellcache_session", session)
-        api.active = session
+        api = sys.modules.get("cellcache.api")  # not imported for this: it finds the session itself when it is
+        if api is not None:
+            api.active = session
         if self._info is not None:
             session.pre_run_cell(self._info)
         if self.config.auto:  # `auto = true` or CELLCACHE_AUTO=1: on from load, so from this cell on

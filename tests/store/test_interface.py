@@ -133,7 +133,7 @@ def test_several_broken_candidates_give_one_warning(shell, store_dir):
 def test_the_magic_invalidates_this_notebooks_step_first(shell, store_dir):
     from cellcache import api
 
-    session = api.active
+    session = api.session(shell)
     for notebook in ("nb/a.ipynb", "nb/b.ipynb"):
         session.notebook = notebook
         run(shell, f"%%cached load\nx = {notebook!r}")
