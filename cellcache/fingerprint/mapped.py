@@ -31,6 +31,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import xxhash
+
 # Arrays and Arrow buffers at least this big are page aligned in the blob and restored mapped.
 MAP_THRESHOLD = 1 << 20
 PAGE = mmap.PAGESIZE
@@ -177,6 +179,11 @@ def _frame_layout(frame: Any) -> _Found | None:
                         continue
                     if _in_mapping(buffer.address, buffer.size):
                         spans.append((buffer.address, buffer.size))
+                    elif buffer.is_mutable and buffer.size < MAP_THRESHOLD:
+                        # A small buffer that was writable comes back as a writable bytearray (whether a buffer is
+                        # read-only is in the digest), outside any mapping: its bytes are part of the layout.
+                        parts.append((buffer.address, buffer.size, xxhash.xxh3_128_digest(buffer)))
+                        continue
                     elif buffer.is_mutable:
                         return None  # memory cellcache can't watch
                     parts.append((buffer.address, buffer.size))

@@ -52,7 +52,19 @@ def plain_outputs(path: Path, tmp: Path) -> list[list[dict]]:
 
 
 def _outputs(nb: nbformat.NotebookNode) -> list[list[dict]]:
-    return [[_comparable(o) for o in c.outputs] for c in nb.cells if c.cell_type == "code"]
+    return [_coalesced([_comparable(o) for o in c.outputs]) for c in nb.cells if c.cell_type == "code"]
+
+
+def _coalesced(outputs: list[dict]) -> list[dict]:
+    # A kernel flushes a stream when its timer fires, so one print may arrive in two messages: a front end shows
+    # them as one text, and so does this comparison.
+    merged: list[dict] = []
+    for out in outputs:
+        if merged and out.get("output_type") == "stream" and merged[-1].get("output_type") == "stream" and merged[-1].get("name") == out.get("name"):
+            merged[-1] = {**merged[-1], "text": merged[-1]["text"] + out["text"]}
+        else:
+            merged.append(out)
+    return merged
 
 
 def _comparable(output: dict) -> dict:

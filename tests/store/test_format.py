@@ -81,10 +81,18 @@ def test_deleting_the_blob_leaves_a_mapped_value_intact(tmp_path):
 
 
 def test_mapped_restores_hold_no_file_descriptor(tmp_path):
+    import gc
+
     path, info = write_blob(tmp_path, np.ones(BIG))
-    before = len(os.listdir("/proc/self/fd"))
-    kept = [load(path, info) for _ in range(20)]
-    assert len(os.listdir("/proc/self/fd")) == before
+    # Files an earlier test left to the garbage collector would close mid-count: collect them first, and none during.
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        kept = [load(path, info) for _ in range(20)]
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        gc.enable()
     assert all(mapped.mapping_of(a) is not None for a in kept)
 
 

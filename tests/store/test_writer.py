@@ -120,9 +120,12 @@ def test_pending_entries_are_written_at_interpreter_exit(tmp_path):
     store = tmp_path / "store"
     out = run_in_fresh_shell(
         f"""
+        import atexit, cellcache, sys
+        held = cellcache.api.session(sh).writer.hold()  # the write can't win the race against the check below
+        held.__enter__()
         sh.run_cell({MAKE!r}).raise_error()
-        import cellcache, sys
         sys.stdout.write(str(cellcache.api.session(sh).writer.pending(cellcache.last_run().key)))
+        atexit.register(held.__exit__, None, None, None)  # runs before the writer's own atexit flush (LIFO)
         """,
         store,
         tmp_path,
