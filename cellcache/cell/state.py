@@ -116,9 +116,15 @@ def _read_pandas() -> Mapping[str, Any]:
 
 def _apply_pandas(values: Mapping[str, Any], unset: Iterable[str]) -> None:
     pd = sys.modules["pandas"]
+    now = _read_pandas()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, value in values.items():
+            # An option already at its value is not set again: setting one fires its callback, and a run that
+            # imported pandas stores every option. `plotting.matplotlib.register_converters` would import
+            # matplotlib on a hit where the run never did.
+            if name in now and _same(now[name], value):
+                continue
             try:
                 pd.set_option(name, value)
             except Exception:  # noqa: BLE001 - an option this pandas no longer has

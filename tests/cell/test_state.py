@@ -177,3 +177,14 @@ def test_a_hit_keeps_the_warning_filters_earlier_cells_set(counted):
         assert hit() and {"cellcache-first", "cellcache-mine"} <= set(counted.user_ns["out"])
     finally:
         run(counted, "warnings.filters[:] = [f for f in warnings.filters if getattr(f[1], 'pattern', '') not in ('cellcache-first', 'cellcache-mine')]")
+
+
+def test_a_hit_sets_only_the_pandas_options_its_run_changed(workdir, store_dir):
+    """A run that first imported pandas stores its options whole. Setting every one of them on a hit fired
+    pandas' option callbacks: `plotting.matplotlib.register_converters` imports matplotlib, which a run had
+    not, and the matplotlib probe then keyed the next drawing cell (sk_kmeans_digits, issue 24)."""
+    cell = "%%cached loads\nimport pandas as pd\nx = 1"
+    read = "import sys\nout = 'matplotlib' in sys.modules"
+    first = kernel(workdir, store_dir, cell, read)
+    again = kernel(workdir, store_dir, cell, read)
+    assert again["hit"] and first["out"] is again["out"] is False
