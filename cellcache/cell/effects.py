@@ -30,6 +30,7 @@ from types import BuiltinMethodType, CodeType, FunctionType, MethodType, ModuleT
 from typing import Any
 
 from cellcache.cell.analysis import CellNames
+from cellcache.cell import state as probes
 from cellcache.errors import Unfingerprintable
 from cellcache.fingerprint import describe, fingerprint, fingerprints
 
@@ -90,6 +91,9 @@ def observe(
         generator = draws_from(value)
         if generator is not None:
             rngs.add(generator)
+        elif (probed := probes.owned(value, names.strings)) is not None:
+            label, digest, description = probed  # plt.rcParams: keyed as its probe keys it
+            components[label], descriptions[label] = digest, description
         else:
             attributes[f"attr:{'.'.join(chain)}"] = value
     for (label, value), digest in zip(attributes.items(), fingerprints(list(attributes.values()))):
@@ -333,6 +337,10 @@ class Effects:
         for chain in sorted(self.unresolved - self.names.attr_writes):
             value = _resolve_chain(chain, ns, aliases)
             if value is None or draws_from(value) is not None:
+                continue
+            probed = probes.owned(value, self.names.strings)
+            if probed is not None:  # as prepare keys it in the re-run
+                extra[probed[0]] = probed[1]
                 continue
             try:
                 extra[f"attr:{'.'.join(chain)}"] = fingerprint(value).hex()
