@@ -175,6 +175,19 @@ def test_a_patched_function_of_a_module_the_cell_imports_is_keyed(counted, patch
         run(counted, "json.dumps = original")
 
 
+def test_a_library_function_patched_under_its_own_name_is_keyed(counted):
+    """functools.wraps copies the module and name onto the notebook's wrapper: it was keyed as the original."""
+    run(counted, "import functools, json\noriginal = json.dumps")
+    cell = cached("s = json.dumps([1])")
+    run(counted, cell)
+    try:
+        run(counted, "json.dumps = functools.wraps(original)(lambda *a, **k: 'patched')")
+        run(counted, cell)
+        assert not hit() and counted.user_ns["s"] == "patched"
+    finally:
+        run(counted, "json.dumps = original")
+
+
 def test_past_outputs_are_inputs(counted):
     run(counted, "40 + 2")
     number = counted.execution_count - 1
