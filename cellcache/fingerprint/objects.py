@@ -214,9 +214,13 @@ class ObjectKinds(Kinds):
         if kind in _ATOMS and _atom_digest(first) != _atom_digest(second):
             # matplotlib's CallbackRegistry.__getstate__ advances a counter:
             # no digest of such an object is the same twice.
-            raise Unfingerprintable(
-                f"cannot fingerprint a {self.owner_name} value: pickling it changes it", type_name=self.owner_name
-            )
+            why = f"cannot fingerprint a {self.owner_name} value: pickling it changes it"
+            if self.owner_name == "matplotlib.cbook.CallbackRegistry":
+                why += (
+                    "; every matplotlib figure, axes and artist holds one, so a cell that draws on a figure"
+                    " another cell made runs uncached: make and draw the figure in one cell"
+                )
+            raise Unfingerprintable(why, type_name=self.owner_name)
         return first
 
 

@@ -299,3 +299,13 @@ def test_lmfit_parameters_and_results_do_not_depend_on_the_hash_seed() -> None:
         env = {**os.environ, "PYTHONHASHSEED": seed}
         outputs.add(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout)
     assert len(outputs) == 1
+
+
+def test_a_matplotlib_figure_is_refused_with_a_reason_a_user_can_act_on() -> None:
+    plt = pytest.importorskip("matplotlib.pyplot")
+    fig, axes = plt.subplots(1, 2)
+    try:
+        with pytest.raises(Unfingerprintable, match="figure, axes and artist.*make and draw the figure in one cell"):
+            fingerprint(axes)
+    finally:
+        plt.close(fig)
