@@ -26,12 +26,13 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from types import BuiltinMethodType, CodeType, FunctionType, MethodType, ModuleType
+from types import BuiltinFunctionType, BuiltinMethodType, CodeType, FunctionType, MethodType, ModuleType
 from typing import Any
 
 from cellcache.cell.analysis import CellNames
+from cellcache.cell import state as probes
 from cellcache.errors import Unfingerprintable
-from cellcache.fingerprint import describe, fingerprint, fingerprints
+from cellcache.fingerprint import describe, fingerprint, fingerprints, module_version
 
 RANDOM = "random"  # the stdlib's hidden Random instance behind random.random(), random.shuffle()...
 NUMPY = "numpy"  # numpy's legacy RandomState behind np.random.rand(), np.random.seed()...
@@ -90,6 +91,11 @@ def observe(
         generator = draws_from(value)
         if generator is not None:
             rngs.add(generator)
+        elif (probed := probes.owned(value, names.strings)) is not None:
+            label, digest, description = probed  # plt.rcParams: keyed as its probe keys it
+            components[label], descriptions[label] = digest, description
+        elif chain[0] in aliases and _own_definition(chain, value, ns, aliases):
+            continue  # what the cell's own import gives, loaded or not: keyed by the package's version
         else:
             attributes[f"attr:{'.'.join(chain)}"] = value
     for (label, value), digest in zip(attributes.items(), fingerprints(list(attributes.values()))):
@@ -364,6 +370,12 @@ class Effects:
             value = _resolve_chain(chain, ns, aliases)
             if value is None or draws_from(value) is not None:
                 continue
+            if _own_definition(chain, value, ns, aliases):
+                continue  # as prepare leaves it out in the re-run
+            probed = probes.owned(value, self.names.strings)
+            if probed is not None:  # as prepare keys it in the re-run
+                extra[probed[0]] = probed[1]
+                continue
             try:
                 extra[f"attr:{'.'.join(chain)}"] = fingerprint(value).hex()
             except Unfingerprintable:
@@ -490,6 +502,34 @@ def _root_module(name: str, ns: Mapping[str, Any], aliases: Mapping[str, str]) -
         return value if isinstance(value, ModuleType) else None
     value = ns.get(name)
     return value if isinstance(value, ModuleType) else None
+
+
+def _own_definition(chain: tuple[str, ...], value: Any, ns: Mapping[str, Any], aliases: Mapping[str, str]) -> bool:
+    """Whether ``value`` is the function an installed module defines under that name, as its import leaves it.
+
+    For a module the cell imports, ``plt.rc`` resolves only if the module was loaded before the cell:
+    keyed then, absent otherwise, so a cell after a hit that had not loaded it (``%matplotlib inline``)
+    missed. The module's own function is what the cell's import gives either way, and the package's
+    version keys it (``package:``); a patched one (defined elsewhere, or in another file of a wrapper
+    that copies the name) is still keyed by its value. Functions only: a class or an object from the
+    module can have been changed in place.
+    """
+    if len(chain) < 2 or not isinstance(value, (FunctionType, BuiltinFunctionType)):
+        return False
+    root = _root_module(chain[0], ns, aliases)
+    owner = _resolve_chain(chain[:-1], ns, aliases)
+    if root is None or not isinstance(owner, ModuleType):
+        return False
+    name = owner.__name__
+    if name.partition(".")[0] != root.__name__.partition(".")[0]:
+        return False  # reached through another package, whose version the cell's imports do not key
+    if getattr(value, "__module__", None) != name or getattr(value, "__qualname__", None) != chain[-1]:
+        return False
+    if module_version(name) is None:
+        return False  # a local module: the notebook may have edited or patched it
+    if isinstance(value, FunctionType):
+        return value.__code__.co_filename == getattr(owner, "__file__", None)
+    return value.__self__ is owner
 
 
 def _replayable_owner(chain: tuple[str, ...], ns: Mapping[str, Any], aliases: Mapping[str, str]) -> bool:

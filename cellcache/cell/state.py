@@ -59,6 +59,9 @@ class Probe:
     affects: Callable[[Use], bool] = lambda use: False  # whether its value keys such a cell
     module: str | None = None  # read only once this module is imported: a probe costs nothing before
     doc: str = ""
+    # The live object whose state ``read`` presents (matplotlib's rcParams): a cell that reads it as an
+    # attribute (``plt.rcParams``) is keyed by the probe's view of it, as a cell that draws is.
+    owns: Callable[[], Any] | None = None
 
     def available(self) -> bool:
         return self.module is None or self.module in sys.modules
@@ -116,9 +119,15 @@ def _read_pandas() -> Mapping[str, Any]:
 
 def _apply_pandas(values: Mapping[str, Any], unset: Iterable[str]) -> None:
     pd = sys.modules["pandas"]
+    now = _read_pandas()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, value in values.items():
+            # An option already at its value is not set again: setting one fires its callback, and a run that
+            # imported pandas stores every option. `plotting.matplotlib.register_converters` would import
+            # matplotlib on a hit where the run never did.
+            if name in now and _same(now[name], value):
+                continue
             try:
                 pd.set_option(name, value)
             except Exception:  # noqa: BLE001 - an option this pandas no longer has
@@ -207,7 +216,8 @@ def _apply_environ(values: Mapping[str, Any], unset: Iterable[str]) -> None:
 
 BUILTIN: tuple[Probe, ...] = (
     Probe("matplotlib.rcParams", _read_rc, _apply_rc, _draws, "matplotlib",
-          "Style of figures (plt.rc, plt.style.use, seaborn's set_theme and set_context). Keys cells that draw."),
+          "Style of figures (plt.rc, plt.style.use, seaborn's set_theme and set_context). Keys cells that draw.",
+          lambda: sys.modules["matplotlib"].rcParams),
     Probe("numpy.printoptions", _read_printoptions, _apply_printoptions, lambda use: use.shows and "numpy" in use.modules,
           "numpy", "np.set_printoptions. Keys cells that use numpy and print or display."),
     Probe("numpy.errstate", _read_errstate, _apply_errstate, lambda use: "numpy" in use.modules, "numpy",
@@ -352,11 +362,41 @@ def components(use: Use) -> tuple[dict[str, str], dict[str, str]]:
         try:
             if not probe.affects(use):
                 continue
-            value = probe.read()
-            found[f"state:{probe.name}"] = fingerprint(dict(sorted(value.items()))).hex()
+            found[f"state:{probe.name}"], described[f"state:{probe.name}"] = _component(probe)
         except Unfingerprintable:
             continue  # state that can't be fingerprinted can't key: it is still replayed
         except Exception:  # noqa: BLE001 - a probe that can't read doesn't key
             continue
-        described[f"state:{probe.name}"] = f"{probe.name} ({len(value)} settings)"
     return found, described
+
+
+def _component(probe: Probe) -> tuple[str, str]:
+    value = probe.read()
+    return fingerprint(dict(sorted(value.items()))).hex(), f"{probe.name} ({len(value)} settings)"
+
+
+def owned(value: Any, strings: Iterable[str]) -> tuple[str, str, str] | None:
+    """(label, digest, description) keying ``value`` as the probe that owns it; None if no probe does.
+
+    ``plt.rcParams`` read as an attribute was keyed by its whole value, backend included. A hit does not
+    replay the backend (``%matplotlib inline`` is not run again; the probe leaves it out as where figures
+    go, not what they look like), so the value differed between a kernel that ran the cells before and
+    one that restored them, and the cell missed in every new kernel. Keyed by the probe's view, it is
+    keyed as a cell that draws is. A cell that names a setting the view leaves out (``"backend"``) is
+    still keyed by the whole value.
+    """
+    for probe in registry():
+        if probe.owns is None or not probe.available():
+            continue
+        try:
+            if probe.owns() is not value:
+                continue
+            view = probe.read()
+            keys = set(value.keys()) if isinstance(value, Mapping) else set()
+            if (keys - set(view)) & set(strings):
+                return None
+            digest, description = _component(probe)
+        except Exception:  # noqa: BLE001 - a probe that can't read: the value is keyed as it is
+            return None
+        return f"state:{probe.name}", digest, description
+    return None

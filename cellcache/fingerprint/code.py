@@ -70,7 +70,9 @@ class CodeKinds(ModuleKinds):
         if fn is _token:
             return NotImplemented  # pickled by reference
         version = self.installed_version(fn.__module__, fn.__qualname__, fn)
-        if version is not None:
+        # A notebook's wrapper put in a library's place under its name (functools.wraps copies
+        # __module__ and __qualname__) is the notebook's code: hashed by it, not as the library's.
+        if version is not None and fn.__globals__.get("__name__") != "__main__":
             return _ref("function", version, fn.__module__, fn.__qualname__)
         return self.node(fn, b"function", self._function_local)
 

@@ -29,6 +29,7 @@ Weak references are hashed by their referent.
 """
 from __future__ import annotations
 
+import copy
 import copyreg
 import functools
 import weakref
@@ -55,6 +56,22 @@ _DERIVED: dict[str, tuple[str, ...]] = {
     "scipy.sparse._base._spbase": ("_has_canonical_format", "_has_sorted_indices"),
     "statsmodels.genmod.generalized_linear_model.GLM": ("_tmp_like_exog",),
 }
+# Tables a class builds from the rest of its state the first time it is used, by the qualified name of
+# the class: hashed as built, built yet or not, since a hit skips the use that builds them (a draw).
+def _colormap_built(cmap: Any, state: Any) -> Any:
+    # matplotlib's colormaps build their lookup table (_lut) when they first map a value. Built on a
+    # copy: the object is not changed. An edited table (the transparency recipe) is hashed as it is.
+    if type(state) is not dict or state.get("_isinit") is not False:
+        return state
+    try:
+        twin = copy.copy(cmap)
+        twin._init()
+        return {**state, "_isinit": True, "_lut": twin._lut}
+    except Exception:  # noqa: BLE001 - a colormap that can't build its table is hashed as it is
+        return state
+
+
+_BUILT_WHEN_USED: dict[str, Callable[[Any, Any], Any]] = {"matplotlib.colors.Colormap": _colormap_built}
 # Descriptors that store what they compute in a dict attribute of the
 # instance, by (module, class name): pandas' cache_readonly, statsmodels'
 # cache_readonly and cache_writable. They name the dict ``cachename``, or ``_cache``.
@@ -78,9 +95,10 @@ _ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None)})
 class _ClassInfo:
     """What the walk needs to know about a class, worked out once per class."""
 
-    __slots__ = ("derived", "own_reduce", "python_reduce", "tracked", "__weakref__")
+    __slots__ = ("built", "derived", "own_reduce", "python_reduce", "tracked", "__weakref__")
 
     def __init__(self, cls: type) -> None:
+        self.built = _built_when_used(cls)
         self.derived = _derived_names(cls)
         self.own_reduce = _reduce_owner(cls) is cls
         self.python_reduce = _reduce_is_python(cls)
@@ -160,6 +178,8 @@ class ObjectKinds(Kinds):
             attributes = getattr(obj, "__dict__", None)
             if type(attributes) is dict and attributes and not isinstance(obj, type):
                 state = attributes
+        if info.built is not None and state is not None:
+            state = info.built(obj, state)
         if info.derived and state is not None:
             state = _without(state, info.derived)
         if not info.tracked and state is not None:
@@ -194,9 +214,13 @@ class ObjectKinds(Kinds):
         if kind in _ATOMS and _atom_digest(first) != _atom_digest(second):
             # matplotlib's CallbackRegistry.__getstate__ advances a counter:
             # no digest of such an object is the same twice.
-            raise Unfingerprintable(
-                f"cannot fingerprint a {self.owner_name} value: pickling it changes it", type_name=self.owner_name
-            )
+            why = f"cannot fingerprint a {self.owner_name} value: pickling it changes it"
+            if self.owner_name == "matplotlib.cbook.CallbackRegistry":
+                why += (
+                    "; every matplotlib figure, axes and artist holds one, so a cell that draws on a figure"
+                    " another cell made runs uncached: make and draw the figure in one cell"
+                )
+            raise Unfingerprintable(why, type_name=self.owner_name)
         return first
 
 
@@ -246,6 +270,14 @@ def _derived_names(cls: type) -> frozenset[str]:
                 cachename = getattr(attribute, "cachename", None)
                 names.add(cachename if isinstance(cachename, str) else "_cache")
     return frozenset(names)
+
+
+def _built_when_used(cls: type) -> Callable[[Any, Any], Any] | None:
+    for klass in cls.__mro__:
+        built = _BUILT_WHEN_USED.get(f"{klass.__module__}.{klass.__qualname__}")
+        if built is not None:
+            return built
+    return None
 
 
 def _reduce_owner(cls: type) -> type | None:

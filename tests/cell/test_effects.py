@@ -152,6 +152,42 @@ def test_monkeypatched_library_function_is_keyed(counted):
         run(counted, "np.mean = original")
 
 
+def test_a_library_function_of_a_module_the_cell_imports_keys_alike_loaded_or_not(workdir, store_dir):
+    """`from matplotlib import pyplot as plt; plt.rc(...)`: after `%matplotlib inline` ran, pyplot was loaded
+    and `plt.rc` keyed; after that cell hit, it was not, and the import cell missed in every first new
+    kernel (sm_glm, sm_predict, issue 24). The unpatched function is what the import gives either way.
+    (matplotlib itself is loaded in both kernels, as the magic's hit loads it to apply its style.)"""
+    cell = "%%cached styles\nfrom matplotlib import pyplot as plt\nplt.rc('lines', linewidth=5)\nx = 1"
+    kernel(workdir, store_dir, "import matplotlib.pyplot", cell)
+    assert kernel(workdir, store_dir, "import matplotlib", cell)["hit"]
+
+
+@pytest.mark.parametrize("patch", ["lambda *a, **k: 'patched'", "functools.wraps(original)(lambda *a, **k: 'patched')"])
+def test_a_patched_function_of_a_module_the_cell_imports_is_keyed(counted, patch):
+    run(counted, "import functools, json\noriginal = json.dumps")
+    cell = cached("import json\ns = json.dumps([1])")
+    run(counted, cell)
+    try:
+        run(counted, f"json.dumps = {patch}")
+        run(counted, cell)
+        assert not hit() and counted.user_ns["s"] == "patched"
+    finally:
+        run(counted, "json.dumps = original")
+
+
+def test_a_library_function_patched_under_its_own_name_is_keyed(counted):
+    """functools.wraps copies the module and name onto the notebook's wrapper: it was keyed as the original."""
+    run(counted, "import functools, json\noriginal = json.dumps")
+    cell = cached("s = json.dumps([1])")
+    run(counted, cell)
+    try:
+        run(counted, "json.dumps = functools.wraps(original)(lambda *a, **k: 'patched')")
+        run(counted, cell)
+        assert not hit() and counted.user_ns["s"] == "patched"
+    finally:
+        run(counted, "json.dumps = original")
+
+
 def test_past_outputs_are_inputs(counted):
     run(counted, "40 + 2")
     number = counted.execution_count - 1

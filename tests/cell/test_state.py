@@ -177,3 +177,55 @@ def test_a_hit_keeps_the_warning_filters_earlier_cells_set(counted):
         assert hit() and {"cellcache-first", "cellcache-mine"} <= set(counted.user_ns["out"])
     finally:
         run(counted, "warnings.filters[:] = [f for f in warnings.filters if getattr(f[1], 'pattern', '') not in ('cellcache-first', 'cellcache-mine')]")
+
+
+def test_a_hit_sets_only_the_pandas_options_its_run_changed(workdir, store_dir):
+    """A run that first imported pandas stores its options whole. Setting every one of them on a hit fired
+    pandas' option callbacks: `plotting.matplotlib.register_converters` imports matplotlib, which a run had
+    not, and the matplotlib probe then keyed the next drawing cell (sk_kmeans_digits, issue 24)."""
+    cell = "%%cached loads\nimport pandas as pd\nx = 1"
+    read = "import sys\nout = 'matplotlib' in sys.modules"
+    first = kernel(workdir, store_dir, cell, read)
+    again = kernel(workdir, store_dir, cell, read)
+    assert again["hit"] and first["out"] is again["out"] is False
+
+
+def test_rcparams_read_as_an_attribute_is_keyed_as_its_probe_keys_it(counted):
+    """`plt.rcParams[...] = ...` read `plt.rcParams` whole, backend and `interactive` included, which a hit of
+    `%matplotlib inline` (or `matplotlib.interactive`) does not set again: the cell missed in every new kernel
+    (sm_plots_boxplots, issue 24)."""
+    run(counted, "import matplotlib\nimport matplotlib.pyplot as plt\nmatplotlib.interactive(False)\nplt.rcdefaults()")
+    turns_on = cached("matplotlib.interactive(True)\nx = 1", "turns_on")
+    styles = cached("plt.rcParams['lines.linewidth'] = 3\ny = 2", "styles")
+    try:
+        for cell in (turns_on, styles):
+            run(counted, cell)
+        run(counted, "matplotlib.interactive(False)\nplt.rcdefaults()")  # a new kernel
+        run(counted, turns_on)
+        assert hit()
+        run(counted, styles)
+        assert hit() and counted.user_ns["runs"].n == 2
+        assert plt_rc(counted, "lines.linewidth") == 3
+    finally:
+        run(counted, "matplotlib.interactive(False)\nplt.rcdefaults()")
+
+
+def test_a_cell_that_names_a_setting_the_probe_leaves_out_is_keyed_by_it(counted):
+    run(counted, "import matplotlib\nimport matplotlib.pyplot as plt\nmatplotlib.interactive(False)")
+    reads = cached("on = plt.rcParams['interactive']", "reads")
+    try:
+        run(counted, reads)
+        run(counted, "matplotlib.interactive(True)")
+        run(counted, reads)
+        assert not hit() and counted.user_ns["on"] is True
+    finally:
+        run(counted, "matplotlib.interactive(False)")
+
+
+def plt_rc(shell, name):
+    return shell.user_ns["plt"].rcParams[name]
+
+
+def test_a_cell_that_first_imports_matplotlib_and_styles_hits_when_run_again(workdir, store_dir):
+    cell = "%%cached first\nimport matplotlib.pyplot as plt\nplt.rcParams['lines.linewidth'] = 2\nz = 1"
+    assert kernel(workdir, store_dir, cell, cell)["hit"]

@@ -238,6 +238,21 @@ def test_scipy_sparse_canonical_format_flags_are_not_state() -> None:
         assert fingerprint(matrix) != before
 
 
+def test_a_colormap_digests_alike_before_and_after_its_first_use() -> None:
+    """A colormap builds its lookup table when it first maps a value; a hit skips the draw that built it, so
+    `plt.cm.gray_r` keyed the next drawing cell otherwise than after a run (sk_digits_classification, issue 24)."""
+    colors = pytest.importorskip("matplotlib.colors")
+    fresh = colors.LinearSegmentedColormap.from_list("cc_test", ["white", "black"])
+    used = fresh.copy()
+    used(0.5)  # builds the table
+    assert not fresh._isinit and used._isinit
+    assert fingerprint(fresh) == fingerprint(used)
+    assert not fresh._isinit  # digesting does not build it
+    used._lut[:, -1] = 0.5  # the transparency recipe: an edited table is state
+    assert fingerprint(fresh) != fingerprint(used)
+    assert fingerprint(fresh) != fingerprint(colors.LinearSegmentedColormap.from_list("cc_test", ["white", "red"]))
+
+
 def test_statsmodels_results_cache_is_not_state() -> None:
     sm = pytest.importorskip("statsmodels.api")
     data = sm.datasets.longley.load_pandas()
@@ -284,3 +299,13 @@ def test_lmfit_parameters_and_results_do_not_depend_on_the_hash_seed() -> None:
         env = {**os.environ, "PYTHONHASHSEED": seed}
         outputs.add(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout)
     assert len(outputs) == 1
+
+
+def test_a_matplotlib_figure_is_refused_with_a_reason_a_user_can_act_on() -> None:
+    plt = pytest.importorskip("matplotlib.pyplot")
+    fig, axes = plt.subplots(1, 2)
+    try:
+        with pytest.raises(Unfingerprintable, match="figure, axes and artist.*make and draw the figure in one cell"):
+            fingerprint(axes)
+    finally:
+        plt.close(fig)
