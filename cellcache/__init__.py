@@ -81,7 +81,7 @@ def unload_ipython_extension(shell: Any) -> None:
         return
     session = extension.built
     if session is not None:
-        session.flush()
+        session.close()
         session.auto.uninstall()
     extension.uninstall()
     magics = shell.magics_manager.magics

@@ -90,3 +90,23 @@ def test_a_module_imported_before_the_session_is_read_as_imported(shell, workdir
     with pytest.warns(CacheWarning, match="helper_mod changed on disk since it was imported"):
         run(shell, "%%cached uses\nv = helper_mod.f()")
     assert shell.user_ns["v"] == 1
+
+
+def test_unloading_lets_go_of_the_store_files(shell):
+    import gc
+    import os
+
+    run(shell, "%%cached opened\nx = 1")
+    shell.run_line_magic("unload_ext", "cellcache")
+    gc.collect()
+    gc.disable()  # a file some earlier test left to the collector must not close mid-count
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        for n in range(3):
+            shell.run_line_magic("load_ext", "cellcache")
+            run(shell, f"%%cached opened\nx = {n}")
+            shell.run_line_magic("unload_ext", "cellcache")
+        assert len(os.listdir("/proc/self/fd")) == before  # the index, its journal files, the writer registry
+    finally:
+        gc.enable()
+    shell.run_line_magic("load_ext", "cellcache")  # the fixture unloads it

@@ -223,6 +223,16 @@ class Session:
             if isinstance(self._store, TieredStore) and self._store.pusher is not None:
                 self._store.pusher.drain(push_timeout)
 
+    def close(self) -> None:
+        """Write what is pending, then let go of the local store's files (unloading the extension does this).
+
+        They reopen if the session is used again; a kernel that loads and unloads the extension
+        many times (a test suite) would otherwise keep six open files for each load.
+        """
+        self.flush()
+        if self._local is not None:
+            self._local.close()
+
     def _report_write_failures(self) -> None:
         for message in self.writer.take_failures():
             warn(message)
