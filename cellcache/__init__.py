@@ -88,7 +88,6 @@ def unload_ipython_extension(shell: Any) -> None:
     magics["cell"].pop("cached", None)
     magics["line"].pop("cellcache", None)
     setattr(shell, _EXTENSION_ATTR, None)
-    setattr(shell, "_cellcache_session", None)
     api = sys.modules.get("cellcache.api")
     if session is not None and api is not None and api.active is session:
         api.active = None

@@ -54,7 +54,6 @@ class Extension:
 
         session = Session(self.shell, self.config)
         self._session = session
-        setattr(self.shell, "_cellcache_session", session)
         api = sys.modules.get("cellcache.api")  # not imported for this: it finds the session itself when it is
         if api is not None:
             api.active = session

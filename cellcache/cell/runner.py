@@ -96,8 +96,6 @@ class Session:
         self.seeded: set[str] = set()  # global generators the notebook seeded: only their states are keyed
         self.placeholders: dict[str, Stage] = {}  # output not stored -> the step that makes it, run again when used
         self._drew_from: dict[str, dict[str, Any]] = {}  # step left with placeholders -> seeded generators' states before its hit
-        remember_loaded()  # modules imported before the extension: their source as imported
-        files.watch_imports()  # and the files local modules read as they are imported, from now on
         self.mode = RunMode()  # set by `cellcache run` / `cellcache status` in the kernel they start
         self._notebook = ""
         self.auto = auto.Auto(self, config.auto, config.auto_thresholds)  # auto mode: every cell a stage where it pays

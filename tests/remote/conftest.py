@@ -16,6 +16,7 @@ from typing import Iterator
 
 import pytest
 
+from cellcache import api
 from cellcache.remote import signer_keys as keys
 REMOTE_ENV = (
     "CELLCACHE_REMOTE",
@@ -153,7 +154,7 @@ def make_shell(monkeypatch: pytest.MonkeyPatch, workdir: Path):
     def close() -> None:
         while current:
             sh = current.pop()
-            session = getattr(sh, "_cellcache_session", None)
+            session = api.session(sh, build=False)
             store = getattr(session, "_store", None) if session is not None else None
             if store is not None and hasattr(store, "remote"):
                 store.remote.close()
