@@ -88,7 +88,8 @@ def classify(
     written_set = {p for p in written if not p.endswith(_NOT_RESULTS) and not ignored(p)}
     for src, dst in watch.renamed:
         # A rename is a write of its destination (the atomic-write idiom), and a removal of a source it did not write.
-        written_set.add(dst)
+        if not ignored(dst):
+            written_set.add(dst)
         if src not in written_set and not ignored(src):
             watch.removed.append(src)
         written_set.discard(src)
