@@ -41,6 +41,7 @@ class Config:
     auto: bool = False
     auto_min_seconds: float = 0.05
     auto_hit_seconds: float = 0.004
+    auto_replay: bool = True  # `run --auto`: an unchanged notebook is replayed without a kernel (cellcache.batch.replay)
 
     @property
     def auto_thresholds(self) -> Any:
@@ -101,20 +102,25 @@ KEYS: tuple[Key, ...] = (
     Key("auto_hit_seconds", True, "CELLCACHE_AUTO_HIT_SECONDS", "``4ms``",
         "Auto mode: what a hit is taken to cost before one was measured, besides reading its entry. "
         "A step whose restore would cost more than its run is not stored."),
+    Key("auto_replay", True, "CELLCACHE_AUTO_REPLAY", "``true``",
+        "``cellcache run --auto``: a notebook whose code, parameters, kernel, environment and every file it read are "
+        "as they were, and whose last two runs gave the same outputs, is written from the last run without "
+        "starting a kernel. ``false`` always starts one."),
 )  # fmt: skip
 
 
 def _auto_settings(source: Mapping[str, Any], where: str, env: bool) -> dict[str, Any]:
     settings: dict[str, Any] = {}
-    key = "CELLCACHE_AUTO" if env else "auto"
-    if key in source and (env or source[key] is not None):
-        value = source[key]
-        if env:
-            settings["auto"] = _truthy(value)
-        elif isinstance(value, bool):
-            settings["auto"] = value
-        else:
-            raise ConfigError(f"{where}: auto must be true or false, not {value!r}")
+    for name in ("auto", "auto_replay"):
+        key = f"CELLCACHE_{name.upper()}" if env else name
+        if key in source and (env or source[key] is not None):
+            value = source[key]
+            if env:
+                settings[name] = _truthy(value)
+            elif isinstance(value, bool):
+                settings[name] = value
+            else:
+                raise ConfigError(f"{where}: {name} must be true or false, not {value!r}")
     for name in ("auto_min_seconds", "auto_hit_seconds"):
         key = f"CELLCACHE_{name.upper()}" if env else name
         if source.get(key):

@@ -47,7 +47,7 @@ def kernel_env(
 
 
 
-def _setup_code(report: Path | None, force: bool, restore_only: bool, auto: bool = False) -> str:
+def _setup_code(report: Path | None, force: bool, restore_only: bool, auto: bool = False, trace: str | None = None) -> str:
     # load_ipython_extension, not %load_ext: IPython's extension manager would then answer a
     # notebook's own `%load_ext cellcache` with "already loaded" in the cell's output. Called
     # directly, the notebook's %load_ext loads it once more, which the extension makes a silent no-op.
@@ -61,6 +61,9 @@ def _setup_code(report: Path | None, force: bool, restore_only: bool, auto: bool
         ]
     if auto:
         lines.append("_cc.api.configure_auto(True)")
+    if trace is not None:  # the whole run's dependencies, for a later replay (cellcache.batch.trace)
+        also = [str(report.parent)] if report is not None else []
+        lines += ["import cellcache.batch.trace as _cct", f"_cct.start(*{[trace, *also]!r})", "del _cct"]
     lines.append("del _cc")
     return "\n".join(lines) + "\n"
 
@@ -93,13 +96,16 @@ def report_warnings(report: str) -> None:
 
 
 async def setup_kernel(
-    client: Any, report: Path | None = None, force: bool = False, restore_only: bool = False, auto: bool = False
+    client: Any, report: Path | None = None, force: bool = False, restore_only: bool = False, auto: bool = False, trace: str | None = None
 ) -> None:
-    """Load cellcache in the kernel of an nbclient client, silently, before its first cell."""
+    """Load cellcache in the kernel of an nbclient client, silently, before its first cell.
+
+    ``trace``: the store's folder, to record the whole run's dependencies for a later replay.
+    """
     kc = client.kc
     if kc is None:
         raise _SetupFailed("no kernel client")
-    code = _setup_code(report, force, restore_only, auto)
+    code = _setup_code(report, force, restore_only, auto, trace)
     msg_id = kc.execute(code, silent=True, store_history=False)
     reply = await client.async_wait_for_reply(msg_id)
     content = (reply or {}).get("content", {})
@@ -180,13 +186,15 @@ def _output_text(out: Any) -> str:
 
 
 
-async def flush_kernel(client: Any) -> None:
+async def flush_kernel(client: Any, trace_file: Path | None = None) -> None:
     """Wait for the kernel's write-behind entries: nbclient gives a shutting-down kernel only seconds."""
     kc = client.kc
     if kc is None:
         return
     # Then let push = "auto" finish: a job on another machine may be waiting for these entries.
     code = "import cellcache as _cc\n_cc.flush(push_timeout=30)\ndel _cc\n"
+    if trace_file is not None:
+        code += f"import cellcache.batch.trace as _cct\n_cct.dump({str(trace_file)!r})\ndel _cct\n"
     await client.async_wait_for_reply(kc.execute(code, silent=True, store_history=False))
 
 
@@ -199,7 +207,10 @@ class _Stopped(Exception):
 class NotebookRun:
     """The state of one job's execution, fed by nbclient's hooks."""
 
-    def __init__(self, job: Job, nb: NotebookNode, options: RunOptions, listener: Listener, report: Path) -> None:
+    def __init__(
+        self, job: Job, nb: NotebookNode, options: RunOptions, listener: Listener, report: Path, trace: str | None = None
+    ) -> None:
+        """``trace``: the store's folder, when the run is recorded for a replay (cellcache.batch.replay)."""
         self.job = job
         self.path = job.path
         self.nb = nb
@@ -218,6 +229,8 @@ class NotebookRun:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.task: asyncio.Task[Any] | None = None
         self.user_stopped = False
+        self.trace = trace
+        self.trace_file = report.with_name("trace.json") if trace is not None else None
 
         timeout = options.timeout
         self.client = _client_class()(
@@ -242,7 +255,7 @@ class NotebookRun:
             self.client.on_output = lambda index, out: self.listener.cell_output(job, index, _output_text(out))
 
     async def _setup(self, notebook: NotebookNode) -> None:
-        await setup_kernel(self.client, self.report, self.options.force, self.options.restore_only, self.auto)
+        await setup_kernel(self.client, self.report, self.options.force, self.options.restore_only, self.auto, self.trace)
 
     def _before_cell(self, cell: NotebookNode, cell_index: int) -> None:
         self.current = cell_index
@@ -284,11 +297,11 @@ class NotebookRun:
         try:
             self._after_cell(cell, cell_index, execute_reply)
         except _Stopped:
-            await flush_kernel(self.client)
+            await flush_kernel(self.client, self.trace_file)
             raise
         failed = (execute_reply or {}).get("content", {}).get("status") == "error"
         if cell_index == self.last_code or (failed and not self.client.allow_errors):
-            await flush_kernel(self.client)
+            await flush_kernel(self.client, self.trace_file)
 
     def _taint(self, cell: NotebookNode, result: CellResult) -> None:
         names = cell_names(cell.source)

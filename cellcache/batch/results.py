@@ -134,6 +134,8 @@ class NotebookResult:
     output: Path | None = None  # where the executed notebook was written, if it was
     parameters: _sweep.Combination = field(default_factory=_sweep.Combination)
     interrupted: bool = False
+    # When the notebook was replayed without a kernel (cellcache.batch.replay): the time of the run it repeats.
+    replayed: str | None = None
 
     def count(self, status: str) -> int:
         return sum(c.status == status for c in self.cells)
@@ -173,6 +175,7 @@ class NotebookResult:
             "output": str(self.output) if self.output else None,
             "error": self.error,
             "interrupted": self.interrupted,
+            "replayed": self.replayed,
             "cells": [c.to_json() for c in self.cells],
         }
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from cellcache import config as _config
-from cellcache.batch import sweep as _sweep
+from cellcache.batch import replay as _replay, sweep as _sweep
 from cellcache.errors import BatchError
 from cellcache.store.atomic import atomic_write_bytes
 from cellcache.batch.kernel import kernel_env, NotebookRun
@@ -93,18 +93,31 @@ def run_job(job: Job, options: RunOptions = RunOptions(), listener: Listener | N
     nb = _sweep.inject(read_notebook(path), job.parameters.as_dict())
     listener.notebook_started(job, sum(runnable(c) for c in nb.cells))
     env = kernel_env(path.parent.resolve(), notebook=path, store_dir=options.store_dir)
-    with tempfile.TemporaryDirectory(prefix="cellcache-run-") as tmp:
-        run = NotebookRun(job, nb, options, listener, Path(tmp) / "report.jsonl")
-        with _ACTIVE_LOCK:
-            _ACTIVE[id(run)] = run
-            if _STOPPING.is_set():
-                run.user_stopped = True
-        try:
-            error = _run_to_completion(run.execute(env))
-        finally:
+    store_dir = Path(env["CELLCACHE_DIR"])
+    replay_key = _replay_key(nb, path, options, env)
+    replayed = _replay.replay(nb, store_dir, replay_key, path.parent.resolve()) if replay_key else None
+    if replayed is not None:
+        cells: list[CellResult] = list(replayed.cells)
+        for cell in cells:
+            listener.cell_started(job, cell.index, cell.step)
+            listener.cell_finished(job, cell)
+        error = None
+    else:
+        with tempfile.TemporaryDirectory(prefix="cellcache-run-") as tmp:
+            run = NotebookRun(job, nb, options, listener, Path(tmp) / "report.jsonl", str(store_dir) if replay_key else None)
             with _ACTIVE_LOCK:
-                _ACTIVE.pop(id(run), None)
-        run.finish(error)
+                _ACTIVE[id(run)] = run
+                if _STOPPING.is_set():
+                    run.user_stopped = True
+            try:
+                error = _run_to_completion(run.execute(env))
+            finally:
+                with _ACTIVE_LOCK:
+                    _ACTIVE.pop(id(run), None)
+            run.finish(error)
+            cells = run.results
+            if replay_key and error is None and run.trace_file is not None and not run.user_stopped:
+                _replay.remember(nb, store_dir, replay_key, cells, run.trace_file)
     out = job.output
     if out is not None:
         # Written even after a failure, as papermill does: the traceback is in the cell's outputs.
@@ -117,14 +130,34 @@ def run_job(job: Job, options: RunOptions = RunOptions(), listener: Listener | N
             out = None
     result = NotebookResult(
         path=path,
-        cells=tuple(run.results),
+        cells=tuple(cells),
         error=error,
         output=out,
         parameters=job.parameters,
-        interrupted=run.user_stopped,
+        interrupted=replayed is None and run.user_stopped,
+        replayed=replayed.since if replayed is not None else None,
     )
     listener.notebook_finished(job, result)
     return result
+
+
+
+def _replay_key(nb: Any, path: Path, options: RunOptions, env: dict[str, str]) -> str | None:
+    """The notebook's replay key when this run may replay it or record itself for a replay; None when not.
+
+    Only auto mode: a user who annotated cells chose what is cached. Never with ``--force`` (run everything)
+    nor in ``status`` (which reports on cells).
+    """
+    if options.force or options.restore_only:
+        return None
+    try:
+        config = _config.resolve(cwd=path.parent.resolve(), env=env)
+    except Exception:  # noqa: BLE001 - a broken config is reported by the kernel that loads it
+        return None
+    if not (options.auto or config.auto) or not config.auto_replay:
+        return None
+    kernel = options.kernel or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+    return _replay.notebook_key(nb, path, kernel, env, repr(config))
 
 
 

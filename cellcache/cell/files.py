@@ -217,6 +217,8 @@ class _Recording:
 
 
 _active: _Recording | None = None
+# A batch run's record of the whole notebook (cellcache.batch.trace), fed beside the cell's own.
+_whole: _Recording | None = None
 _hook_installed = False
 # Files each local module read while it was imported (module name -> paths), seen in any cell,
 # cached or not: a cell using the module depends on them even when it did not do the import.
@@ -229,8 +231,15 @@ def _audit(event: str, args: tuple) -> None:
     if _active is None:
         if _watching_imports and event == "open":
             _note_import_read(args)
-        return
-    recording = _active
+        if _whole is None:
+            return
+    else:
+        _record(_active, event, args)
+    if _whole is not None:
+        _record(_whole, event, args)
+
+
+def _record(recording: _Recording, event: str, args: tuple) -> None:
     if event != "open":
         if event in _LIST_EVENTS or event in _GLOB_EVENTS:
             _listing(recording, event, args)
@@ -332,24 +341,32 @@ def _listing(recording: _Recording, event: str, args: tuple) -> None:
 class OpenRecorder:
     """Record the files a block opens for reading, in this thread, via ``sys.addaudithook``."""
 
-    def __init__(self, exclude: Iterable[Path] = (), watch: Callable[[str, tuple], None] | None = None) -> None:
+    def __init__(self, exclude: Iterable[Path] = (), watch: Callable[[str, tuple], None] | None = None, whole: bool = False) -> None:
+        """``whole``: a recording of everything from here on, beside the cells' own (a batch run's notebook)."""
         self._exclude = _excluded_roots(exclude)
         self._recording: _Recording | None = None
         self._watch = watch
+        self._whole = whole
 
     def __enter__(self) -> OpenRecorder:
-        global _active, _hook_installed
+        global _active, _whole, _hook_installed
         if not _hook_installed:
             sys.addaudithook(_audit)  # audit hooks cannot be removed, hence the inert global switch
             _hook_installed = True
         self._recording = _Recording()
         self._recording.watch = self._watch
-        _active = self._recording
+        if self._whole:
+            _whole = self._recording
+        else:
+            _active = self._recording
         return self
 
     def __exit__(self, *_: object) -> None:
-        global _active
-        _active = None
+        global _active, _whole
+        if self._whole:
+            _whole = None
+        else:
+            _active = None
 
     def files_read(self, named: Iterable[object] = ()) -> list[Dep]:
         """Regular files read and not written by the block, outside the excluded roots; then its listings.

@@ -297,6 +297,8 @@ def _print_results(result: batch.BatchResult, as_json: bool, restore_only: bool)
             # table's width. The parameters tell apart the tables of a sweep.
             console.print(nb.title, style="bold", highlight=False, soft_wrap=True, markup=False)
             console.print(_cell_table(nb))
+            if nb.replayed:
+                console.print(f"replayed without a kernel: the notebook and all it read are as in the run of {nb.replayed}", highlight=False)
             for cell in nb.cells:
                 for warning in cell.warnings:
                     where = f"cell {cell.index}" + (f" ({cell.step})" if cell.step else "")

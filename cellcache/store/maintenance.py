@@ -26,6 +26,9 @@ from cellcache.units import format_seconds, format_size
 # Only for what carries no writer (files of an older release, or claimed by a live process that never
 # committed them): younger than this, they may belong to a writer still at work. A dead writer's are reclaimed at once.
 TEMP_GRACE = 3600.0
+# cellcache.batch.replay's records of whole notebooks, under the store. A user who invalidates a step wants it
+# run again, whatever its inputs say: every invalidation and delete withdraws them all.
+REPLAYS = "replay"
 _HEX = set("0123456789abcdef")
 _GONE = "gone"  # what verify makes of a manifest removed between its listing and its reading
 
@@ -88,7 +91,11 @@ class Upkeep:
         """Drop one entry (the panel's delete), under the lock ``invalidate`` takes; return bytes freed."""
         with self._sweeping("invalidate"):
             self.reconcile()
+            self._forget_replays()
             return self._drop([r for r in self.index.entries() if (r.key, r.variant) == (key, variant)])
+
+    def _forget_replays(self) -> None:
+        shutil.rmtree(self.root / REPLAYS, ignore_errors=True)
 
     def invalidate(self, step: StepRef | str) -> int:
         """Drop every entry of one step; return how many. An unknown step raises UnknownStep."""
@@ -99,6 +106,7 @@ class Upkeep:
                 raise UnknownStep(f"no step {str(ref)!r}", tuple(str(s) for s in self.known_steps()))
         with self._sweeping("invalidate"):
             self.reconcile()
+            self._forget_replays()
             rows = self.index.entries(ref)
             # And every entry the step would hit that another name stored: its runs know the keys it computes.
             own = {(r.key, r.variant) for r in rows}
@@ -148,6 +156,7 @@ class Upkeep:
             os.replace(entries, trash)
             shutil.rmtree(trash, ignore_errors=True)
         shutil.rmtree(self.root / "quarantine", ignore_errors=True)
+        self._forget_replays()
         try:
             self.index.clear()
             now = time.time()
