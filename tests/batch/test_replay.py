@@ -14,8 +14,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_markdown_cell
 
-from cellcache import batch
+from cellcache import batch, config as _config
 from cellcache.batch import RunOptions
+from cellcache.errors import ConfigError
 from tests.batch.helpers import cellcache, write_nb
 
 AUTO = RunOptions(auto=True)
@@ -201,3 +202,13 @@ def test_a_file_the_run_writes_is_replayed_while_it_is_as_the_run_left_it(tmp_pa
     again = _run(path)
     assert again.replayed is None  # a replay would not write it: the kernel does
     assert (tmp_path / "figure.svg").read_text() == "<svg/>"
+
+
+def test_the_setting_is_a_boolean_from_the_project_or_the_environment(tmp_path):
+    assert _config.resolve(cwd=tmp_path, env={}).auto_replay is True
+    assert _config.resolve(cwd=tmp_path, env={"CELLCACHE_AUTO_REPLAY": "0"}).auto_replay is False
+    (tmp_path / "pyproject.toml").write_text("[tool.cellcache]\nauto_replay = false\n")
+    assert _config.resolve(cwd=tmp_path, env={}).auto_replay is False
+    (tmp_path / "pyproject.toml").write_text("[tool.cellcache]\nauto_replay = 'no'\n")
+    with pytest.raises(ConfigError, match="auto_replay must be true or false"):
+        _config.resolve(cwd=tmp_path, env={})
