@@ -13,8 +13,10 @@ installed packages and the interpreter. A run that had a side effect (wrote a
 file, started a process, used the network) is never replayed, and neither is
 one that showed a widget.
 
-A record is replayed only once it is confirmed: two runs in a row gave the
-same outputs from the same inputs. A cell whose output changes from run to run
+The record is signed with the local store's key (an HMAC, as its manifests
+are): a record planted in the store folder is not replayed. A record is
+replayed only once it is confirmed: two runs in a row gave the same outputs
+from the same inputs. A cell whose output changes from run to run
 (a clock, an unseeded random draw) never confirms, so its notebook keeps
 running in a kernel. ``auto_replay = false`` (``CELLCACHE_AUTO_REPLAY=0``) and
 ``--force`` turn replay off.
@@ -22,10 +24,11 @@ running in a kernel. ``auto_replay = false`` (``CELLCACHE_AUTO_REPLAY=0``) and
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -36,6 +39,8 @@ from cellcache.store.maintenance import REPLAYS as FOLDER  # under the local sto
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
+
+    from cellcache.config import Config
 
 _VERSION = 1
 # Variables that differ between two invocations of the same command and mean nothing to a notebook.
@@ -51,10 +56,35 @@ class Replayed:
     since: str
 
 
+@dataclass(frozen=True)
+class Ticket:
+    """Where one notebook's record lives and what signs it: made before the run, used before and after it."""
+
+    key: str
+    store_dir: Path
+    secret: bytes = field(repr=False)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.store_dir) / FOLDER / f"{self.key}.json"
+
+
+def ticket(nb: NotebookNode, path: Path, kernel: str, env: Mapping[str, str], config: Config) -> Ticket | None:
+    """The notebook's ticket; None without the local signing key (then nothing is recorded nor replayed)."""
+    from cellcache.errors import SigningKeyError
+    from cellcache.store.local_key import load_signing_key
+
+    try:
+        secret = load_signing_key(config.key).secret
+    except SigningKeyError:
+        return None
+    return Ticket(notebook_key(nb, path, kernel, env, repr(replace(config, key=None))), Path(config.dir), secret)
+
+
 def notebook_key(nb: NotebookNode, path: Path, kernel: str, env: Mapping[str, str], settings: str) -> str:
     """What must be equal before a record is even looked at: the code, where it runs, with what, and cellcache's settings.
 
-    A cryptographic hash: the environment and the settings may hold secrets, and the key names a file.
+    A cryptographic hash: the environment may hold secrets, and the key names a file.
     """
     from cellcache import __version__
 
@@ -75,30 +105,46 @@ def _kernel_argv(kernel: str) -> list[str] | None:
         return None
 
 
-def _record_path(store_dir: Path, key: str) -> Path:
-    return Path(store_dir) / FOLDER / f"{key}.json"
+def _signature(body: bytes, secret: bytes) -> bytes:
+    # Its own domain: a replay record's signature is never a valid manifest signature, nor the reverse.
+    return hmac.new(secret, b"cellcache replay record\0" + body, hashlib.sha256).hexdigest().encode()
 
 
-def _load(store_dir: Path, key: str) -> dict[str, Any] | None:
+def _load(ticket: Ticket) -> dict[str, Any] | None:
+    """The record, if there is one, it is signed with this user's key, and it is of this version."""
     try:
-        record = json.loads(_record_path(store_dir, key).read_text())
-    except (OSError, ValueError):
-        return None  # none yet, or unreadable: the notebook runs, and its run writes a new one
+        raw = ticket.path.read_bytes()
+    except OSError:
+        return None  # none yet: the notebook runs, and its run writes one
+    signature, newline, body = raw.partition(b"\n")
+    if not newline or not hmac.compare_digest(signature, _signature(body, ticket.secret)):
+        return None  # planted, tampered or torn: never used; the run rewrites it
+    try:
+        record = json.loads(body)
+    except ValueError:
+        return None
     return record if isinstance(record, dict) and record.get("version") == _VERSION else None
 
 
-def replay(nb: NotebookNode, store_dir: Path, key: str, cwd: Path) -> Replayed | None:
+def replay(nb: NotebookNode, ticket: Ticket, cwd: Path) -> Replayed | None:
     """Put the recorded outputs into ``nb`` if its record is confirmed and all it depended on is unchanged."""
     from cellcache.cell.files import current_digest
 
-    record = _load(store_dir, key)
+    record = _load(ticket)
     if record is None or not record.get("confirmed"):
         return None
-    deps = record.get("deps") or {}
-    if any(current_digest(shown, cwd, None) != value for shown, value in deps.items()):
-        return None
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    outputs = record.get("outputs") or []
+    try:
+        if any(current_digest(shown, cwd, None) != value for shown, value in record["deps"].items()):
+            return None
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        outputs = record["outputs"]
+        # Saved: all the cell took in the run repeated (a hit's restore included), which this one did not spend.
+        cells = tuple(
+            CellResult(**{**r, "seconds": 0.0, "saved_seconds": r["saved_seconds"] + r["seconds"], "warnings": tuple(r["warnings"])})
+            for r in record["results"]
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None  # signed by us, yet not what this version writes: run, and write it anew
     if len(outputs) != len(code):
         return None
     import nbformat
@@ -106,28 +152,28 @@ def replay(nb: NotebookNode, store_dir: Path, key: str, cwd: Path) -> Replayed |
     for cell, (outs, count) in zip(code, outputs):
         cell.outputs = [nbformat.from_dict(o) for o in outs]
         cell.execution_count = count
-    # Saved: all the cell took in the run repeated (a hit's restore included), which this one did not spend.
-    cells = tuple(
-        CellResult(**{**r, "seconds": 0.0, "saved_seconds": r["saved_seconds"] + r["seconds"], "warnings": tuple(r.get("warnings", ()))})
-        for r in record.get("results", [])
-    )
     return Replayed(cells, str(record.get("when", "")))
 
 
-def remember(nb: NotebookNode, store_dir: Path, key: str, results: Sequence[CellResult], trace_file: Path) -> str | None:
-    """After a whole, clean run: keep what replaying it needs. Returns why it can't be replayed, if it can't."""
+def remember(nb: NotebookNode, ticket: Ticket, results: Sequence[CellResult], trace_file: Path) -> str | None:
+    """After a whole, clean run: keep what replaying it needs.
+
+    Returns what the user should know of why the notebook won't be replayed, if it won't; None when it
+    may be, or when the reason is plain to see (a cell failed).
+    """
     why = _unfit(nb, results, trace_file)
     if why is not None:
-        _forget(store_dir, key)
-        return why
-    trace = json.loads(trace_file.read_text())
-    outputs = [([_plain(o) for o in c.outputs], c.execution_count) for c in nb.cells if c.cell_type == "code"]
+        _forget(ticket)
+        return None if why in (_NOT_ALL_RAN, _NOT_TRACED) else f"not replayed without a kernel: {why}"
+    deps = json.loads(trace_file.read_text())["deps"]
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    outputs = [([_plain(o) for o in c.outputs], c.execution_count) for c in code]
     digest = _outputs_digest(outputs)
-    before = _load(store_dir, key)
+    cells = [_outputs_digest([pair]) for pair in outputs]
+    before = _load(ticket)
     # Confirmed by a second run that saw the same inputs and gave the same outputs: a clock or an
-    # unseeded draw in any cell never confirms.
-    # (The two may have loaded different modules: a cold run imports the store's writer, a warm one not.)
-    deps = trace["deps"]
+    # unseeded draw in any cell never confirms. (The two may have loaded different modules: a cold
+    # run imports the store's writer, a warm one does not.)
     confirmed = (
         before is not None
         and before.get("outputs_digest") == digest
@@ -138,31 +184,45 @@ def remember(nb: NotebookNode, store_dir: Path, key: str, results: Sequence[Cell
         "confirmed": confirmed,
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         "deps": deps,
-        "python": trace.get("python"),
         "outputs_digest": digest,
+        "cell_digests": cells,
         "outputs": outputs,
-        "results": [_result_json(r) for r in results],
+        "results": [r.to_json() for r in results],
     }
     from cellcache.store.atomic import atomic_write_bytes
 
+    body = json.dumps(record).encode()
     try:
-        target = _record_path(store_dir, key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(target, json.dumps(record).encode())
+        ticket.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(ticket.path, _signature(body, ticket.secret) + b"\n" + body)
     except OSError as exc:
-        return f"its record could not be written ({exc})"
+        return f"not replayed without a kernel: its record could not be written ({exc})"
+    if before is not None and before.get("outputs_digest") != digest:
+        previous = before.get("cell_digests") or []
+        changed = next((n for n, (a, b) in enumerate(zip(previous, cells)) if a != b), None)
+        if changed is not None and len(previous) == len(cells):
+            index = nb.cells.index(code[changed])
+            return (f"not replayed without a kernel: cell {index}'s output differs from the last run's "
+                    "(a clock, a timing or an unseeded random draw?)")
     return None
+
+
+_NOT_ALL_RAN, _NOT_TRACED = "not every cell ran", "the run was not traced"
 
 
 def _unfit(nb: NotebookNode, results: Sequence[CellResult], trace_file: Path) -> str | None:
     if any(r.status in (ERROR, INTERRUPTED, NOT_RUN, WOULD_RUN) for r in results):
-        return "not every cell ran"
+        return _NOT_ALL_RAN
     try:
         trace = json.loads(trace_file.read_text())
     except (OSError, ValueError):
-        return "the run was not traced"
+        return _NOT_TRACED
+    if not isinstance(trace, dict):
+        return _NOT_TRACED
     if trace.get("plain"):
         return str(trace["plain"])
+    if not isinstance(trace.get("deps"), dict):
+        return _NOT_TRACED
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             if _WIDGET_MIME in out.get("data", {}):
@@ -170,9 +230,9 @@ def _unfit(nb: NotebookNode, results: Sequence[CellResult], trace_file: Path) ->
     return None
 
 
-def _forget(store_dir: Path, key: str) -> None:
+def _forget(ticket: Ticket) -> None:
     try:
-        os.unlink(_record_path(store_dir, key))
+        os.unlink(ticket.path)
     except OSError:
         pass
 
@@ -185,16 +245,3 @@ def _outputs_digest(outputs: list[Any]) -> str:
     # Execution counts are where a cell ran, not what it gave.
     scrubbed = [[{k: v for k, v in o.items() if k != "execution_count"} for o in outs] for outs, _ in outputs]
     return xxhash.xxh3_128_hexdigest(json.dumps(scrubbed, sort_keys=True).encode())
-
-
-def _result_json(result: CellResult) -> dict[str, Any]:
-    return {
-        "index": result.index,
-        "step": result.step,
-        "status": result.status,
-        "seconds": result.seconds,
-        "saved_seconds": result.saved_seconds,
-        "error": result.error,
-        "reason": result.reason,
-        "warnings": list(result.warnings),
-    }

@@ -136,6 +136,7 @@ class NotebookResult:
     interrupted: bool = False
     # When the notebook was replayed without a kernel (cellcache.batch.replay): the time of the run it repeats.
     replayed: str | None = None
+    replay_note: str | None = None  # why an auto-mode run won't be replayed, when the user could not tell
 
     def count(self, status: str) -> int:
         return sum(c.status == status for c in self.cells)
@@ -176,6 +177,7 @@ class NotebookResult:
             "error": self.error,
             "interrupted": self.interrupted,
             "replayed": self.replayed,
+            "replay_note": self.replay_note,
             "cells": [c.to_json() for c in self.cells],
         }
 

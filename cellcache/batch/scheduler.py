@@ -93,9 +93,9 @@ def run_job(job: Job, options: RunOptions = RunOptions(), listener: Listener | N
     nb = _sweep.inject(read_notebook(path), job.parameters.as_dict())
     listener.notebook_started(job, sum(runnable(c) for c in nb.cells))
     env = kernel_env(path.parent.resolve(), notebook=path, store_dir=options.store_dir)
-    store_dir = Path(env["CELLCACHE_DIR"])
-    replay_key = _replay_key(nb, path, options, env)
-    replayed = _replay.replay(nb, store_dir, replay_key, path.parent.resolve()) if replay_key else None
+    ticket = _replay_ticket(nb, path, options, env)
+    replayed = _replay.replay(nb, ticket, path.parent.resolve()) if ticket is not None else None
+    note = None
     if replayed is not None:
         cells: list[CellResult] = list(replayed.cells)
         for cell in cells:
@@ -104,7 +104,7 @@ def run_job(job: Job, options: RunOptions = RunOptions(), listener: Listener | N
         error = None
     else:
         with tempfile.TemporaryDirectory(prefix="cellcache-run-") as tmp:
-            run = NotebookRun(job, nb, options, listener, Path(tmp) / "report.jsonl", str(store_dir) if replay_key else None)
+            run = NotebookRun(job, nb, options, listener, Path(tmp) / "report.jsonl", str(ticket.store_dir) if ticket else None)
             with _ACTIVE_LOCK:
                 _ACTIVE[id(run)] = run
                 if _STOPPING.is_set():
@@ -116,8 +116,8 @@ def run_job(job: Job, options: RunOptions = RunOptions(), listener: Listener | N
                     _ACTIVE.pop(id(run), None)
             run.finish(error)
             cells = run.results
-            if replay_key and error is None and run.trace_file is not None and not run.user_stopped:
-                _replay.remember(nb, store_dir, replay_key, cells, run.trace_file)
+            if ticket is not None and error is None and run.trace_file is not None and not run.user_stopped:
+                note = _replay.remember(nb, ticket, cells, run.trace_file)
     out = job.output
     if out is not None:
         # Written even after a failure, as papermill does: the traceback is in the cell's outputs.
@@ -136,14 +136,15 @@ def run_job(job: Job, options: RunOptions = RunOptions(), listener: Listener | N
         parameters=job.parameters,
         interrupted=replayed is None and run.user_stopped,
         replayed=replayed.since if replayed is not None else None,
+        replay_note=note,
     )
     listener.notebook_finished(job, result)
     return result
 
 
 
-def _replay_key(nb: Any, path: Path, options: RunOptions, env: dict[str, str]) -> str | None:
-    """The notebook's replay key when this run may replay it or record itself for a replay; None when not.
+def _replay_ticket(nb: Any, path: Path, options: RunOptions, env: dict[str, str]) -> _replay.Ticket | None:
+    """The notebook's replay ticket when this run may replay it or record itself for a replay; None when not.
 
     Only auto mode: a user who annotated cells chose what is cached. Never with ``--force`` (run everything)
     nor in ``status`` (which reports on cells).
@@ -157,7 +158,7 @@ def _replay_key(nb: Any, path: Path, options: RunOptions, env: dict[str, str]) -
     if not (options.auto or config.auto) or not config.auto_replay:
         return None
     kernel = options.kernel or nb.metadata.get("kernelspec", {}).get("name") or "python3"
-    return _replay.notebook_key(nb, path, kernel, env, repr(config))
+    return _replay.ticket(nb, path, kernel, env, replace(config, dir=Path(env["CELLCACHE_DIR"])))
 
 
 

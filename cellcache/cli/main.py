@@ -299,6 +299,8 @@ def _print_results(result: batch.BatchResult, as_json: bool, restore_only: bool)
             console.print(_cell_table(nb))
             if nb.replayed:
                 console.print(f"replayed without a kernel: the notebook and all it read are as in the run of {nb.replayed}", highlight=False)
+            elif nb.replay_note:
+                console.print(nb.replay_note, style="dim", highlight=False, markup=False, soft_wrap=True)
             for cell in nb.cells:
                 for warning in cell.warnings:
                     where = f"cell {cell.index}" + (f" ({cell.step})" if cell.step else "")

@@ -113,6 +113,8 @@ def test_outputs_that_change_from_run_to_run_are_never_replayed(tmp_path):
     path = write_nb(tmp_path / "clock.ipynb", "import time", "print(time.time_ns())")
     results = [_run(path) for _ in range(3)]
     assert [r.replayed for r in results] == [None, None, None]
+    assert results[0].replay_note is None  # a first run: nothing to compare yet
+    assert "cell 1's output differs from the last run's" in results[2].replay_note
 
 
 @pytest.mark.parametrize(
@@ -127,8 +129,9 @@ def test_outputs_that_change_from_run_to_run_are_never_replayed(tmp_path):
 def test_a_run_with_a_side_effect_is_never_recorded_for_replay(tmp_path, effect):
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
     path = write_nb(tmp_path / "effect.ipynb", "x = 1", effect, "print(x)")
-    _run(path)
+    first = _run(path)
     assert not list((tmp_path / ".cellcache" / "replay").glob("*.json"))
+    assert first.replay_note.startswith("not replayed without a kernel: ")
     # The same notebook without the effect is recorded: what the assertion above saw was the effect.
     write_nb(path, "x = 1", "y = 2", "print(x)")
     _run(path)
@@ -142,8 +145,28 @@ def test_a_corrupt_record_runs_the_notebook_and_is_rewritten(tmp_path):
     (record,) = (tmp_path / ".cellcache" / "replay").glob("*.json")
     record.write_text("{not json")
     again = _run(path)
+    assert again.replayed is None and again.ok
+    signature, body = record.read_bytes().split(b"\n", 1)
+    assert len(signature) == 64 and json.loads(body)["version"] == 1
+
+
+def test_a_planted_record_is_never_replayed(tmp_path):
+    """Someone who can write the store folder but has not the user's key can't put outputs into a notebook."""
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    path = write_nb(tmp_path / "nb.ipynb", "print('hello')")
+    out = tmp_path / "out"
+    _confirmed(path)
+    (record,) = (tmp_path / ".cellcache" / "replay").glob("*.json")
+    signature, body = record.read_bytes().split(b"\n", 1)
+    planted = body.replace(b"hello", b"pwned")
+    assert planted != body
+    record.write_bytes(signature + b"\n" + planted)  # the old signature, over new content
+    again = _run(path, RunOptions(auto=True, output_dir=out))
     assert again.replayed is None
-    assert json.loads(record.read_text())["version"] == 1
+    assert "hello" in _text(out / path.name) and "pwned" not in _text(out / path.name)
+    record.write_bytes(planted)  # no signature at all
+    assert _run(path, RunOptions(auto=True, output_dir=out)).replayed is None
+    assert "pwned" not in _text(out / path.name)
 
 
 def test_without_auto_mode_nothing_is_replayed(tmp_path):
