@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import xxhash
 
-from cellcache.batch.results import CellResult, ERROR, INTERRUPTED, NOT_RUN, WOULD_RUN
+from cellcache.batch.results import CellResult, ERROR, HIT, INTERRUPTED, NOT_RUN, PLAIN, WOULD_RUN
 from cellcache.store.maintenance import REPLAYS as FOLDER  # under the local store; invalidations remove it
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ class Replayed:
 
     cells: tuple[CellResult, ...]
     since: str
+    recorded: tuple[CellResult, ...] = ()  # the cells as the run it repeats saw them
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class Ticket:
     key: str
     store_dir: Path
     secret: bytes = field(repr=False)
+    notebook: str = ""  # the notebook's name in the ledger
+    config: Config | None = field(default=None, repr=False)
 
     @property
     def path(self) -> Path:
@@ -78,7 +81,12 @@ def ticket(nb: NotebookNode, path: Path, kernel: str, env: Mapping[str, str], co
         secret = load_signing_key(config.key).secret
     except SigningKeyError:
         return None
-    return Ticket(notebook_key(nb, path, kernel, env, repr(replace(config, key=None))), Path(config.dir), secret)
+    from cellcache.config import notebook_name, project_root
+
+    key = notebook_key(nb, path, kernel, env, repr(replace(config, key=None)))
+    # Named as the kernel names it (cellcache.config.notebook_from_env), so a replay counts under the same steps.
+    name = notebook_name(Path(path).resolve(), project_root(Path(path).resolve().parent))
+    return Ticket(key, Path(config.dir), secret, name, config)
 
 
 def notebook_key(nb: NotebookNode, path: Path, kernel: str, env: Mapping[str, str], settings: str) -> str:
@@ -138,11 +146,9 @@ def replay(nb: NotebookNode, ticket: Ticket, cwd: Path) -> Replayed | None:
             return None
         code = [c for c in nb.cells if c.cell_type == "code"]
         outputs = record["outputs"]
+        recorded = tuple(CellResult(**{**r, "warnings": tuple(r["warnings"])}) for r in record["results"])
         # Saved: all the cell took in the run repeated (a hit's restore included), which this one did not spend.
-        cells = tuple(
-            CellResult(**{**r, "seconds": 0.0, "saved_seconds": r["saved_seconds"] + r["seconds"], "warnings": tuple(r["warnings"])})
-            for r in record["results"]
-        )
+        cells = tuple(replace(c, seconds=0.0, saved_seconds=c.saved_seconds + c.seconds) for c in recorded)
     except (KeyError, TypeError, ValueError, AttributeError):
         return None  # signed by us, yet not what this version writes: run, and write it anew
     if len(outputs) != len(code):
@@ -152,7 +158,30 @@ def replay(nb: NotebookNode, ticket: Ticket, cwd: Path) -> Replayed | None:
     for cell, (outs, count) in zip(code, outputs):
         cell.outputs = [nbformat.from_dict(o) for o in outs]
         cell.execution_count = count
-    return Replayed(cells, str(record.get("when", "")))
+    return Replayed(cells, str(record.get("when", "")), recorded)
+
+
+def count(ticket: Ticket, replayed: Replayed) -> None:
+    """Count a replay's steps in the store's ledger as the run it repeats counted them: `stats` and the panel see every run.
+
+    Its hits are hits again, its plain cells plain, with the same seconds, so the cost rule learns nothing new from it.
+    """
+    from cellcache.store.base import RunRecord, StepRef
+    from cellcache.store.local import open_store
+
+    if ticket.config is None:
+        return
+    try:
+        store = open_store(ticket.config)
+        try:
+            for cell in replayed.recorded:
+                if cell.step and cell.status in (HIT, PLAIN):
+                    step = StepRef(ticket.notebook, cell.step)
+                    store.record_run(RunRecord(step, None, cell.status, cell.seconds, cell.saved_seconds, cell.reason or ""))
+        finally:
+            store.close()
+    except Exception:  # noqa: BLE001 - statistics never cost a result, nor a warning (as in the kernel)
+        pass
 
 
 def remember(nb: NotebookNode, ticket: Ticket, results: Sequence[CellResult], trace_file: Path) -> str | None:

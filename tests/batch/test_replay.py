@@ -202,13 +202,20 @@ def test_a_run_that_uses_a_database_file_is_never_recorded_but_one_in_memory_is(
     assert len(list(replays.glob("*.json"))) == 1
 
 
-def test_invalidating_a_step_withdraws_every_replay(tmp_path):
+def test_a_replay_counts_in_the_ledger_and_invalidating_a_step_withdraws_every_replay(tmp_path):
+    from cellcache.store.local import LocalStore
+
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
     path = write_nb(tmp_path / "nb.ipynb", "import time\ntime.sleep(0.2)\nx = 41", "print(x + 1)")
     # A miss and a hit may show differently (the hit's "restored" marker): the hit runs confirm each other.
     results = [_run(path) for _ in range(4)]
     assert results[-1].replayed is not None
     step = next(c.step for c in results[-1].cells if c.status == "hit")
+    hits_in_runs = sum(c.status == "hit" and c.step == step for r in results for c in r.cells)
+    store = LocalStore(tmp_path / ".cellcache")
+    (row,) = [r for r in store.step_rows() if r.name == step]
+    store.close()
+    assert row.hits == hits_in_runs == 3  # two in kernels, one replayed: `stats` and the panel count every run
     done = cellcache("invalidate", step, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     again = _run(path)
