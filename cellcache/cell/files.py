@@ -390,7 +390,7 @@ class OpenRecorder:
         # as files they would key the source on disk, which is not the code that runs.
         sources = {os.path.abspath(f) for m in list(sys.modules.values()) if isinstance(f := getattr(m, "__file__", None), str)}
         for path in sorted(candidates - recording.written - sources):
-            if self._excluded(path) or path.endswith((".pyc", ".pyo")) or not os.path.isfile(path):
+            if path.endswith((".pyc", ".pyo")) or self._excluded(path) or not os.path.isfile(path):
                 continue
             kept.append(Path(path))
         globbed = [(pattern, recursive) for pattern, recursive in sorted(recording.globs) if not self._excluded(pattern)]
@@ -417,7 +417,20 @@ class OpenRecorder:
         return self._excluded(path)
 
     def _excluded(self, path: str) -> bool:
-        return os.path.realpath(path).startswith(self._exclude) or os.path.realpath(path) + "/" in self._exclude
+        real = _realpath(path)
+        return real.startswith(self._exclude) or real + "/" in self._exclude
+
+
+@functools.lru_cache(maxsize=4096)
+def _real_folder(folder: str) -> str:
+    return os.path.realpath(folder)
+
+
+def _realpath(path: str) -> str:
+    """os.path.realpath, with each folder resolved once: a run's trace checks thousands of files in a few hundred folders."""
+    folder, name = os.path.split(os.path.abspath(path))
+    joined = os.path.join(_real_folder(folder), name)
+    return os.path.realpath(joined) if os.path.islink(joined) else joined
 
 
 def _glob_base(pattern: str) -> str:

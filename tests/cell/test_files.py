@@ -540,3 +540,21 @@ def test_a_listing_the_cell_makes_itself_is_still_a_dependency(counted, workdir)
     (workdir / "data" / "b.csv").write_text("2")
     run(counted, cell)
     assert not cellcache.last_run().hit and counted.user_ns["names"] == ["a.csv", "b.csv"]
+
+
+def test_exclusion_follows_links_out_of_an_excluded_folder(tmp_path: Path) -> None:
+    """A package folder symlinked to the project (a symlink install) is the project's: its files stay deps."""
+    from cellcache.cell.files import OpenRecorder
+
+    excluded, project = tmp_path / "site-packages", tmp_path / "project"
+    excluded.mkdir()
+    project.mkdir()
+    (project / "data.txt").write_text("x")
+    (excluded / "linked").symlink_to(project)
+    (excluded / "own.txt").write_text("y")
+    (project / "into-site").symlink_to(excluded / "own.txt")
+    recorder = OpenRecorder(exclude=[excluded])
+    assert recorder.excluded(str(excluded / "own.txt"))
+    assert recorder.excluded(str(project / "into-site"))  # a link into the excluded folder is excluded
+    assert not recorder.excluded(str(excluded / "linked" / "data.txt"))
+    assert not recorder.excluded(str(project / "data.txt"))
