@@ -9,9 +9,10 @@ writes them without starting a kernel at all.
 What "everything the run depended on" means is what the kernel's trace
 (cellcache.batch.trace) saw over the whole run: the files read, listed and
 globbed, the files named by strings, the project's module sources, the
-installed packages and the interpreter. A run that had a side effect (wrote a
-file, started a process, used the network) is never replayed, and neither is
-one that showed a widget.
+installed packages and the interpreter, and the files it wrote under the
+notebook's folder, as it left them. A run that had a side effect a replay
+would skip (a write elsewhere, a removal, a process, a socket, a database
+file) is never replayed, and neither is one that showed a widget.
 
 The record is signed with the local store's key (an HMAC, as its manifests
 are): a record planted in the store folder is not replayed. A record is
@@ -62,14 +63,17 @@ class Ticket:
     """Where one notebook's record lives and what signs it: made before the run, used before and after it."""
 
     key: str
-    store_dir: Path
-    secret: bytes = field(repr=False)
-    notebook: str = ""  # the notebook's name in the ledger
-    config: Config | None = field(default=None, repr=False)
+    notebook: str  # the notebook's name in the ledger
+    config: Config = field(repr=False)  # its store's
+    secret: bytes = field(repr=False)  # the local store's signing key
+
+    @property
+    def store_dir(self) -> Path:
+        return Path(self.config.dir)
 
     @property
     def path(self) -> Path:
-        return Path(self.store_dir) / FOLDER / f"{self.key}.json"
+        return self.store_dir / FOLDER / f"{self.key}.json"
 
 
 def ticket(nb: NotebookNode, path: Path, kernel: str, env: Mapping[str, str], config: Config) -> Ticket | None:
@@ -86,7 +90,7 @@ def ticket(nb: NotebookNode, path: Path, kernel: str, env: Mapping[str, str], co
     key = notebook_key(nb, path, kernel, env, repr(replace(config, key=None)))
     # Named as the kernel names it (cellcache.config.notebook_from_env), so a replay counts under the same steps.
     name = notebook_name(Path(path).resolve(), project_root(Path(path).resolve().parent))
-    return Ticket(key, Path(config.dir), secret, name, config)
+    return Ticket(key, name, config, secret)
 
 
 def notebook_key(nb: NotebookNode, path: Path, kernel: str, env: Mapping[str, str], settings: str) -> str:
@@ -169,8 +173,6 @@ def count(ticket: Ticket, replayed: Replayed) -> None:
     from cellcache.store.base import RunRecord, StepRef
     from cellcache.store.local import open_store
 
-    if ticket.config is None:
-        return
     try:
         store = open_store(ticket.config)
         try:
@@ -203,11 +205,8 @@ def remember(nb: NotebookNode, ticket: Ticket, results: Sequence[CellResult], tr
     # Confirmed by a second run that saw the same inputs and gave the same outputs: a clock or an
     # unseeded draw in any cell never confirms. (The two may have loaded different modules: a cold
     # run imports the store's writer, a warm one does not.)
-    confirmed = (
-        before is not None
-        and before.get("outputs_digest") == digest
-        and all(deps.get(shown, value) == value for shown, value in (before.get("deps") or {}).items())
-    )
+    same_inputs = before is not None and all(deps.get(shown, value) == value for shown, value in (before.get("deps") or {}).items())
+    confirmed = same_inputs and before.get("outputs_digest") == digest  # type: ignore[union-attr]
     record = {
         "version": _VERSION,
         "confirmed": confirmed,
@@ -226,11 +225,11 @@ def remember(nb: NotebookNode, ticket: Ticket, results: Sequence[CellResult], tr
         atomic_write_bytes(ticket.path, _signature(body, ticket.secret) + b"\n" + body)
     except OSError as exc:
         return f"not replayed without a kernel: its record could not be written ({exc})"
-    if before is not None and before.get("outputs_digest") != digest:
-        previous = before.get("cell_digests") or []
+    if same_inputs and not confirmed:  # the same inputs, other outputs: say where
+        previous = before.get("cell_digests") or []  # type: ignore[union-attr]
         changed = next((n for n, (a, b) in enumerate(zip(previous, cells)) if a != b), None)
         if changed is not None and len(previous) == len(cells):
-            index = nb.cells.index(code[changed])
+            index = next(i for i, c in enumerate(nb.cells) if c is code[changed])
             return (f"not replayed without a kernel: cell {index}'s output differs from the last run's "
                     "(a clock, a timing or an unseeded random draw?)")
     return None

@@ -97,7 +97,7 @@ def run_job(job: Job, options: RunOptions = RunOptions(), listener: Listener | N
     replayed = _replay.replay(nb, ticket, path.parent.resolve()) if ticket is not None else None
     note = None
     if replayed is not None:
-        _replay.count(ticket, replayed)  # type: ignore[arg-type]  # a replay had a ticket
+        _replay.count(ticket, replayed)  # type: ignore[arg-type]  # a replay has a ticket
         cells: list[CellResult] = list(replayed.cells)
         for cell in cells:
             listener.cell_started(job, cell.index, cell.step)

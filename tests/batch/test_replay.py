@@ -93,6 +93,7 @@ def test_an_unchanged_notebook_is_replayed_and_each_kind_of_input_change_runs_it
         change()
         changed = _run(path, options)
         assert changed.replayed is None, what
+        assert changed.replay_note is None, what  # new inputs, new outputs: nothing to explain
         assert expected in _text(out / path.name), what
         _run(path, options)  # confirms the record again, for the next change
 
