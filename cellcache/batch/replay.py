@@ -100,7 +100,8 @@ def notebook_key(nb: NotebookNode, path: Path, kernel: str, env: Mapping[str, st
     """
     from cellcache import __version__
 
-    cells = [(c.source, sorted(c.get("metadata", {}).get("tags", []))) for c in nb.cells if c.cell_type == "code"]
+    # The ids too: auto mode names each cell's step after its id.
+    cells = [(c.get("id"), c.source, sorted(c.get("metadata", {}).get("tags", []))) for c in nb.cells if c.cell_type == "code"]
     spec = _kernel_argv(kernel)
     settled = {k: v for k, v in sorted(env.items()) if k not in _VOLATILE_ENV}
     text = json.dumps([_VERSION, __version__, str(Path(path).resolve()), kernel, spec, cells, settled, settings], sort_keys=True)

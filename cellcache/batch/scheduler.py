@@ -93,7 +93,7 @@ def run_job(job: Job, options: RunOptions = RunOptions(), listener: Listener | N
     nb = _sweep.inject(read_notebook(path), job.parameters.as_dict())
     listener.notebook_started(job, sum(runnable(c) for c in nb.cells))
     env = kernel_env(path.parent.resolve(), notebook=path, store_dir=options.store_dir)
-    ticket = _replay_ticket(nb, path, options, env)
+    ticket = replay_ticket(nb, path, options, env)
     replayed = _replay.replay(nb, ticket, path.parent.resolve()) if ticket is not None else None
     note = None
     if replayed is not None:
@@ -144,11 +144,11 @@ def run_job(job: Job, options: RunOptions = RunOptions(), listener: Listener | N
 
 
 
-def _replay_ticket(nb: Any, path: Path, options: RunOptions, env: dict[str, str]) -> _replay.Ticket | None:
+def replay_ticket(nb: Any, path: Path, options: RunOptions, env: dict[str, str]) -> _replay.Ticket | None:
     """The notebook's replay ticket when this run may replay it or record itself for a replay; None when not.
 
-    Only auto mode: a user who annotated cells chose what is cached. Never with ``--force`` (run everything)
-    nor in ``status`` (which reports on cells).
+    Only auto mode: a user who annotated cells chose what is cached. Never with ``--force`` (run everything),
+    in ``status`` (which reports on cells), nor with cellcache disabled.
     """
     if options.force or options.restore_only:
         return None
@@ -156,8 +156,8 @@ def _replay_ticket(nb: Any, path: Path, options: RunOptions, env: dict[str, str]
         config = _config.resolve(cwd=path.parent.resolve(), env=env)
     except Exception:  # noqa: BLE001 - a broken config is reported by the kernel that loads it
         return None
-    if not (options.auto or config.auto) or not config.auto_replay:
-        return None
+    if not (options.auto or config.auto) or not config.auto_replay or config.disable:
+        return None  # (disabled: every cell is to run plainly, and a replay runs none)
     kernel = options.kernel or nb.metadata.get("kernelspec", {}).get("name") or "python3"
     return _replay.ticket(nb, path, kernel, env, replace(config, dir=Path(env["CELLCACHE_DIR"])))
 

@@ -24,7 +24,10 @@ AUTO = RunOptions(auto=True)
 SOURCES = (
     "import os, glob\nimport numpy as np\nfrom helper import scale",
     "with open('data.csv') as f:\n    rows = [float(x) for x in f.read().split()]\nprint('rows', rows)",
-    "blob = np.fromfile('blob.bin', dtype=np.uint8)\nprint('blob', blob.sum())",  # a native read: named, not opened in Python
+    # A native read, which no audit hook sees: the file is only named in the code.
+    "import ctypes\nlibc = ctypes.CDLL(None)\nlibc.fopen.restype = ctypes.c_void_p\nlibc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]\n"
+    "libc.fread.argtypes = libc.fclose.argtypes = None\nf = libc.fopen('blob.bin'.encode(), b'rb')\nbuf = ctypes.create_string_buffer(3)\n"
+    "libc.fread(buf, 1, 3, ctypes.c_void_p(f))\nlibc.fclose(ctypes.c_void_p(f))\nprint('blob', sum(buf.raw))",
     "print('scaled', scale(sum(rows)))",
     "print('inputs', sorted(os.path.basename(p) for p in glob.glob('inputs/*.txt')))",
     "print('mode', os.environ.get('DEMO_MODE', 'default'))",
@@ -81,26 +84,47 @@ def test_an_unchanged_notebook_is_replayed_and_each_kind_of_input_change_runs_it
     nbformat.write(nb, path)
     assert _run(path, options).replayed is not None
 
+    # Each kind of input, changed: seen before any kernel starts; put back: replayed again, so the check saw that change.
+    data, blob, helper = tmp_path / "data.csv", tmp_path / "blob.bin", tmp_path / "helper.py"
+    original = nbformat.read(path, as_version=4)
     changes = [
-        ("a file it reads", lambda: (tmp_path / "data.csv").write_text("1 2 4\n"), "rows [1.0, 2.0, 4.0]"),
-        ("a file only named in its code", lambda: (tmp_path / "blob.bin").write_bytes(bytes([1, 2, 9])), "blob 12"),
-        ("a local module", lambda: (tmp_path / "helper.py").write_text("def scale(x):\n    return x * 100\n"), "scaled 700.0"),
-        ("a globbed folder", lambda: (tmp_path / "inputs" / "b.txt").write_text("b"), "inputs ['a.txt', 'b.txt']"),
-        ("an environment variable", lambda: monkeypatch.setenv("DEMO_MODE", "fast"), "mode fast"),
-        ("a cell's code", lambda: _edit_last_cell(path), "mode: fast"),
+        ("a file it reads", lambda: data.write_text("1 2 4\n"), lambda: data.write_text("1 2 3\n")),
+        ("a file only named in its code", lambda: blob.write_bytes(bytes([1, 2, 9])), lambda: blob.write_bytes(bytes([1, 2, 3]))),
+        ("a local module", lambda: helper.write_text("def scale(x):\n    return x * 100\n"), lambda: helper.write_text("def scale(x):\n    return x * 10\n")),
+        ("a globbed folder", lambda: (tmp_path / "inputs" / "b.txt").write_text("b"), lambda: (tmp_path / "inputs" / "b.txt").unlink()),
+        ("an environment variable", lambda: monkeypatch.setenv("DEMO_MODE", "fast"), lambda: monkeypatch.delenv("DEMO_MODE")),
+        ("a cell's code", lambda: _edit_last_cell(path), lambda: nbformat.write(original, path)),
     ]
-    for what, change, expected in changes:
+    for what, change, revert in changes:
         change()
-        changed = _run(path, options)
-        assert changed.replayed is None, what
-        assert changed.replay_note is None, what  # new inputs, new outputs: nothing to explain
-        assert expected in _text(out / path.name), what
-        _run(path, options)  # confirms the record again, for the next change
+        assert _replays(path) is False, what
+        revert()
+        assert _replays(path) is True, what
 
-    assert _run(path, options).replayed is not None
-    assert _run(path, RunOptions(auto=True, output_dir=out, force=True)).replayed is None
-    monkeypatch.setenv("CELLCACHE_AUTO_REPLAY", "0")
-    assert _run(path, options).replayed is None
+    # And through a kernel: the new input gives the new output, with nothing to explain.
+    data.write_text("1 2 4\n")
+    changed = _run(path, options)
+    assert changed.replayed is None and changed.replay_note is None
+    assert "rows [1.0, 2.0, 4.0]" in _text(out / path.name)
+
+    # Never with --force, with cellcache disabled, or with the setting off: no ticket at all.
+    assert _replays(path, RunOptions(auto=True, force=True)) is None
+    for name, value in (("CELLCACHE_DISABLE", "1"), ("CELLCACHE_AUTO_REPLAY", "0")):
+        with monkeypatch.context() as env:
+            env.setenv(name, value)
+            assert _replays(path) is None, name
+
+
+def _replays(path: Path, options: RunOptions = AUTO) -> bool | None:
+    """What the batch decides before starting a kernel (None: it would not even look), without running anything."""
+    from cellcache.batch import replay
+    from cellcache.batch.kernel import kernel_env
+    from cellcache.batch.notebook import read_notebook
+    from cellcache.batch.scheduler import replay_ticket
+
+    nb = read_notebook(path)
+    ticket = replay_ticket(nb, path, options, kernel_env(path.parent.resolve(), notebook=path))
+    return None if ticket is None else replay.replay(nb, ticket, path.parent.resolve()) is not None
 
 
 def _edit_last_cell(path: Path) -> None:
