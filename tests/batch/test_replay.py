@@ -7,7 +7,6 @@ effect, or whose outputs change from run to run, is never replayed.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import nbformat
