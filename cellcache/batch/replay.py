@@ -193,15 +193,14 @@ def remember(nb: NotebookNode, ticket: Ticket, results: Sequence[CellResult], tr
     Returns what the user should know of why the notebook won't be replayed, if it won't; None when it
     may be, or when the reason is plain to see (a cell failed).
     """
-    why = _unfit(nb, results, trace_file)
-    if why is not None:
+    deps, why = _traced_deps(nb, results, trace_file)
+    if deps is None:
         _forget(ticket)
         return None if why in (_NOT_ALL_RAN, _NOT_TRACED) else f"not replayed without a kernel: {why}"
-    deps = json.loads(trace_file.read_text())["deps"]
     code = [c for c in nb.cells if c.cell_type == "code"]
     outputs = [([_plain(o) for o in c.outputs], c.execution_count) for c in code]
-    digest = _outputs_digest(outputs)
-    cells = [_outputs_digest([pair]) for pair in outputs]
+    cells = [_outputs_digest(outs) for outs, _ in outputs]
+    digest = xxhash.xxh3_128_hexdigest("".join(cells).encode())  # of the cells' own: the outputs are serialized once
     before = _load(ticket)
     # Confirmed by a second run that saw the same inputs and gave the same outputs: a clock or an
     # unseeded draw in any cell never confirms. (The two may have loaded different modules: a cold
@@ -239,24 +238,25 @@ def remember(nb: NotebookNode, ticket: Ticket, results: Sequence[CellResult], tr
 _NOT_ALL_RAN, _NOT_TRACED = "not every cell ran", "the run was not traced"
 
 
-def _unfit(nb: NotebookNode, results: Sequence[CellResult], trace_file: Path) -> str | None:
+def _traced_deps(nb: NotebookNode, results: Sequence[CellResult], trace_file: Path) -> tuple[dict[str, str] | None, str | None]:
+    """What the kernel's trace says the run depended on; or None and why the run can't be replayed."""
     if any(r.status in (ERROR, INTERRUPTED, NOT_RUN, WOULD_RUN) for r in results):
-        return _NOT_ALL_RAN
+        return None, _NOT_ALL_RAN
     try:
         trace = json.loads(trace_file.read_text())
     except (OSError, ValueError):
-        return _NOT_TRACED
+        return None, _NOT_TRACED
     if not isinstance(trace, dict):
-        return _NOT_TRACED
+        return None, _NOT_TRACED
     if trace.get("plain"):
-        return str(trace["plain"])
+        return None, str(trace["plain"])
     if not isinstance(trace.get("deps"), dict):
-        return _NOT_TRACED
+        return None, _NOT_TRACED
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             if _WIDGET_MIME in out.get("data", {}):
-                return "it shows an interactive widget"
-    return None
+                return None, "it shows an interactive widget"
+    return trace["deps"], None
 
 
 def _forget(ticket: Ticket) -> None:
@@ -271,6 +271,6 @@ def _plain(output: Any) -> Any:
 
 
 def _outputs_digest(outputs: list[Any]) -> str:
-    # Execution counts are where a cell ran, not what it gave.
-    scrubbed = [[{k: v for k, v in o.items() if k != "execution_count"} for o in outs] for outs, _ in outputs]
+    """One cell's outputs. Execution counts are where a cell ran, not what it gave."""
+    scrubbed = [{k: v for k, v in o.items() if k != "execution_count"} for o in outputs]
     return xxhash.xxh3_128_hexdigest(json.dumps(scrubbed, sort_keys=True).encode())

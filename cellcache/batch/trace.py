@@ -94,10 +94,11 @@ def _summary() -> dict[str, Any]:
     installed = [d for d in sys.path if d and os.path.isdir(d) and recorder.excluded(d)]
     deps.extend(Listing(Listing.DIR, os.path.abspath(d)) for d in sorted(set(installed)))
     deps.append(Path(os.path.realpath(sys.executable)))
-    deps.extend(_startup_files(known))
     startup = _startup_folder()
-    if startup is not None and startup.is_dir():
-        deps.append(Listing(Listing.DIR, str(startup)))
+    if startup is not None:
+        deps.extend(_startup_files(startup, known))
+        if startup.is_dir():
+            deps.append(Listing(Listing.DIR, str(startup)))
     return {"plain": None, "deps": digests(deps, cwd, None), "python": sys.version}
 
 
@@ -108,13 +109,10 @@ def _startup_folder() -> Path | None:
         return None
 
 
-def _startup_files(known: set[str]) -> list[Path]:
+def _startup_files(startup: Path, known: set[str]) -> list[Path]:
     """IPython's startup scripts and the kernel's config: they ran before the first cell, outside the trace."""
-    startup = _startup_folder()
-    if startup is None:
-        return []
     folder = startup.parent
-    found = sorted((folder / "startup").glob("*.py")) + sorted((folder / "startup").glob("*.ipy"))
+    found = sorted(startup.glob("*.py")) + sorted(startup.glob("*.ipy"))
     found += [p for p in (folder / "ipython_config.py", folder / "ipython_kernel_config.py") if p.is_file()]
     return [p for p in found if str(p) not in known]
 
